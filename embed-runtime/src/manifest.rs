@@ -1,0 +1,131 @@
+//! The archive format: `PYPY.json`, the manifest at the top of every archive.
+//!
+//! These types are the contract between the xtask that writes archives and
+//! this crate that reads them; both use this one definition.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+/// The format version this code writes and reads.
+pub const FORMAT_VERSION: u32 = 1;
+/// File name of the manifest inside the top folder.
+pub const MANIFEST_NAME: &str = "PYPY.json";
+/// The one top folder of every archive.
+pub const TOP_DIR: &str = "pypy";
+/// Name of the C header we add for the embedding functions.
+pub const HEADER_NAME: &str = "pypy_embed.h";
+
+/// The embedding functions libpypy must export.
+pub const EMBEDDING_API: [&str; 6] = [
+    "rpython_startup_code",
+    "pypy_setup_home",
+    "pypy_init_threads",
+    "pypy_execute_source",
+    "pypy_execute_source_ptr",
+    "pypy_thread_attach",
+];
+
+/// `PYPY.json`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Manifest {
+    pub format_version: u32,
+    /// PyPy's version, e.g. `7.3.20`.
+    pub pypy_version: String,
+    /// The Python language version, e.g. `3.11`.
+    pub python_version: String,
+    pub target: String,
+    /// Paths relative to the top folder, always with `/`.
+    pub paths: Paths,
+    /// Which of [`EMBEDDING_API`] libpypy exports.
+    pub embedding_symbols: Vec<String>,
+    /// The shared libraries libpypy needs (ELF `NEEDED`, Mach-O load commands, PE imports).
+    pub needed_libraries: Vec<String>,
+    pub origin: Origin,
+    /// Every file under the top folder except the manifest, by relative path.
+    pub files: BTreeMap<String, FileEntry>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Paths {
+    pub libpypy: String,
+    pub launcher: Option<String>,
+    pub stdlib: String,
+    pub include: String,
+}
+
+/// Where the interpreter came from.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Origin {
+    /// The recipe's name, when a recipe was used.
+    pub recipe: Option<String>,
+    pub source: Source,
+    /// RPython options of the translation; empty for a repackaged build.
+    pub translation_options: Vec<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "kebab-case", deny_unknown_fields)]
+pub enum Source {
+    /// A source release checked against the recipe's sha256.
+    Release { url: String, sha256: String },
+    /// A local source tree; the git commit when it is a checkout.
+    Checkout { commit: Option<String> },
+    /// A PyPy built by someone else and repackaged (a release archive, Debian packages, a tree).
+    Prebuilt {
+        description: String,
+        sha256: Option<String>,
+    },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileEntry {
+    pub sha256: String,
+    pub size: u64,
+    /// Unix mode bits as archived (0o755 or 0o644); symlinks are recorded by `link`.
+    pub mode: u32,
+    /// Target of a symbolic link (relative, inside the archive).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub link: Option<String>,
+}
+
+/// Why a manifest could not be read.
+#[derive(Debug, thiserror::Error)]
+pub enum ManifestError {
+    #[error("PYPY.json is not valid JSON: {0}")]
+    Json(#[from] serde_json::Error),
+    #[error("PYPY.json has no integer `format_version`")]
+    NoVersion,
+    #[error(
+        "PYPY.json has format version {found}, but this code reads version {FORMAT_VERSION}; \
+         rebuild the archive with a matching xtask or update embed-runtime"
+    )]
+    UnknownVersion { found: u64 },
+}
+
+impl Manifest {
+    /// Parses a manifest, checking the format version before anything else
+    /// so that a newer format gets a clear error, not a field mismatch.
+    pub fn from_json(text: &str) -> Result<Manifest, ManifestError> {
+        let value: serde_json::Value = serde_json::from_str(text)?;
+        let version = value
+            .get("format_version")
+            .and_then(|v| v.as_u64())
+            .ok_or(ManifestError::NoVersion)?;
+        if version != u64::from(FORMAT_VERSION) {
+            return Err(ManifestError::UnknownVersion { found: version });
+        }
+        Ok(serde_json::from_value(value)?)
+    }
+
+    /// Pretty JSON with a trailing newline; field order is fixed, so output is reproducible.
+    pub fn to_json(&self) -> String {
+        let mut text = serde_json::to_string_pretty(self).expect("manifest always serialises");
+        text.push('\n');
+        text
+    }
+}

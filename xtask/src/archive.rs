@@ -1,0 +1,1 @@
+//! Writes reproducible .tar.gz archives (sorted, fixed mtime and owner, parallel gzip members).

@@ -1,0 +1,24 @@
+//! The build tool behind `cargo xtask`: one module per subcommand, plus the
+//! shared pieces (recipes, the target table, archives) they are built from.
+
+pub mod archive;
+pub mod bench;
+pub mod binary;
+pub mod build_cache;
+pub mod build_pypy;
+pub mod ci_matrix;
+pub mod doctor;
+pub mod fetch;
+pub mod fixtures;
+pub mod host;
+pub mod package;
+pub mod paths;
+pub mod recipe;
+pub mod recipes_cmd;
+pub mod repackage;
+pub mod targets;
+pub mod test_cmd;
+pub mod translate;
+pub mod verify;
+
+pub use embed_runtime::manifest;

@@ -1,0 +1,33 @@
+//! `cargo xtask test`: prepares every real fixture, then runs the whole workspace test-suite.
+
+use anyhow::{Context, Result};
+use xshell::{cmd, Shell};
+
+use crate::{fixtures, paths};
+
+/// Options of `cargo xtask test`.
+#[derive(clap::Args, Debug)]
+pub struct Args {
+    /// Prepare the fixtures and stop.
+    #[arg(long)]
+    pub prepare_only: bool,
+    /// Extra arguments for `cargo test` (after `--`), e.g. a test name filter.
+    #[arg(last = true)]
+    pub cargo_args: Vec<String>,
+}
+
+pub fn run(args: Args) -> Result<()> {
+    let sh = Shell::new()?;
+    sh.change_dir(paths::workspace_root());
+    fixtures::prepare_all(&sh).context("preparing the test fixtures")?;
+    if args.prepare_only {
+        return Ok(());
+    }
+    let root = fixtures::root();
+    let _env = sh.push_env(fixtures::FIXTURES_ENV, &root);
+    let extra = &args.cargo_args;
+    cmd!(sh, "cargo test --workspace --all-targets {extra...}")
+        .run()
+        .context("the test-suite failed")?;
+    Ok(())
+}
