@@ -1,7 +1,95 @@
 //! Embed PyPy in a Rust program from a relocatable archive built by this
 //! project's `cargo xtask build-pypy` or `cargo xtask repackage`.
 //!
-//! The archive format is described in [`manifest`]; the runtime API arrives
-//! with the embed-runtime issue.
+//! ```no_run
+//! let rt = embed_runtime::start()?;
+//! rt.run("import sys; print('hello from PyPy', sys.version_info[:2])")?;
+//!
+//! rt.run("def shout(s): return s.upper() + '!'")?;
+//! let shout = rt.function("__main__", "shout")?; // look up once ...
+//! assert_eq!(shout.call_str("hi")?, "HI!"); // ... call fast, from any thread
+//!
+//! embed_runtime::register("add_one", |data: &[u8]| Ok(data.iter().map(|b| b + 1).collect()));
+//! rt.run("import embed_runtime; assert embed_runtime.call('add_one', b'abc') == b'bcd'")?;
+//! # Ok::<(), embed_runtime::Error>(())
+//! ```
+//!
+//! # Where PyPy comes from
+//!
+//! [`start`] (or [`Builder::start`]) looks, in this order, and uses the first
+//! place that exists:
+//!
+//! 1. the path given to [`Builder::home`]: an archive or an extracted tree
+//!    (nothing else is searched then);
+//! 2. `$PYPY_EMBED_HOME`: an extracted tree (the `pypy/` folder holding
+//!    `PYPY.json`, the folder above it, or a tree without manifest such as
+//!    Debian's `/usr`);
+//! 3. `$PYPY_EMBED_ARCHIVE`: an archive;
+//! 4. beside the running executable: a `pypy/` tree, else the newest
+//!    `pypy<py>-v<pypy>-<target>.tar.gz` for this target, so an application
+//!    can ship its PyPy next to it;
+//! 5. the archive the build script found: `$PYPY_EMBED_BUILD_ARCHIVE` at
+//!    build time, else the newest archive for the build target in the
+//!    workspace's `dist/` (cargo rebuilds when `dist/` changes);
+//! 6. with the cargo feature `embedded-archive`, that same archive built into
+//!    the binary with `include_bytes!` (single-file deployment).
+//!
+//! A place that is set but unusable (a variable naming a missing folder, a
+//! damaged archive) is an error rather than a reason to try the next: running
+//! another PyPy than the one configured would be worse. When nothing is
+//! found, [`Error::NotFound`] lists every place searched.
+//!
+//! Archives are extracted once into `<cache>/<sha256 of the archive>/pypy/`,
+//! where `<cache>` is `$PYPY_EMBED_CACHE/runtime`, else the user's cache
+//! folder (`~/.cache/pypy-embed/runtime` on Linux), or [`Builder::cache_dir`].
+//! Extraction checks every file's sha256 against `PYPY.json`, refuses unsafe
+//! entries (absolute paths, `..`, links leaving the tree), and happens in a
+//! temporary folder renamed into place under a file lock: any number of
+//! processes may start at once. Each start checks the cached copy's sizes,
+//! modes and mtimes against what extraction recorded and extracts again if a
+//! file changed or vanished (see the `cache` module for why not full hashes).
+//!
+//! # Threads
+//!
+//! Every method may be called from any thread. A thread that PyPy did not
+//! start is attached (`pypy_thread_attach`) the first time it calls in, under
+//! a process-wide mutex; the attachment lasts as long as the process. PyPy's
+//! GIL serialises the Python code itself, so calls from several threads are
+//! correct but do not run Python in parallel. A Rust function called from
+//! Python runs on the calling thread and may call Python again.
+//!
+//! # Errors
+//!
+//! An exception in Python comes back as [`Error::Python`] with the exception's
+//! type, message and full traceback. An `Err` from a Rust function registered
+//! with [`register`] raises `embed_runtime.RustError` in Python; a panic is
+//! caught at the boundary and raises `embed_runtime.RustPanic`: no Rust panic
+//! ever unwinds into PyPy.
+//!
+//! # Not supported
+//!
+//! - Finalisation: PyPy has no finalize function, so it cannot be shut down,
+//!   and cannot be started twice in one process. The first successful start
+//!   decides the home for the life of the process; starting again with the
+//!   same home returns the same [`Runtime`], with another home is
+//!   [`Error::OtherHome`]. A start that fails after libpypy was initialised
+//!   leaves the process unable to start PyPy ([`Error::Poisoned`]).
+//! - Two different PyPy versions in one process.
+//! - `fork()` after PyPy started (upstream does not support it for
+//!   embedders either).
+//! - Passing Python objects to Rust: values cross as `bytes` or `str`;
+//!   encode anything richer (JSON, msgpack) on both sides.
 
+mod archive_name;
+mod cache;
+mod discover;
+#[cfg(feature = "embedded-archive")]
+mod embedded;
+mod error;
+mod ffi;
 pub mod manifest;
+mod runtime;
+
+pub use discover::{ArchiveOrigin, Home, Source, ARCHIVE_ENV, CACHE_ENV, HOME_ENV};
+pub use error::{Error, PythonError, Searched};
+pub use runtime::{register, register_str, running, start, BoxError, Builder, Function, Runtime};

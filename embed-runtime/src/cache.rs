@@ -1,0 +1,938 @@
+//! The per-user cache of extracted archives: `<cache>/<archive sha256>/pypy/…`.
+//!
+//! An archive is extracted once, into a temporary folder beside its final
+//! place, checked file by file against its `PYPY.json` (sha256, size, mode,
+//! link target), then renamed into place, all under a file lock so that many
+//! processes starting at once extract it once and all succeed.
+//!
+//! Checking a cached copy must be cheap, since it happens at every start.
+//! Hashing 100 MB would cost more than starting PyPy, so full hashes are
+//! checked once, while extracting, and recorded in `stamp.json` with each
+//! file's size, mode and mtime (the archive's, which we set). A start
+//! compares these with `stat`: a deleted, truncated, rewritten or touched
+//! file changes its size or mtime, and the copy is extracted again. What
+//! escapes this check is a change that keeps size and mtime (deliberately
+//! restored mtimes, bit rot), which hashing at every start would catch at a
+//! price no start-up can afford. Bytecode caches (`__pycache__/*.pyc`) are
+//! left out of the start-up check: PyPy rewrites them itself.
+
+use std::collections::{BTreeMap, HashSet};
+use std::fs::{self, File};
+use std::io::{BufReader, Read, Write};
+use std::path::{Component, Path, PathBuf};
+use std::sync::mpsc;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use crate::error::Error;
+use crate::manifest::{Manifest, MANIFEST_NAME, TOP_DIR};
+
+/// The name of the record of a complete, checked extraction.
+pub(crate) const STAMP_NAME: &str = "stamp.json";
+const STAMP_FORMAT: u32 = 1;
+
+/// An archive to extract: a file, or bytes built into the binary with their sha256.
+pub(crate) enum ArchiveRef<'a> {
+    File(&'a Path),
+    #[allow(dead_code)] // only with the `embedded-archive` feature
+    Embedded {
+        bytes: &'static [u8],
+        sha256: &'static str,
+    },
+}
+
+impl ArchiveRef<'_> {
+    fn describe(&self) -> String {
+        match self {
+            ArchiveRef::File(p) => p.display().to_string(),
+            ArchiveRef::Embedded { .. } => "the archive embedded in the binary".to_string(),
+        }
+    }
+}
+
+/// A checked extraction in the cache.
+#[derive(Debug)]
+pub(crate) struct Extracted {
+    /// The `pypy/` folder.
+    pub top: PathBuf,
+    pub sha256: String,
+    pub extracted_now: bool,
+    /// Why an existing copy was replaced, if it was.
+    pub repaired: Option<String>,
+}
+
+/// What a complete extraction holds; every path is relative to the entry and uses `/`.
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Stamp {
+    format: u32,
+    archive_sha256: String,
+    files: BTreeMap<String, StampEntry>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+struct StampEntry {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    link: Option<String>,
+    #[serde(default)]
+    size: u64,
+    #[serde(default)]
+    mode: u32,
+    /// Seconds since the epoch, as set from the archive.
+    #[serde(default)]
+    mtime: u64,
+}
+
+/// The extracted copy of `archive`, extracting it first if the cache has
+/// none or a damaged one.
+pub(crate) fn ensure(cache: &Path, archive: &ArchiveRef<'_>) -> Result<Extracted, Error> {
+    let sha256 = match archive {
+        ArchiveRef::File(path) => file_sha256(cache, path)?,
+        ArchiveRef::Embedded { sha256, .. } => sha256.to_string(),
+    };
+    let entry = cache.join(&sha256);
+    let done = |extracted_now, repaired| Extracted {
+        top: entry.join(TOP_DIR),
+        sha256: sha256.clone(),
+        extracted_now,
+        repaired,
+    };
+    // A complete entry is never modified in place, so checking it needs no lock.
+    if check(&entry, &sha256).is_ok() {
+        return Ok(done(false, None));
+    }
+
+    fs::create_dir_all(cache).map_err(|e| Error::io("creating the cache folder", cache, e))?;
+    let lock_path = cache.join(format!("{sha256}.lock"));
+    let lock = File::options()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&lock_path)
+        .map_err(|e| Error::io("opening the lock file", &lock_path, e))?;
+    // Blocks while another process extracts; the OS releases the lock if that
+    // process dies, so a crash cannot wedge later starts.
+    lock.lock()
+        .map_err(|e| Error::io("locking", &lock_path, e))?;
+
+    // Whoever held the lock before us may have done the work.
+    let repaired = match check(&entry, &sha256) {
+        Ok(()) => return Ok(done(false, None)),
+        Err(reason) => entry.exists().then_some(reason),
+    };
+    remove_leftovers(cache, &sha256);
+
+    let tmp = tempfile::Builder::new()
+        .prefix(&format!(".tmp-{sha256}-"))
+        .tempdir_in(cache)
+        .map_err(|e| Error::io("creating a temporary folder in", cache, e))?;
+    let stamp = extract(archive, tmp.path())?;
+    let stamp_json = serde_json::to_vec_pretty(&Stamp {
+        format: STAMP_FORMAT,
+        archive_sha256: sha256.clone(),
+        files: stamp,
+    })
+    .expect("a stamp always serialises");
+    let stamp_path = tmp.path().join(STAMP_NAME);
+    fs::write(&stamp_path, stamp_json).map_err(|e| Error::io("writing", &stamp_path, e))?;
+
+    if entry.exists() {
+        // Processes still running from the damaged copy keep their open files.
+        let trash = cache.join(format!(".trash-{sha256}-{}", std::process::id()));
+        fs::rename(&entry, &trash).map_err(|e| Error::io("moving aside the damaged", &entry, e))?;
+        let _ = fs::remove_dir_all(&trash);
+    }
+    let tmp_path = tmp.keep();
+    fs::rename(&tmp_path, &entry).map_err(|e| Error::io("renaming into place", &entry, e))?;
+    drop(lock);
+    Ok(done(true, repaired))
+}
+
+/// Removes half-made folders of processes that died while extracting; only
+/// called under the lock, so no live process owns them.
+fn remove_leftovers(cache: &Path, sha256: &str) {
+    let Ok(entries) = fs::read_dir(cache) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let name = name.to_string_lossy();
+        if name.starts_with(&format!(".tmp-{sha256}-"))
+            || name.starts_with(&format!(".trash-{sha256}-"))
+        {
+            let _ = fs::remove_dir_all(entry.path());
+        }
+    }
+}
+
+/// Checks a cached entry cheaply against its stamp (see the module docs).
+fn check(entry: &Path, sha256: &str) -> Result<(), String> {
+    let stamp_path = entry.join(STAMP_NAME);
+    let text = fs::read(&stamp_path).map_err(|e| format!("{STAMP_NAME}: {e}"))?;
+    let stamp: Stamp = serde_json::from_slice(&text).map_err(|e| format!("{STAMP_NAME}: {e}"))?;
+    if stamp.format != STAMP_FORMAT || stamp.archive_sha256 != sha256 {
+        return Err(format!("{STAMP_NAME} is for another archive or format"));
+    }
+    for (rel, want) in &stamp.files {
+        if is_bytecode_cache(rel) {
+            continue;
+        }
+        let path = entry.join(rel);
+        let meta = fs::symlink_metadata(&path).map_err(|e| format!("{rel}: {e}"))?;
+        if let Some(target) = &want.link {
+            let got = fs::read_link(&path).map_err(|e| format!("{rel}: not a link ({e})"))?;
+            if got != Path::new(target) {
+                return Err(format!(
+                    "{rel}: links to {}, expected {target}",
+                    got.display()
+                ));
+            }
+            continue;
+        }
+        if !meta.is_file() {
+            return Err(format!("{rel}: not a regular file"));
+        }
+        if meta.len() != want.size {
+            return Err(format!(
+                "{rel}: {} bytes, expected {}",
+                meta.len(),
+                want.size
+            ));
+        }
+        let mtime = meta
+            .modified()
+            .ok()
+            .and_then(|t| t.duration_since(UNIX_EPOCH).ok());
+        if mtime != Some(Duration::from_secs(want.mtime)) {
+            return Err(format!("{rel}: modified since extraction"));
+        }
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            if meta.permissions().mode() & 0o777 != want.mode {
+                return Err(format!("{rel}: mode changed"));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Compiled bytecode that PyPy itself rewrites whenever it finds it stale
+/// (for instance when the archive's mtimes differ from those recorded in
+/// it): a cache, not part of the interpreter, and Python checks each one
+/// against its source before use. Hashed at extraction like every file, but
+/// not compared at start-up.
+fn is_bytecode_cache(rel: &str) -> bool {
+    rel.ends_with(".pyc") && rel.contains("/__pycache__/")
+}
+
+/// The sha256 of an archive file, remembered per path by size, mtime and
+/// (on Unix) inode and ctime, so that a start does not hash 30 MB again.
+fn file_sha256(cache: &Path, path: &Path) -> Result<String, Error> {
+    let meta = fs::metadata(path).map_err(|e| Error::io("reading", path, e))?;
+    let identity = file_identity(&meta);
+    let canonical = path.canonicalize().unwrap_or_else(|_| path.to_path_buf());
+    let key = hex::encode(Sha256::digest(canonical.to_string_lossy().as_bytes()));
+    let memo_dir = cache.join("archives");
+    let memo = memo_dir.join(format!("{key}.json"));
+    if let Ok(text) = fs::read_to_string(&memo) {
+        if let Ok(known) = serde_json::from_str::<ArchiveMemo>(&text) {
+            if known.identity == identity && known.path == canonical {
+                return Ok(known.sha256);
+            }
+        }
+    }
+    let mut file = File::open(path).map_err(|e| Error::io("reading", path, e))?;
+    let mut hasher = Sha256::new();
+    let mut buffer = vec![0u8; 1 << 20];
+    loop {
+        let n = file
+            .read(&mut buffer)
+            .map_err(|e| Error::io("reading", path, e))?;
+        if n == 0 {
+            break;
+        }
+        hasher.update(&buffer[..n]);
+    }
+    let sha256 = hex::encode(hasher.finalize());
+    // Remembering is an optimisation: a failure to write is not an error.
+    let record = ArchiveMemo {
+        path: canonical,
+        identity,
+        sha256: sha256.clone(),
+    };
+    if fs::create_dir_all(&memo_dir).is_ok() {
+        if let Ok(mut tmp) = tempfile::NamedTempFile::new_in(&memo_dir) {
+            let json = serde_json::to_vec(&record).expect("a memo always serialises");
+            if tmp.write_all(&json).is_ok() {
+                let _ = tmp.persist(&memo);
+            }
+        }
+    }
+    Ok(sha256)
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+struct ArchiveMemo {
+    path: PathBuf,
+    identity: Vec<u128>,
+    sha256: String,
+}
+
+fn file_identity(meta: &fs::Metadata) -> Vec<u128> {
+    let nanos = |t: std::io::Result<SystemTime>| {
+        t.ok()
+            .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
+            .map_or(0, |d| d.as_nanos())
+    };
+    #[allow(unused_mut)]
+    let mut id = vec![u128::from(meta.len()), nanos(meta.modified())];
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::MetadataExt;
+        id.push(u128::from(meta.ino()));
+        id.push(u128::from(meta.dev()));
+        id.push((meta.ctime() as u128) * 1_000_000_000 + meta.ctime_nsec() as u128);
+    }
+    id
+}
+
+/// A file to write, handed from the reading thread to a writer.
+struct Job {
+    rel: String,
+    path: PathBuf,
+    data: Vec<u8>,
+    mode: u32,
+    mtime: u64,
+}
+
+/// A written file, with the hash computed while writing it.
+struct Written {
+    rel: String,
+    sha256: String,
+    size: u64,
+    mode: u32,
+    mtime: u64,
+}
+
+/// Extracts `archive` into `dest` and checks it against its manifest; returns the stamp's files.
+///
+/// One thread decompresses and parses the tar stream while writers hash and
+/// write files, so that decompression, hashing and writing overlap.
+fn extract(archive: &ArchiveRef<'_>, dest: &Path) -> Result<BTreeMap<String, StampEntry>, Error> {
+    let name = archive.describe();
+    let reader: Box<dyn Read> = match archive {
+        ArchiveRef::File(path) => {
+            let file = File::open(path).map_err(|e| Error::io("reading", path, e))?;
+            Box::new(flate2::read::GzDecoder::new(BufReader::with_capacity(
+                1 << 20,
+                file,
+            )))
+        }
+        ArchiveRef::Embedded { bytes, .. } => Box::new(flate2::read::GzDecoder::new(*bytes)),
+    };
+    let writers = std::thread::available_parallelism().map_or(2, |n| n.get().clamp(2, 4));
+    let (send, receive) = mpsc::sync_channel::<Job>(64);
+    let receive = Arc::new(Mutex::new(receive));
+    let handles: Vec<_> = (0..writers)
+        .map(|_| {
+            let receive = Arc::clone(&receive);
+            std::thread::spawn(move || write_jobs(&receive))
+        })
+        .collect();
+
+    let read = read_entries(reader, &name, dest, &send);
+    drop(send);
+    let mut written = Vec::new();
+    let mut write_error = None;
+    for handle in handles {
+        match handle.join() {
+            Ok((done, error)) => {
+                written.extend(done);
+                write_error = write_error.or(error);
+            }
+            Err(panic) => std::panic::resume_unwind(panic),
+        }
+    }
+    let read = read?;
+    if let Some(error) = write_error {
+        return Err(error);
+    }
+    compare_with_manifest(&name, read, written)
+}
+
+/// What the reading thread saw besides regular files.
+struct ReadResult {
+    manifest: Option<Vec<u8>>,
+    links: BTreeMap<String, String>,
+}
+
+fn read_entries(
+    reader: Box<dyn Read>,
+    name: &str,
+    dest: &Path,
+    send: &mpsc::SyncSender<Job>,
+) -> Result<ReadResult, Error> {
+    let bad = |reason: String| Error::archive(name, reason);
+    let mut tar = tar::Archive::new(reader);
+    let entries = tar
+        .entries()
+        .map_err(|e| bad(format!("not a tar.gz archive: {e}")))?;
+    let mut seen = HashSet::new();
+    let mut made_dirs: HashSet<PathBuf> = HashSet::new();
+    let mut result = ReadResult {
+        manifest: None,
+        links: BTreeMap::new(),
+    };
+    for entry in entries {
+        let mut entry = entry.map_err(|e| bad(format!("damaged: {e}")))?;
+        let kind = entry.header().entry_type();
+        if kind.is_pax_global_extensions() {
+            continue;
+        }
+        let raw_path = entry
+            .path()
+            .map_err(|e| bad(format!("an entry has an unreadable path: {e}")))?;
+        let rel = safe_relative_path(&raw_path)
+            .map_err(|r| bad(format!("{}: {r}", raw_path.display())))?;
+        if let Some(link) = result
+            .links
+            .keys()
+            .find(|l| rel.starts_with(&format!("{l}/")))
+        {
+            return Err(bad(format!("{rel} lies under the symbolic link {link}")));
+        }
+        if kind.is_dir() {
+            let dir = dest.join(&rel);
+            fs::create_dir_all(&dir).map_err(|e| Error::io("creating", &dir, e))?;
+            made_dirs.insert(dir);
+            continue;
+        }
+        if !seen.insert(rel.clone()) {
+            return Err(bad(format!("{rel} appears twice")));
+        }
+        let path = dest.join(&rel);
+        let parent = path
+            .parent()
+            .expect("a relative path under dest has a parent")
+            .to_path_buf();
+        if !made_dirs.contains(&parent) {
+            fs::create_dir_all(&parent).map_err(|e| Error::io("creating", &parent, e))?;
+            made_dirs.insert(parent);
+        }
+        if kind.is_symlink() {
+            let target = entry
+                .link_name()
+                .map_err(|e| bad(format!("{rel}: unreadable link target: {e}")))?
+                .ok_or_else(|| bad(format!("{rel}: a link without a target")))?;
+            let target = target.to_string_lossy().into_owned();
+            check_link(&rel, &target).map_err(|r| bad(format!("{rel} -> {target}: {r}")))?;
+            make_symlink(&target, &path)?;
+            result.links.insert(rel, target);
+        } else if kind.is_file() || kind == tar::EntryType::Continuous {
+            let mode = entry
+                .header()
+                .mode()
+                .map_err(|e| bad(format!("{rel}: bad mode: {e}")))?
+                & 0o777;
+            let mtime = entry
+                .header()
+                .mtime()
+                .map_err(|e| bad(format!("{rel}: bad mtime: {e}")))?;
+            let mut data = Vec::with_capacity(entry.size() as usize);
+            entry
+                .read_to_end(&mut data)
+                .map_err(|e| bad(format!("{rel}: damaged: {e}")))?;
+            if rel == format!("{TOP_DIR}/{MANIFEST_NAME}") {
+                result.manifest = Some(data.clone());
+            }
+            let job = Job {
+                rel,
+                path,
+                data,
+                mode,
+                mtime,
+            };
+            if send.send(job).is_err() {
+                // Every writer stopped, which only happens after an error they report.
+                break;
+            }
+        } else {
+            return Err(bad(format!(
+                "{rel} is a {kind:?} entry; only files, folders and symbolic links are allowed"
+            )));
+        }
+    }
+    Ok(result)
+}
+
+/// Writers take jobs until the channel closes; after an error they keep
+/// draining so that the reader never blocks.
+fn write_jobs(receive: &Mutex<mpsc::Receiver<Job>>) -> (Vec<Written>, Option<Error>) {
+    let mut done = Vec::new();
+    let mut error = None;
+    loop {
+        let job = match receive.lock().unwrap_or_else(|p| p.into_inner()).recv() {
+            Ok(job) => job,
+            Err(_) => break,
+        };
+        if error.is_some() {
+            continue;
+        }
+        match write_one(&job) {
+            Ok(()) => done.push(Written {
+                sha256: hex::encode(Sha256::digest(&job.data)),
+                size: job.data.len() as u64,
+                rel: job.rel,
+                mode: job.mode,
+                mtime: job.mtime,
+            }),
+            Err(e) => error = Some(e),
+        }
+    }
+    (done, error)
+}
+
+fn write_one(job: &Job) -> Result<(), Error> {
+    let io = |e| Error::io("writing", &job.path, e);
+    let mut options = File::options();
+    options.write(true).create_new(true);
+    let mut file = options.open(&job.path).map_err(io)?;
+    file.write_all(&job.data).map_err(io)?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        // Set explicitly: the mode given at creation is reduced by the umask.
+        file.set_permissions(fs::Permissions::from_mode(job.mode))
+            .map_err(io)?;
+    }
+    file.set_modified(UNIX_EPOCH + Duration::from_secs(job.mtime))
+        .map_err(io)?;
+    Ok(())
+}
+
+#[cfg(unix)]
+fn make_symlink(target: &str, path: &Path) -> Result<(), Error> {
+    std::os::unix::fs::symlink(target, path).map_err(|e| Error::io("creating the link", path, e))
+}
+
+#[cfg(not(unix))]
+fn make_symlink(target: &str, path: &Path) -> Result<(), Error> {
+    // Windows needs privileges for symbolic links; our Windows archives have none.
+    Err(Error::archive(
+        path.display(),
+        format!("symbolic link to {target} cannot be created on this platform"),
+    ))
+}
+
+/// Checks every file against the manifest and builds the stamp.
+fn compare_with_manifest(
+    name: &str,
+    read: ReadResult,
+    written: Vec<Written>,
+) -> Result<BTreeMap<String, StampEntry>, Error> {
+    let bad = |reason: String| Error::archive(name, reason);
+    let manifest_bytes = read
+        .manifest
+        .ok_or_else(|| bad(format!("it has no {TOP_DIR}/{MANIFEST_NAME}")))?;
+    let text = String::from_utf8(manifest_bytes)
+        .map_err(|_| bad(format!("{MANIFEST_NAME} is not UTF-8")))?;
+    let manifest = Manifest::from_json(&text).map_err(|e| bad(format!("{MANIFEST_NAME}: {e}")))?;
+    let prefix = format!("{TOP_DIR}/");
+    let manifest_rel = format!("{TOP_DIR}/{MANIFEST_NAME}");
+
+    let mut stamp = BTreeMap::new();
+    let mut unchecked: HashSet<&str> = manifest.files.keys().map(String::as_str).collect();
+    for w in &written {
+        stamp.insert(
+            w.rel.clone(),
+            StampEntry {
+                link: None,
+                size: w.size,
+                mode: w.mode,
+                mtime: w.mtime,
+            },
+        );
+        if w.rel == manifest_rel {
+            continue;
+        }
+        let key = w.rel.strip_prefix(&prefix).unwrap_or(&w.rel);
+        let want = manifest
+            .files
+            .get(key)
+            .ok_or_else(|| bad(format!("{key} is not listed in {MANIFEST_NAME}")))?;
+        unchecked.remove(key);
+        if want.link.is_some() {
+            return Err(bad(format!(
+                "{key} is a file, but {MANIFEST_NAME} lists a link"
+            )));
+        }
+        if want.sha256 != w.sha256 || want.size != w.size {
+            return Err(bad(format!(
+                "{key} has sha256 {} ({} bytes), but {MANIFEST_NAME} lists {} ({} bytes)",
+                w.sha256, w.size, want.sha256, want.size
+            )));
+        }
+        if want.mode != w.mode {
+            return Err(bad(format!(
+                "{key} has mode {:o}, but {MANIFEST_NAME} lists {:o}",
+                w.mode, want.mode
+            )));
+        }
+    }
+    for (rel, target) in &read.links {
+        let key = rel.strip_prefix(&prefix).unwrap_or(rel);
+        let want = manifest
+            .files
+            .get(key)
+            .ok_or_else(|| bad(format!("{key} is not listed in {MANIFEST_NAME}")))?;
+        unchecked.remove(key);
+        if want.link.as_deref() != Some(target.as_str()) {
+            return Err(bad(format!(
+                "{key} links to {target}, but {MANIFEST_NAME} lists {:?}",
+                want.link
+            )));
+        }
+        stamp.insert(
+            rel.clone(),
+            StampEntry {
+                link: Some(target.clone()),
+                size: 0,
+                mode: 0,
+                mtime: 0,
+            },
+        );
+    }
+    if let Some(missing) = unchecked.iter().min() {
+        return Err(bad(format!(
+            "{MANIFEST_NAME} lists {missing} (and {} more), which the archive lacks",
+            unchecked.len() - 1
+        )));
+    }
+    Ok(stamp)
+}
+
+/// An entry's path as a relative `/`-separated string under `pypy/`;
+/// absolute paths, `..` and anything outside the top folder are refused.
+fn safe_relative_path(path: &Path) -> Result<String, String> {
+    let mut parts = Vec::new();
+    for component in path.components() {
+        match component {
+            Component::Normal(part) => parts.push(
+                part.to_str()
+                    .ok_or_else(|| "the path is not valid UTF-8".to_string())?
+                    .to_string(),
+            ),
+            Component::CurDir => {}
+            Component::ParentDir => return Err("the path contains `..`".into()),
+            Component::RootDir | Component::Prefix(_) => return Err("the path is absolute".into()),
+        }
+    }
+    match parts.first() {
+        Some(top) if top == TOP_DIR => {}
+        _ => return Err(format!("everything must lie under {TOP_DIR}/")),
+    }
+    if parts.len() == 1 {
+        // The top folder itself, only acceptable as a directory entry.
+        return Ok(TOP_DIR.to_string());
+    }
+    if parts.iter().any(|p| p.contains('\\')) {
+        return Err("the path contains a backslash".into());
+    }
+    Ok(parts.join("/"))
+}
+
+/// A link must be relative and resolve, without leaving the top folder.
+fn check_link(rel: &str, target: &str) -> Result<(), String> {
+    let target_path = Path::new(target);
+    if target_path.is_absolute() || target.starts_with('/') {
+        return Err("absolute link target".into());
+    }
+    // Depth below the top folder of the link's own folder.
+    let mut depth = rel.split('/').count() as i64 - 2;
+    for component in target_path.components() {
+        match component {
+            Component::Normal(_) => depth += 1,
+            Component::CurDir => {}
+            Component::ParentDir => {
+                depth -= 1;
+                if depth < 0 {
+                    return Err("the link points outside the archive's top folder".into());
+                }
+            }
+            Component::RootDir | Component::Prefix(_) => return Err("absolute link target".into()),
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::manifest::{FileEntry, Origin, Paths, Source, FORMAT_VERSION};
+
+    #[test]
+    fn unsafe_paths_are_refused() {
+        assert_eq!(
+            safe_relative_path(Path::new("pypy/bin/x")).unwrap(),
+            "pypy/bin/x"
+        );
+        assert_eq!(
+            safe_relative_path(Path::new("./pypy/./lib")).unwrap(),
+            "pypy/lib"
+        );
+        assert!(safe_relative_path(Path::new("/etc/passwd"))
+            .unwrap_err()
+            .contains("absolute"));
+        assert!(safe_relative_path(Path::new("pypy/../../x"))
+            .unwrap_err()
+            .contains(".."));
+        assert!(safe_relative_path(Path::new("other/x"))
+            .unwrap_err()
+            .contains("under pypy/"));
+    }
+
+    #[test]
+    fn links_must_stay_inside_the_top_folder() {
+        assert!(check_link("pypy/bin/pypy3", "pypy3.11").is_ok());
+        assert!(check_link("pypy/lib/a/b", "../../bin/x").is_ok());
+        assert!(check_link("pypy/bin/x", "../../etc/passwd").is_err());
+        assert!(check_link("pypy/bin/x", "/etc/passwd").is_err());
+        assert!(check_link("pypy/x", "..").is_err());
+    }
+
+    /// A real tar.gz archive with a manifest that matches its files, plus
+    /// whatever extra entries a test adds.
+    struct TestArchive {
+        files: Vec<(String, Vec<u8>, u32)>,
+        links: Vec<(String, String)>,
+        manifest_files: BTreeMap<String, FileEntry>,
+    }
+
+    impl TestArchive {
+        fn new() -> Self {
+            let mut a = TestArchive {
+                files: Vec::new(),
+                links: Vec::new(),
+                manifest_files: BTreeMap::new(),
+            };
+            a.file("bin/libpypy3.11-c.so", b"not really a library", 0o755);
+            a.file("lib/pypy3.11/site.py", b"# site\n", 0o644);
+            a.link("bin/pypy3", "pypy3.11");
+            a.file("bin/pypy3.11", b"launcher", 0o755);
+            a
+        }
+
+        fn file(&mut self, rel: &str, data: &[u8], mode: u32) {
+            self.files.push((rel.into(), data.to_vec(), mode));
+            self.manifest_files.insert(
+                rel.into(),
+                FileEntry {
+                    sha256: hex::encode(Sha256::digest(data)),
+                    size: data.len() as u64,
+                    mode,
+                    link: None,
+                },
+            );
+        }
+
+        fn link(&mut self, rel: &str, target: &str) {
+            self.links.push((rel.into(), target.into()));
+            self.manifest_files.insert(
+                rel.into(),
+                FileEntry {
+                    sha256: String::new(),
+                    size: 0,
+                    mode: 0o777,
+                    link: Some(target.into()),
+                },
+            );
+        }
+
+        fn manifest(&self) -> Manifest {
+            Manifest {
+                format_version: FORMAT_VERSION,
+                pypy_version: "7.3.20".into(),
+                python_version: "3.11".into(),
+                target: "x86_64-unknown-linux-gnu".into(),
+                paths: Paths {
+                    libpypy: "bin/libpypy3.11-c.so".into(),
+                    launcher: Some("bin/pypy3.11".into()),
+                    stdlib: "lib/pypy3.11".into(),
+                    include: "include/pypy3.11".into(),
+                },
+                embedding_symbols: vec![],
+                needed_libraries: vec![],
+                origin: Origin {
+                    recipe: None,
+                    source: Source::Checkout { commit: None },
+                    translation_options: vec![],
+                },
+                files: self.manifest_files.clone(),
+            }
+        }
+
+        /// Writes the archive; `raw` entries are appended with their names unchecked.
+        fn write(&self, path: &Path, raw: &[(&str, tar::EntryType, &str)]) {
+            let file = File::create(path).unwrap();
+            let gz = flate2::write::GzEncoder::new(file, flate2::Compression::fast());
+            let mut tar = tar::Builder::new(gz);
+            let mut add = |name: &str, data: &[u8], mode: u32| {
+                let mut h = tar::Header::new_gnu();
+                h.set_size(data.len() as u64);
+                h.set_mode(mode);
+                h.set_mtime(1_700_000_000);
+                h.set_entry_type(tar::EntryType::Regular);
+                tar.append_data(&mut h, name, data).unwrap();
+            };
+            add(
+                "pypy/PYPY.json",
+                self.manifest().to_json().as_bytes(),
+                0o644,
+            );
+            for (rel, data, mode) in &self.files {
+                add(&format!("pypy/{rel}"), data, *mode);
+            }
+            for (rel, target) in &self.links {
+                let mut h = tar::Header::new_gnu();
+                h.set_entry_type(tar::EntryType::Symlink);
+                h.set_size(0);
+                h.set_mode(0o777);
+                tar.append_link(&mut h, format!("pypy/{rel}"), target)
+                    .unwrap();
+            }
+            for (name, kind, target) in raw {
+                let mut h = tar::Header::new_old();
+                h.set_entry_type(*kind);
+                h.set_mode(0o644);
+                h.set_size(0);
+                // Bypass the tar crate's own path checks: the point is to feed bad names.
+                let bytes = name.as_bytes();
+                h.as_old_mut().name[..bytes.len()].copy_from_slice(bytes);
+                if !target.is_empty() {
+                    let t = target.as_bytes();
+                    h.as_old_mut().linkname[..t.len()].copy_from_slice(t);
+                }
+                h.set_cksum();
+                tar.append(&h, std::io::empty()).unwrap();
+            }
+            tar.into_inner().unwrap().finish().unwrap();
+        }
+    }
+
+    #[test]
+    fn extracts_checks_and_reuses_an_archive() {
+        let dir = tempfile::tempdir().unwrap();
+        let archive = dir.path().join("a.tar.gz");
+        TestArchive::new().write(&archive, &[]);
+        let cache = dir.path().join("cache");
+        let first = ensure(&cache, &ArchiveRef::File(&archive)).unwrap();
+        assert!(first.extracted_now);
+        assert_eq!(
+            fs::read(first.top.join("lib/pypy3.11/site.py")).unwrap(),
+            b"# site\n"
+        );
+        assert_eq!(
+            fs::read_link(first.top.join("bin/pypy3")).unwrap(),
+            Path::new("pypy3.11")
+        );
+        let again = ensure(&cache, &ArchiveRef::File(&archive)).unwrap();
+        assert!(!again.extracted_now);
+        assert_eq!(again.sha256, first.sha256);
+        // The memo of the archive's hash was written and is used.
+        assert_eq!(fs::read_dir(cache.join("archives")).unwrap().count(), 1);
+    }
+
+    #[test]
+    fn a_damaged_entry_is_extracted_again() {
+        let dir = tempfile::tempdir().unwrap();
+        let archive = dir.path().join("a.tar.gz");
+        TestArchive::new().write(&archive, &[]);
+        let cache = dir.path().join("cache");
+        let first = ensure(&cache, &ArchiveRef::File(&archive)).unwrap();
+        let site = first.top.join("lib/pypy3.11/site.py");
+        fs::write(&site, b"# edited\n").unwrap();
+        let second = ensure(&cache, &ArchiveRef::File(&archive)).unwrap();
+        assert!(second.extracted_now);
+        assert!(
+            second.repaired.as_deref().unwrap().contains("site.py"),
+            "{:?}",
+            second.repaired
+        );
+        assert_eq!(fs::read(&site).unwrap(), b"# site\n");
+        fs::remove_file(first.top.join("bin/pypy3")).unwrap();
+        let third = ensure(&cache, &ArchiveRef::File(&archive)).unwrap();
+        assert!(third.repaired.unwrap().contains("bin/pypy3"));
+    }
+
+    fn extract_error(archive: &TestArchive, raw: &[(&str, tar::EntryType, &str)]) -> String {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("a.tar.gz");
+        archive.write(&path, raw);
+        let err = ensure(&dir.path().join("cache"), &ArchiveRef::File(&path)).unwrap_err();
+        // Nothing half-made is left at the final place.
+        let leftovers: Vec<_> = fs::read_dir(dir.path().join("cache"))
+            .unwrap()
+            .flatten()
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .filter(|n| !n.ends_with(".lock") && n != "archives")
+            .collect();
+        assert!(leftovers.is_empty(), "left behind: {leftovers:?}");
+        err.to_string()
+    }
+
+    #[test]
+    fn unsafe_entries_are_refused() {
+        let a = TestArchive::new();
+        let err = extract_error(&a, &[("/etc/evil", tar::EntryType::Regular, "")]);
+        assert!(err.contains("absolute"), "{err}");
+        let err = extract_error(&a, &[("pypy/../../evil", tar::EntryType::Regular, "")]);
+        assert!(err.contains(".."), "{err}");
+        let err = extract_error(
+            &a,
+            &[("pypy/lib/escape", tar::EntryType::Symlink, "../../../etc")],
+        );
+        assert!(err.contains("outside"), "{err}");
+        let err = extract_error(&a, &[("pypy/lib/abs", tar::EntryType::Symlink, "/etc")]);
+        assert!(err.contains("absolute link"), "{err}");
+        let err = extract_error(&a, &[("pypy/dev", tar::EntryType::Char, "")]);
+        assert!(
+            err.contains("only files, folders and symbolic links"),
+            "{err}"
+        );
+        let err = extract_error(&a, &[("pypy/bin/pypy3/x", tar::EntryType::Regular, "")]);
+        assert!(err.contains("under the symbolic link"), "{err}");
+    }
+
+    #[test]
+    fn files_must_match_the_manifest() {
+        let mut a = TestArchive::new();
+        a.files[0].1 = b"changed after the manifest was written".to_vec();
+        let err = extract_error(&a, &[]);
+        assert!(err.contains("bin/libpypy3.11-c.so has sha256"), "{err}");
+
+        let a = TestArchive::new();
+        let err = extract_error(&a, &[("pypy/extra.txt", tar::EntryType::Regular, "")]);
+        assert!(err.contains("extra.txt is not listed"), "{err}");
+
+        let mut a = TestArchive::new();
+        a.manifest_files.insert(
+            "lib/pypy3.11/os.py".into(),
+            FileEntry {
+                sha256: "00".repeat(32),
+                size: 1,
+                mode: 0o644,
+                link: None,
+            },
+        );
+        let err = extract_error(&a, &[]);
+        assert!(
+            err.contains("lists lib/pypy3.11/os.py") && err.contains("lacks"),
+            "{err}"
+        );
+    }
+}

@@ -1,0 +1,544 @@
+//! Every `unsafe` line of the crate: loading libpypy, its six C functions,
+//! the `#[repr(C)]` bridge the bootstrap fills in, and the `extern "C"`
+//! callbacks PyPy calls. The rest of the crate only sees safe wrappers.
+//!
+//! The invariants this module keeps:
+//! - libpypy is never unloaded (there is no way to finalise PyPy), so the
+//!   function pointers taken from it stay valid for the whole process;
+//! - a thread calls into PyPy only after `pypy_thread_attach` ran on it once
+//!   (or it is the thread that started PyPy), serialised by [`ATTACH_LOCK`];
+//! - no Rust panic crosses into PyPy: every `extern "C"` function here runs
+//!   its body under `catch_unwind`.
+
+use std::cell::{Cell, RefCell};
+use std::ffi::{c_char, c_int, c_void, CString};
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::path::Path;
+use std::sync::Mutex;
+
+use crate::error::{Error, PythonError};
+
+/// The bootstrap, run once through `pypy_execute_source_ptr`.
+const BOOTSTRAP: &str = include_str!("bootstrap.py");
+
+type StartupFn = unsafe extern "C" fn() -> c_int;
+type SetupHomeFn = unsafe extern "C" fn(*const c_char, c_int) -> c_int;
+type VoidFn = unsafe extern "C" fn();
+type ExecuteFn = unsafe extern "C" fn(*const c_char) -> c_int;
+type ExecutePtrFn = unsafe extern "C" fn(*const c_char, *mut c_void) -> c_int;
+
+/// libpypy's embedding functions. Copyable because the library is never
+/// unloaded; see the module comment.
+#[derive(Clone, Copy)]
+pub(crate) struct LibPyPy {
+    startup: StartupFn,
+    setup_home: SetupHomeFn,
+    init_threads: VoidFn,
+    execute_source: ExecuteFn,
+    execute_source_ptr: ExecutePtrFn,
+    thread_attach: VoidFn,
+}
+
+impl LibPyPy {
+    /// Loads libpypy and resolves the embedding functions.
+    pub(crate) fn load(path: &Path) -> Result<LibPyPy, Error> {
+        let load_error = |reason: String| Error::Load {
+            path: path.to_path_buf(),
+            reason,
+        };
+        // SAFETY: loading runs libpypy's initialisers, which only set up
+        // RPython's static data; nothing else in the process depends on them.
+        let library = unsafe { open_library(path) }.map_err(|e| load_error(e.to_string()))?;
+        // SAFETY: each type matches the C declaration of DESIGN.md §1
+        // (`int rpython_startup_code(void)`, `int pypy_setup_home(char *, int)`, …).
+        let lib = unsafe {
+            LibPyPy {
+                startup: symbol(&library, "rpython_startup_code").map_err(load_error)?,
+                setup_home: symbol(&library, "pypy_setup_home").map_err(load_error)?,
+                init_threads: symbol(&library, "pypy_init_threads").map_err(load_error)?,
+                execute_source: symbol(&library, "pypy_execute_source").map_err(load_error)?,
+                execute_source_ptr: symbol(&library, "pypy_execute_source_ptr")
+                    .map_err(load_error)?,
+                thread_attach: symbol(&library, "pypy_thread_attach").map_err(load_error)?,
+            }
+        };
+        // PyPy has no finalisation: unloading it would leave its threads and
+        // callbacks pointing into unmapped code, so it stays loaded for good.
+        std::mem::forget(library);
+        Ok(lib)
+    }
+
+    /// `rpython_startup_code()`, then `pypy_setup_home(home, verbose)`, then
+    /// `pypy_init_threads()`. The caller makes sure this runs once per process
+    /// (its guard in C is not thread-safe); the calling thread counts as attached.
+    pub(crate) fn start(&self, home: &Path, verbose: bool) -> Result<(), Error> {
+        let home_c = path_cstring(home)?;
+        // SAFETY: called once per process by `runtime::start` under its mutex,
+        // before any other libpypy function.
+        let code = unsafe { (self.startup)() };
+        if code != 0 {
+            return Err(Error::Startup(format!(
+                "rpython_startup_code returned {code} (67 means it already ran in this process)"
+            )));
+        }
+        // SAFETY: `home_c` is a valid NUL-terminated string that outlives the call;
+        // rpython_startup_code ran just before.
+        let code = unsafe { (self.setup_home)(home_c.as_ptr(), c_int::from(verbose)) };
+        match code {
+            0 => {}
+            1 => {
+                return Err(Error::StdlibNotFound {
+                    home: home.to_path_buf(),
+                    code,
+                })
+            }
+            _ => {
+                return Err(Error::Startup(format!(
+                    "pypy_setup_home({}) returned {code}: `import site` raised \
+                     (PyPy printed the exception to stderr)",
+                    home.display()
+                )))
+            }
+        }
+        // SAFETY: pypy_setup_home succeeded, which is what pypy_init_threads needs.
+        unsafe { (self.init_threads)() };
+        ATTACHED.with(|a| a.set(true));
+        Ok(())
+    }
+
+    /// `pypy_execute_source(source)`: leaks a globals dict per call and gives
+    /// no traceback; kept for the benchmark's contrast and for callers who
+    /// really want the raw call.
+    pub(crate) fn execute_source(&self, source: &str) -> Result<(), Error> {
+        let source = CString::new(source)
+            .map_err(|_| Error::Bridge("source code contains a NUL byte".into()))?;
+        self.attach_current_thread();
+        // SAFETY: PyPy is started (only `Runtime` holds a started LibPyPy), this
+        // thread is attached, and `source` is NUL-terminated and outlives the call.
+        let code = unsafe { (self.execute_source)(source.as_ptr()) };
+        if code == 0 {
+            Ok(())
+        } else {
+            Err(Error::ExecuteSource(code))
+        }
+    }
+
+    /// Runs the bootstrap, which fills in `bridge`; returns the callbacks.
+    pub(crate) fn bootstrap(&self, executable: Option<&Path>) -> Result<Callbacks, Error> {
+        let executable = executable.map(path_cstring).transpose()?;
+        let mut sink_out = Vec::new();
+        let mut sink = Sink::new(&mut sink_out);
+        let mut bridge = Box::new(Bridge {
+            size: std::mem::size_of::<Bridge>(),
+            sink_write,
+            sink_error,
+            rust_call,
+            bootstrap_sink: (&mut sink as *mut Sink).cast(),
+            executable: executable.as_ref().map_or(std::ptr::null(), |c| c.as_ptr()),
+            lookup: None,
+            call: None,
+            run: None,
+        });
+        let source = CString::new(BOOTSTRAP).expect("bootstrap.py has no NUL byte");
+        self.attach_current_thread();
+        // SAFETY: PyPy is started; the bootstrap reads and writes `bridge` only
+        // during this call (it copies the Rust function pointers into cffi
+        // objects, and writes the three Python ones); `bridge`, `sink` and
+        // `executable` outlive the call.
+        let code = unsafe {
+            (self.execute_source_ptr)(source.as_ptr(), (&mut *bridge as *mut Bridge).cast())
+        };
+        if let Some(error) = sink.error.take() {
+            return Err(Error::Python(error));
+        }
+        if code != 0 {
+            return Err(Error::Bridge(format!(
+                "the bootstrap failed before it could report (pypy_execute_source_ptr \
+                 returned {code}; PyPy printed the exception to stderr); is cffi missing \
+                 from this PyPy?"
+            )));
+        }
+        match (bridge.lookup, bridge.call, bridge.run) {
+            (Some(lookup), Some(call), Some(run)) => Ok(Callbacks {
+                lib: *self,
+                lookup,
+                call,
+                run,
+            }),
+            _ => Err(Error::Bridge(
+                "the bootstrap returned without filling in its callbacks".into(),
+            )),
+        }
+    }
+
+    /// Attaches the calling thread to PyPy once; later calls cost a thread-local read.
+    fn attach_current_thread(&self) {
+        if ATTACHED.with(|a| a.get()) {
+            return;
+        }
+        let _guard = ATTACH_LOCK.lock().unwrap_or_else(|p| p.into_inner());
+        // SAFETY: PyPy is started (pypy_init_threads ran), this thread was
+        // never attached (thread-local flag), and the global lock makes the
+        // non-thread-safe attach run alone.
+        unsafe { (self.thread_attach)() };
+        ATTACHED.with(|a| a.set(true));
+    }
+}
+
+thread_local! {
+    /// Whether this thread may call into PyPy.
+    static ATTACHED: Cell<bool> = const { Cell::new(false) };
+    /// The reply of the last Rust function Python called on this thread; Python
+    /// copies it before doing anything else, so one buffer per thread suffices.
+    static REPLY: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
+}
+
+/// `pypy_thread_attach` is not thread-safe.
+static ATTACH_LOCK: Mutex<()> = Mutex::new(());
+
+/// # Safety
+/// Loading a library runs its initialisers.
+#[cfg(unix)]
+unsafe fn open_library(path: &Path) -> Result<libloading::Library, libloading::Error> {
+    use libloading::os::unix::{Library, RTLD_GLOBAL, RTLD_NOW};
+    // RTLD_GLOBAL: PyPy's C extension modules (cpyext) find the C-API
+    // symbols in libpypy through the global namespace, as with the launcher.
+    // SAFETY: forwarded to the caller.
+    unsafe { Library::open(Some(path.as_os_str()), RTLD_NOW | RTLD_GLOBAL) }.map(Into::into)
+}
+
+/// # Safety
+/// Loading a library runs its initialisers.
+#[cfg(not(unix))]
+unsafe fn open_library(path: &Path) -> Result<libloading::Library, libloading::Error> {
+    // SAFETY: forwarded to the caller.
+    unsafe { libloading::Library::new(path.as_os_str()) }
+}
+
+/// # Safety
+/// `T` must be the function pointer type of the symbol's C declaration.
+unsafe fn symbol<T: Copy>(library: &libloading::Library, name: &str) -> Result<T, String> {
+    // SAFETY: forwarded to the caller.
+    unsafe { library.get::<T>(name.as_bytes()) }
+        .map(|s| *s)
+        .map_err(|e| format!("it does not export `{name}` ({e}); is this a `--shared` PyPy build?"))
+}
+
+fn path_cstring(path: &Path) -> Result<CString, Error> {
+    #[cfg(unix)]
+    let bytes = {
+        use std::os::unix::ffi::OsStrExt;
+        path.as_os_str().as_bytes().to_vec()
+    };
+    #[cfg(not(unix))]
+    let bytes = path
+        .to_str()
+        .ok_or_else(|| Error::Bridge(format!("{} is not valid Unicode", path.display())))?
+        .as_bytes()
+        .to_vec();
+    CString::new(bytes)
+        .map_err(|_| Error::Bridge(format!("{} contains a NUL byte", path.display())))
+}
+
+/// What a Rust function called from Python answers (`embed_reply` in bootstrap.py).
+#[repr(C)]
+pub(crate) struct Reply {
+    status: i32,
+    ptr: *const u8,
+    len: usize,
+}
+
+/// Status codes of [`Reply`], mirrored in bootstrap.py.
+pub(crate) enum ReplyStatus {
+    Ok = 0,
+    Error = 1,
+    Panic = 2,
+    NotFound = 3,
+}
+
+type SinkWriteFn = extern "C" fn(*mut c_void, *const u8, usize);
+type SinkErrorFn = extern "C" fn(*mut c_void, *const u8, usize, *const u8, usize, *const u8, usize);
+type RustCallFn = extern "C" fn(*const u8, usize, *const u8, usize) -> Reply;
+type LookupFn =
+    unsafe extern "C" fn(*const u8, usize, *const u8, usize, *mut u64, *mut c_void) -> c_int;
+type CallFn = unsafe extern "C" fn(u64, *const u8, usize, c_int, *mut c_void) -> c_int;
+type RunFn = unsafe extern "C" fn(*const u8, usize, *mut c_void) -> c_int;
+
+/// `embed_bridge` in bootstrap.py; the bootstrap checks that `size` matches.
+#[repr(C)]
+struct Bridge {
+    size: usize,
+    sink_write: SinkWriteFn,
+    sink_error: SinkErrorFn,
+    rust_call: RustCallFn,
+    bootstrap_sink: *mut c_void,
+    executable: *const c_char,
+    lookup: Option<LookupFn>,
+    call: Option<CallFn>,
+    run: Option<RunFn>,
+}
+
+/// The callback a Python function's result or exception goes to; lives on
+/// the Rust caller's stack for the duration of one call.
+struct Sink<'a> {
+    out: &'a mut Vec<u8>,
+    error: Option<PythonError>,
+}
+
+impl<'a> Sink<'a> {
+    fn new(out: &'a mut Vec<u8>) -> Self {
+        Sink { out, error: None }
+    }
+}
+
+/// # Safety
+/// `ptr` must point to `len` readable bytes, or `len` must be 0.
+unsafe fn bytes<'a>(ptr: *const u8, len: usize) -> &'a [u8] {
+    if len == 0 || ptr.is_null() {
+        &[]
+    } else {
+        // SAFETY: forwarded to the caller.
+        unsafe { std::slice::from_raw_parts(ptr, len) }
+    }
+}
+
+extern "C" fn sink_write(sink: *mut c_void, data: *const u8, len: usize) {
+    // A panic here could only be an allocation failure; it must still not unwind into PyPy.
+    let _ = catch_unwind(AssertUnwindSafe(|| {
+        // SAFETY: `sink` is the `Sink` that Rust passed to the Python callback
+        // now running on this thread; cffi passes `data` as a buffer of `len`
+        // bytes alive for this call.
+        let (sink, data) = unsafe { (&mut *sink.cast::<Sink>(), bytes(data, len)) };
+        sink.out.extend_from_slice(data);
+    }));
+}
+
+extern "C" fn sink_error(
+    sink: *mut c_void,
+    type_name: *const u8,
+    type_len: usize,
+    message: *const u8,
+    message_len: usize,
+    traceback: *const u8,
+    traceback_len: usize,
+) {
+    let _ = catch_unwind(AssertUnwindSafe(|| {
+        // SAFETY: as in `sink_write`: the sink of the running call, and three
+        // buffers cffi keeps alive for this call.
+        let (sink, type_name, message, traceback) = unsafe {
+            (
+                &mut *sink.cast::<Sink>(),
+                bytes(type_name, type_len),
+                bytes(message, message_len),
+                bytes(traceback, traceback_len),
+            )
+        };
+        sink.error = Some(PythonError {
+            type_name: String::from_utf8_lossy(type_name).into_owned(),
+            message: String::from_utf8_lossy(message).into_owned(),
+            traceback: String::from_utf8_lossy(traceback).into_owned(),
+        });
+    }));
+}
+
+/// Python's `embed_runtime.call(name, data)` lands here.
+extern "C" fn rust_call(
+    name: *const u8,
+    name_len: usize,
+    data: *const u8,
+    data_len: usize,
+) -> Reply {
+    let outcome = catch_unwind(AssertUnwindSafe(|| {
+        // SAFETY: cffi passes two buffers of the given lengths, alive for this call.
+        let (name, data) = unsafe { (bytes(name, name_len), bytes(data, data_len)) };
+        crate::runtime::dispatch(name, data)
+    }));
+    let (status, payload) = match outcome {
+        Ok(Ok(bytes)) => (ReplyStatus::Ok, bytes),
+        Ok(Err((status, message))) => (status, message.into_bytes()),
+        Err(panic) => (
+            ReplyStatus::Panic,
+            panic_message(panic.as_ref()).into_bytes(),
+        ),
+    };
+    let reply = catch_unwind(AssertUnwindSafe(|| {
+        REPLY.with(|r| {
+            let mut r = r.borrow_mut();
+            *r = payload;
+            Reply {
+                status: status as i32,
+                ptr: r.as_ptr(),
+                len: r.len(),
+            }
+        })
+    }));
+    reply.unwrap_or(Reply {
+        status: ReplyStatus::Panic as i32,
+        ptr: std::ptr::null(),
+        len: 0,
+    })
+}
+
+/// The text of a panic payload (`panic!("...")` gives a `&str` or a `String`).
+pub(crate) fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
+    if let Some(s) = payload.downcast_ref::<&str>() {
+        format!("Rust panic: {s}")
+    } else if let Some(s) = payload.downcast_ref::<String>() {
+        format!("Rust panic: {s}")
+    } else {
+        "Rust panic with a non-text payload".to_string()
+    }
+}
+
+/// The three Python functions the bootstrap filled in.
+#[derive(Clone, Copy)]
+pub(crate) struct Callbacks {
+    lib: LibPyPy,
+    lookup: LookupFn,
+    call: CallFn,
+    run: RunFn,
+}
+
+// SAFETY: the callbacks are plain function pointers into libpypy's cffi
+// trampolines, valid for the whole process; any thread may call them once
+// attached, which every method below ensures first.
+unsafe impl Send for Callbacks {}
+// SAFETY: as above; PyPy's GIL serialises what the trampolines do.
+unsafe impl Sync for Callbacks {}
+
+fn outcome(code: c_int, sink: Sink<'_>, what: &str) -> Result<(), Error> {
+    match (code, sink.error) {
+        (0, _) => Ok(()),
+        (_, Some(error)) => Err(Error::Python(error)),
+        (code, None) => Err(Error::Bridge(format!(
+            "{what} returned {code} without reporting an exception (PyPy printed it to stderr)"
+        ))),
+    }
+}
+
+impl Callbacks {
+    /// Imports `module` and resolves the dotted `name` in it; returns a handle.
+    pub(crate) fn lookup(&self, module: &str, name: &str) -> Result<u64, Error> {
+        self.lib.attach_current_thread();
+        let mut out = Vec::new();
+        let mut sink = Sink::new(&mut out);
+        let mut handle = 0u64;
+        // SAFETY: the thread is attached; every pointer is valid for the call
+        // and the lengths match; the callback writes only `handle` and `sink`.
+        let code = unsafe {
+            (self.lookup)(
+                module.as_ptr(),
+                module.len(),
+                name.as_ptr(),
+                name.len(),
+                &mut handle,
+                (&mut sink as *mut Sink).cast(),
+            )
+        };
+        outcome(code, sink, "lookup").map(|()| handle)
+    }
+
+    /// Calls the function behind `handle` with `arg` (as `str` when `as_str`),
+    /// appending its result to `out`.
+    pub(crate) fn call(
+        &self,
+        handle: u64,
+        arg: &[u8],
+        as_str: bool,
+        out: &mut Vec<u8>,
+    ) -> Result<(), Error> {
+        self.lib.attach_current_thread();
+        let mut sink = Sink::new(out);
+        // SAFETY: the thread is attached; `arg` is valid for the call (and valid
+        // UTF-8 when `as_str`, which the safe callers guarantee); the callback
+        // only reads `arg` and reports through `sink`.
+        let code = unsafe {
+            (self.call)(
+                handle,
+                arg.as_ptr(),
+                arg.len(),
+                c_int::from(as_str),
+                (&mut sink as *mut Sink).cast(),
+            )
+        };
+        outcome(code, sink, "call")
+    }
+
+    /// Runs `source` in `__main__`.
+    pub(crate) fn run(&self, source: &str) -> Result<(), Error> {
+        self.lib.attach_current_thread();
+        let mut out = Vec::new();
+        let mut sink = Sink::new(&mut out);
+        // SAFETY: the thread is attached; `source` is valid for the call.
+        let code = unsafe {
+            (self.run)(
+                source.as_ptr(),
+                source.len(),
+                (&mut sink as *mut Sink).cast(),
+            )
+        };
+        outcome(code, sink, "run")
+    }
+
+    pub(crate) fn lib(&self) -> &LibPyPy {
+        &self.lib
+    }
+}
+
+/// Used by tests to compare with the C side's view of the layout.
+#[allow(dead_code)]
+pub(crate) fn bridge_size() -> usize {
+    std::mem::size_of::<Bridge>()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn panic_payloads_become_messages() {
+        let p = catch_unwind(|| panic!("boom {}", 1)).unwrap_err();
+        assert_eq!(panic_message(p.as_ref()), "Rust panic: boom 1");
+        let p = catch_unwind(|| std::panic::panic_any(5u8)).unwrap_err();
+        assert_eq!(
+            panic_message(p.as_ref()),
+            "Rust panic with a non-text payload"
+        );
+    }
+
+    #[test]
+    fn empty_buffers_need_no_pointer() {
+        // SAFETY: length 0 never dereferences.
+        assert!(unsafe { bytes(std::ptr::null(), 0) }.is_empty());
+    }
+
+    #[test]
+    fn bootstrap_declares_every_bridge_field() {
+        // Both sides must list the fields in the same order; the size check at
+        // run time catches a missing field, this catches a swapped one early.
+        let cdef = BOOTSTRAP;
+        let order = [
+            "size_t size",
+            "(*sink_write)",
+            "(*sink_error)",
+            "(*rust_call)",
+            "void *bootstrap_sink",
+            "const char *executable",
+            "(*lookup)",
+            "(*call)",
+            "(*run)",
+        ];
+        let positions: Vec<usize> = order
+            .iter()
+            .map(|f| {
+                cdef.find(f)
+                    .unwrap_or_else(|| panic!("bootstrap.py lacks {f}"))
+            })
+            .collect();
+        assert!(
+            positions.windows(2).all(|w| w[0] < w[1]),
+            "field order differs: {positions:?}"
+        );
+        assert_eq!(bridge_size(), 9 * std::mem::size_of::<usize>());
+    }
+}

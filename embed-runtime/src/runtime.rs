@@ -1,0 +1,329 @@
+//! The process-wide PyPy: starting it once, running source, calling Python
+//! functions through the bootstrap's callbacks, and the Rust functions
+//! Python can call back.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, LazyLock, Mutex, OnceLock, RwLock};
+
+use crate::discover::{self, Home};
+use crate::error::Error;
+use crate::ffi::{Callbacks, LibPyPy, ReplyStatus};
+
+/// Chooses where PyPy comes from, then starts it.
+///
+/// ```no_run
+/// let rt = embed_runtime::Builder::new().start()?;
+/// rt.run("print('hello from PyPy')")?;
+/// # Ok::<(), embed_runtime::Error>(())
+/// ```
+#[derive(Debug, Clone, Default)]
+pub struct Builder {
+    pub(crate) home: Option<PathBuf>,
+    pub(crate) cache_dir: Option<PathBuf>,
+    pub(crate) verbose: bool,
+}
+
+impl Builder {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Use this PyPy and search nowhere else: an archive (`pypy*.tar.gz`), an
+    /// extracted tree (the `pypy/` folder holding `PYPY.json`, or the folder
+    /// above it), or a tree without a manifest such as Debian's `/usr`.
+    pub fn home(mut self, path: impl Into<PathBuf>) -> Self {
+        self.home = Some(path.into());
+        self
+    }
+
+    /// Where archives are extracted; default `$PYPY_EMBED_CACHE/runtime`, else
+    /// `<user cache dir>/pypy-embed/runtime`.
+    pub fn cache_dir(mut self, path: impl Into<PathBuf>) -> Self {
+        self.cache_dir = Some(path.into());
+        self
+    }
+
+    /// Let `pypy_setup_home` print why it failed, if it does.
+    pub fn verbose(mut self, verbose: bool) -> Self {
+        self.verbose = verbose;
+        self
+    }
+
+    /// Finds PyPy (see the crate docs for the order), extracts it if it is an
+    /// archive, and starts it, once per process. Starting again returns the
+    /// same runtime when the home is the same, and [`Error::OtherHome`] when not.
+    pub fn start(self) -> Result<&'static Runtime, Error> {
+        let mut state = STATE.lock().unwrap_or_else(|p| p.into_inner());
+        match &*state {
+            State::Poisoned(message) => return Err(Error::Poisoned(message.clone())),
+            State::Running => {
+                let running = RUNTIME.get().expect("Running implies a runtime");
+                return self.same_home(running);
+            }
+            State::Idle => {}
+        }
+        let home = discover::find(&self)?;
+        // A library that does not load leaves PyPy untouched, so a later
+        // attempt with another home may still succeed.
+        let lib = LibPyPy::load(&home.libpypy)?;
+        let started = lib
+            .start(&home.root, self.verbose)
+            .and_then(|()| lib.bootstrap(home.launcher.as_deref()));
+        match started {
+            Ok(callbacks) => {
+                let runtime = RUNTIME.get_or_init(|| Runtime { home, callbacks });
+                *state = State::Running;
+                Ok(runtime)
+            }
+            Err(error) => {
+                *state = State::Poisoned(error.to_string());
+                Err(error)
+            }
+        }
+    }
+
+    fn same_home(&self, running: &'static Runtime) -> Result<&'static Runtime, Error> {
+        let Some(_) = &self.home else {
+            // Without an explicit home, whatever runs is what discovery chose.
+            return Ok(running);
+        };
+        let requested = discover::find(self)?;
+        if same_path(&requested.root, &running.home.root) {
+            Ok(running)
+        } else {
+            Err(Error::OtherHome {
+                running: running.home.root.clone(),
+                requested: requested.root,
+            })
+        }
+    }
+}
+
+fn same_path(a: &Path, b: &Path) -> bool {
+    match (a.canonicalize(), b.canonicalize()) {
+        (Ok(a), Ok(b)) => a == b,
+        _ => a == b,
+    }
+}
+
+enum State {
+    Idle,
+    Running,
+    /// libpypy was initialised and then something failed: it cannot be retried.
+    Poisoned(String),
+}
+
+static STATE: Mutex<State> = Mutex::new(State::Idle);
+static RUNTIME: OnceLock<Runtime> = OnceLock::new();
+
+/// Starts PyPy from the first home discovery finds; see [`Builder::start`].
+pub fn start() -> Result<&'static Runtime, Error> {
+    Builder::new().start()
+}
+
+/// The running PyPy, if this process started one.
+pub fn running() -> Option<&'static Runtime> {
+    RUNTIME.get()
+}
+
+/// The one PyPy of this process. Every method may be called from any thread.
+pub struct Runtime {
+    home: Home,
+    callbacks: Callbacks,
+}
+
+impl fmt::Debug for Runtime {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Runtime").field("home", &self.home).finish()
+    }
+}
+
+impl Runtime {
+    /// Where this PyPy was found and how.
+    pub fn home(&self) -> &Home {
+        &self.home
+    }
+
+    /// Runs `source` in `__main__` (successive runs share its globals). An
+    /// exception comes back as [`Error::Python`] with its traceback.
+    ///
+    /// Each run keeps its source for tracebacks, so repeated work belongs in
+    /// a function called through [`Runtime::function`].
+    pub fn run(&self, source: &str) -> Result<(), Error> {
+        self.callbacks.run(source)
+    }
+
+    /// Looks up `module.name` once (importing the module; `name` may be
+    /// dotted, like `Class.method`) and returns a handle that calls it fast.
+    /// Use module `__main__` for functions defined by [`Runtime::run`].
+    pub fn function(&'static self, module: &str, name: &str) -> Result<Function, Error> {
+        let handle = self.callbacks.lookup(module, name)?;
+        Ok(Function {
+            runtime: self,
+            handle,
+            name: format!("{module}.{name}").into(),
+        })
+    }
+
+    /// The raw `pypy_execute_source`: each call leaks a globals dict and an
+    /// exception comes back only as [`Error::ExecuteSource`]. Prefer
+    /// [`Runtime::run`]; this exists to compare against and for debugging.
+    pub fn execute_source_raw(&self, source: &str) -> Result<(), Error> {
+        self.callbacks.lib().execute_source(source)
+    }
+}
+
+/// A Python function looked up once; calling it costs one cffi callback.
+#[derive(Clone)]
+pub struct Function {
+    runtime: &'static Runtime,
+    handle: u64,
+    name: Arc<str>,
+}
+
+impl fmt::Debug for Function {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Function")
+            .field("name", &self.name)
+            .finish()
+    }
+}
+
+impl Function {
+    /// `module.name` as looked up.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Calls the function with a `bytes` argument; it returns `bytes`, `str`
+    /// (sent as UTF-8) or `None` (empty).
+    pub fn call_bytes(&self, arg: &[u8]) -> Result<Vec<u8>, Error> {
+        let mut out = Vec::new();
+        self.call_bytes_into(arg, &mut out)?;
+        Ok(out)
+    }
+
+    /// Like [`Function::call_bytes`], writing the result into `out` (cleared
+    /// first), so that a loop can reuse one buffer.
+    pub fn call_bytes_into(&self, arg: &[u8], out: &mut Vec<u8>) -> Result<(), Error> {
+        out.clear();
+        self.runtime.callbacks.call(self.handle, arg, false, out)
+    }
+
+    /// Calls the function with a `str` argument; its result must be UTF-8.
+    pub fn call_str(&self, arg: &str) -> Result<String, Error> {
+        let mut out = Vec::new();
+        self.runtime
+            .callbacks
+            .call(self.handle, arg.as_bytes(), true, &mut out)?;
+        Ok(String::from_utf8(out)?)
+    }
+}
+
+/// The error a Rust function registered for Python returns; Python sees it as
+/// `embed_runtime.RustError` with this message.
+pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
+
+type RustFn = Arc<dyn Fn(&[u8]) -> Result<Vec<u8>, BoxError> + Send + Sync>;
+
+static REGISTRY: LazyLock<RwLock<HashMap<String, RustFn>>> = LazyLock::new(Default::default);
+
+/// Makes `f` callable from Python as `embed_runtime.call(name, data)`, with
+/// `data` as bytes (a `str` is sent as UTF-8 and the reply decoded back to
+/// `str`). An `Err` raises `embed_runtime.RustError`, a panic
+/// `embed_runtime.RustPanic`; neither harms the process. May be called before
+/// or after start; registering a name again replaces the function.
+pub fn register<F>(name: impl Into<String>, f: F)
+where
+    F: Fn(&[u8]) -> Result<Vec<u8>, BoxError> + Send + Sync + 'static,
+{
+    REGISTRY
+        .write()
+        .unwrap_or_else(|p| p.into_inner())
+        .insert(name.into(), Arc::new(f));
+}
+
+/// [`register`] for a function of text: the data must be UTF-8.
+pub fn register_str<F>(name: impl Into<String>, f: F)
+where
+    F: Fn(&str) -> Result<String, BoxError> + Send + Sync + 'static,
+{
+    register(name, move |data: &[u8]| {
+        let text = std::str::from_utf8(data)?;
+        Ok(f(text)?.into_bytes())
+    })
+}
+
+/// Runs the Rust function Python asked for; a panic is caught by the caller in `ffi`.
+pub(crate) fn dispatch(name: &[u8], data: &[u8]) -> Result<Vec<u8>, (ReplyStatus, String)> {
+    let name = String::from_utf8_lossy(name);
+    let f = REGISTRY
+        .read()
+        .unwrap_or_else(|p| p.into_inner())
+        .get(name.as_ref())
+        .cloned();
+    // The lock is released before the call, so the function may register others.
+    let Some(f) = f else {
+        let mut known: Vec<String> = REGISTRY
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .keys()
+            .cloned()
+            .collect();
+        known.sort();
+        return Err((
+            ReplyStatus::NotFound,
+            format!(
+                "no Rust function is registered as {name:?}; registered: {}",
+                if known.is_empty() {
+                    "none".to_string()
+                } else {
+                    known.join(", ")
+                }
+            ),
+        ));
+    };
+    f(data).map_err(|e| (ReplyStatus::Error, e.to_string()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dispatch_reports_unknown_names_with_the_known_ones() {
+        register("tests.echo", |d: &[u8]| Ok(d.to_vec()));
+        let Err((status, message)) = dispatch(b"tests.nope", b"") else {
+            panic!("an unknown name must fail")
+        };
+        assert!(matches!(status, ReplyStatus::NotFound));
+        assert!(
+            message.contains("tests.nope") && message.contains("tests.echo"),
+            "{message}"
+        );
+        assert_eq!(dispatch(b"tests.echo", b"abc").unwrap(), b"abc");
+    }
+
+    #[test]
+    fn errors_of_rust_functions_keep_their_message() {
+        register_str("tests.upper", |s: &str| {
+            if s.is_empty() {
+                Err("empty input".into())
+            } else {
+                Ok(s.to_uppercase())
+            }
+        });
+        assert_eq!(dispatch(b"tests.upper", b"ab").unwrap(), b"AB");
+        let Err((status, message)) = dispatch(b"tests.upper", b"") else {
+            panic!("empty input must fail")
+        };
+        assert!(matches!(status, ReplyStatus::Error));
+        assert_eq!(message, "empty input");
+        let Err((_, message)) = dispatch(b"tests.upper", b"\xff") else {
+            panic!("invalid UTF-8 must fail")
+        };
+        assert!(message.contains("utf-8"), "{message}");
+    }
+}
