@@ -196,6 +196,7 @@ def _install(ffi, bridge, report):
 
     for cls in (RustError, RustPanic, RustFunctionNotFound):
         cls.__module__ = "embed_runtime"
+        cls.__qualname__ = cls.__name__
 
     def rust(name, data=b""):
         """Calls the Rust function registered as `name` with bytes or str;

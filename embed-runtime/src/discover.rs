@@ -87,95 +87,121 @@ pub struct ArchiveOrigin {
 /// error, because silently using another PyPy than the one configured
 /// would be worse.
 pub(crate) fn find(builder: &Builder) -> Result<Home, Error> {
-    let cache = || cache_dir(builder);
     if let Some(path) = &builder.home {
-        return from_path(Source::Explicit, path, &cache);
+        return from_path(Source::Explicit, path, &|| cache_dir(builder));
     }
     let mut searched = Vec::new();
-    let mut note = |source: Source, place: String, outcome: &str| {
-        searched.push(Searched {
-            source: source.describe().to_string(),
-            place,
-            outcome: outcome.to_string(),
-        })
-    };
-
-    match non_empty_env(HOME_ENV) {
-        Some(path) => return from_tree(Source::HomeEnv, Path::new(&path)),
-        None => note(Source::HomeEnv, format!("${HOME_ENV}"), "not set"),
+    for source in [
+        Source::HomeEnv,
+        Source::ArchiveEnv,
+        Source::NextToExecutable,
+        Source::BuildTime,
+        Source::Embedded,
+    ] {
+        if builder.skip.contains(&source) {
+            searched.push(Searched {
+                source: source.describe().to_string(),
+                place: "-".into(),
+                outcome: "skipped (Builder::skip)".into(),
+            });
+            continue;
+        }
+        let mut note = |place: String, outcome: &str| {
+            searched.push(Searched {
+                source: source.describe().to_string(),
+                place,
+                outcome: outcome.to_string(),
+            })
+        };
+        if let Some(home) = try_source(source, builder, &mut note)? {
+            return Ok(home);
+        }
     }
-    match non_empty_env(ARCHIVE_ENV) {
-        Some(path) => return from_archive(Source::ArchiveEnv, Path::new(&path), &cache()?),
-        None => note(Source::ArchiveEnv, format!("${ARCHIVE_ENV}"), "not set"),
-    }
+    Err(Error::NotFound { searched })
+}
 
-    match std::env::current_exe().and_then(|exe| exe.canonicalize()) {
-        Ok(exe) => {
+/// One discovery step: `Ok(None)` when its place is absent (noted in `note`).
+fn try_source(
+    source: Source,
+    builder: &Builder,
+    note: &mut dyn FnMut(String, &str),
+) -> Result<Option<Home>, Error> {
+    let cache = || cache_dir(builder);
+    match source {
+        Source::Explicit => unreachable!("handled before the search"),
+        Source::HomeEnv => match non_empty_env(HOME_ENV) {
+            Some(path) => from_tree(source, Path::new(&path)).map(Some),
+            None => {
+                note(format!("${HOME_ENV}"), "not set");
+                Ok(None)
+            }
+        },
+        Source::ArchiveEnv => match non_empty_env(ARCHIVE_ENV) {
+            Some(path) => from_archive(source, Path::new(&path), &cache()?).map(Some),
+            None => {
+                note(format!("${ARCHIVE_ENV}"), "not set");
+                Ok(None)
+            }
+        },
+        Source::NextToExecutable => {
+            let exe = match std::env::current_exe().and_then(|exe| exe.canonicalize()) {
+                Ok(exe) => exe,
+                Err(e) => {
+                    note("the executable's folder".into(), &format!("unknown: {e}"));
+                    return Ok(None);
+                }
+            };
             let dir = exe.parent().unwrap_or(Path::new("/"));
             let tree = dir.join(TOP_DIR);
             if tree.exists() {
-                return from_tree(Source::NextToExecutable, &tree);
+                return from_tree(source, &tree).map(Some);
             }
-            note(
-                Source::NextToExecutable,
-                tree.display().to_string(),
-                "does not exist",
-            );
+            note(tree.display().to_string(), "does not exist");
             match archive_name::newest_for(dir, TARGET) {
-                Some(archive) => {
-                    return from_archive(Source::NextToExecutable, &archive, &cache()?)
+                Some(archive) => from_archive(source, &archive, &cache()?).map(Some),
+                None => {
+                    let pattern = dir.join(format!("pypy*-v*-{TARGET}.tar.gz"));
+                    note(pattern.display().to_string(), "no such archive");
+                    Ok(None)
                 }
-                None => note(
-                    Source::NextToExecutable,
-                    dir.join(format!("pypy*-v*-{TARGET}.tar.gz"))
-                        .display()
-                        .to_string(),
-                    "no such archive",
-                ),
             }
         }
-        Err(e) => note(
-            Source::NextToExecutable,
-            "the executable's folder".into(),
-            &format!("unknown: {e}"),
-        ),
-    }
-
-    if BUILD_ARCHIVE.is_empty() {
-        note(
-            Source::BuildTime,
-            "the build script's search".into(),
-            BUILD_SEARCHED,
-        );
-    } else {
-        let archive = Path::new(BUILD_ARCHIVE);
-        if archive.is_file() {
-            return from_archive(Source::BuildTime, archive, &cache()?);
+        Source::BuildTime => match build_time_archive() {
+            None => {
+                note("the build script's search".into(), BUILD_SEARCHED);
+                Ok(None)
+            }
+            Some(archive) if archive.is_file() => {
+                from_archive(source, archive, &cache()?).map(Some)
+            }
+            Some(archive) => {
+                note(
+                    archive.display().to_string(),
+                    "found when building, gone now; rebuild or put it back",
+                );
+                Ok(None)
+            }
+        },
+        #[cfg(feature = "embedded-archive")]
+        Source::Embedded => {
+            let archive = ArchiveRef::Embedded {
+                bytes: crate::embedded::ARCHIVE,
+                sha256: crate::embedded::SHA256,
+            };
+            extracted(source, &archive, &cache()?).map(Some)
         }
-        note(
-            Source::BuildTime,
-            BUILD_ARCHIVE.into(),
-            "found when building, gone now; rebuild or put it back",
-        );
+        #[cfg(not(feature = "embedded-archive"))]
+        Source::Embedded => {
+            note("the binary".into(), "feature `embedded-archive` is off");
+            Ok(None)
+        }
     }
+}
 
-    #[cfg(feature = "embedded-archive")]
-    {
-        let archive = ArchiveRef::Embedded {
-            bytes: crate::embedded::ARCHIVE,
-            sha256: crate::embedded::SHA256,
-        };
-        return extracted(Source::Embedded, &archive, &cache()?);
-    }
-    #[cfg(not(feature = "embedded-archive"))]
-    {
-        note(
-            Source::Embedded,
-            "the binary".into(),
-            "feature `embedded-archive` is off",
-        );
-        Err(Error::NotFound { searched })
-    }
+/// The archive the build script found (`$PYPY_EMBED_BUILD_ARCHIVE` at build
+/// time, else the newest for the target in the workspace's `dist/`).
+pub fn build_time_archive() -> Option<&'static Path> {
+    (!BUILD_ARCHIVE.is_empty()).then(|| Path::new(BUILD_ARCHIVE))
 }
 
 fn non_empty_env(name: &str) -> Option<OsString> {

@@ -90,6 +90,8 @@ mod ffi;
 pub mod manifest;
 mod runtime;
 
-pub use discover::{ArchiveOrigin, Home, Source, ARCHIVE_ENV, CACHE_ENV, HOME_ENV};
+pub use discover::{
+    build_time_archive, ArchiveOrigin, Home, Source, ARCHIVE_ENV, CACHE_ENV, HOME_ENV,
+};
 pub use error::{Error, PythonError, Searched};
 pub use runtime::{register, register_str, running, start, BoxError, Builder, Function, Runtime};

@@ -7,7 +7,7 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, LazyLock, Mutex, OnceLock, RwLock};
 
-use crate::discover::{self, Home};
+use crate::discover::{self, Home, Source};
 use crate::error::Error;
 use crate::ffi::{Callbacks, LibPyPy, ReplyStatus};
 
@@ -23,6 +23,7 @@ pub struct Builder {
     pub(crate) home: Option<PathBuf>,
     pub(crate) cache_dir: Option<PathBuf>,
     pub(crate) verbose: bool,
+    pub(crate) skip: Vec<Source>,
 }
 
 impl Builder {
@@ -42,6 +43,13 @@ impl Builder {
     /// `<user cache dir>/pypy-embed/runtime`.
     pub fn cache_dir(mut self, path: impl Into<PathBuf>) -> Self {
         self.cache_dir = Some(path.into());
+        self
+    }
+
+    /// Leave one step out of the search (for instance
+    /// [`Source::BuildTime`], so that only run-time configuration counts).
+    pub fn skip(mut self, source: Source) -> Self {
+        self.skip.push(source);
         self
     }
 

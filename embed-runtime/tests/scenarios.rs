@@ -1,0 +1,701 @@
+//! The runtime against a real libpypy (Debian's pypy3 7.3.11, repackaged
+//! into our archive format), one PyPy per process.
+//!
+//! PyPy cannot be started twice in one process, so every test runs this
+//! binary again as a child with `EMBED_SCENARIO=<name>`; the child runs one
+//! scenario, prints `RESULT key=value` lines, and panics on failure. The
+//! parent prepares the environment (discovery variables, a private cache,
+//! a copy of the binary beside a tree or archive) and checks what came back.
+//! This file has its own `main` (harness = false) for that reason.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Instant;
+
+use embed_runtime::{Builder, Error, Source};
+
+const SCENARIO_ENV: &str = "EMBED_SCENARIO";
+/// Path for the scenarios that take an explicit home.
+const EXPLICIT_ENV: &str = "EMBED_TEST_EXPLICIT";
+
+const FIXTURES_ENV: &str = "PYPY_EMBED_FIXTURES";
+const DEBIAN_ARCHIVE: &str = "pypy3.9-v7.3.11-x86_64-unknown-linux-gnu.tar.gz";
+const FIX: &str = "run `cargo xtask test --prepare-only` to prepare the fixtures";
+
+fn main() {
+    if let Ok(name) = std::env::var(SCENARIO_ENV) {
+        child(&name);
+        return;
+    }
+    parent();
+}
+
+// ---------------------------------------------------------------- fixtures
+
+fn fixtures() -> PathBuf {
+    std::env::var_os(FIXTURES_ENV)
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/fixtures"))
+}
+
+/// Debian's pypy3 unpacked: `usr/` holds `lib/x86_64-linux-gnu/libpypy3.9-c.so` and `lib/pypy3.9/`.
+fn debian_tree() -> PathBuf {
+    let usr = fixtures().join("debian-pypy3").join("usr");
+    assert!(
+        usr.join("lib/pypy3.9/site.py").is_file(),
+        "missing fixture {}; {FIX}",
+        usr.display()
+    );
+    usr
+}
+
+/// Debian's pypy3 repackaged by `cargo xtask repackage` into our archive format.
+fn debian_archive() -> PathBuf {
+    let archive = fixtures().join("dist").join(DEBIAN_ARCHIVE);
+    assert!(
+        archive.is_file(),
+        "missing fixture {}; {FIX}",
+        archive.display()
+    );
+    archive
+}
+
+// ------------------------------------------------------------------ parent
+
+struct Ctx {
+    /// A cache shared by the tests that do not care about its state.
+    shared_cache: PathBuf,
+    scratch: PathBuf,
+}
+
+type Test = (&'static str, fn(&Ctx));
+
+const TESTS: &[Test] = &[
+    ("discovery_home_env_tree", discovery_home_env_tree),
+    ("discovery_explicit_tree", discovery_explicit_tree),
+    ("discovery_explicit_archive", discovery_explicit_archive),
+    ("discovery_archive_env", discovery_archive_env),
+    (
+        "discovery_tree_next_to_executable",
+        discovery_tree_next_to_executable,
+    ),
+    (
+        "discovery_archive_next_to_executable",
+        discovery_archive_next_to_executable,
+    ),
+    ("discovery_build_time_archive", discovery_build_time_archive),
+    (
+        "discovery_nothing_found_lists_every_place",
+        discovery_nothing_found,
+    ),
+    ("source_that_succeeds", source_that_succeeds),
+    ("source_that_raises_gives_the_traceback", source_that_raises),
+    ("fast_path_100k_calls_keep_rss_flat", fast_path_rss),
+    ("four_threads_1000_calls_each", four_threads),
+    ("rust_callbacks_errors_and_panics", rust_callbacks),
+    ("same_home_again_other_home_error", same_and_other_home),
+    (
+        "damaged_cache_entry_is_extracted_again",
+        damaged_cache_entry,
+    ),
+    ("eight_processes_extract_once", eight_processes_extract_once),
+];
+
+fn parent() {
+    // `cargo test -- NAME` filters; flags such as --nocapture are accepted and ignored.
+    let filters: Vec<String> = std::env::args()
+        .skip(1)
+        .filter(|a| !a.starts_with('-'))
+        .collect();
+    if std::env::args().any(|a| a == "--list") {
+        for (name, _) in TESTS {
+            println!("{name}: test");
+        }
+        return;
+    }
+    let scratch = tempfile::Builder::new()
+        .prefix("embed-runtime-scenarios-")
+        .tempdir()
+        .expect("a temporary folder");
+    let ctx = Ctx {
+        shared_cache: scratch.path().join("shared-cache"),
+        scratch: scratch.path().to_path_buf(),
+    };
+    let selected: Vec<&Test> = TESTS
+        .iter()
+        .filter(|(name, _)| filters.is_empty() || filters.iter().any(|f| name.contains(f.as_str())))
+        .collect();
+    println!("\nrunning {} tests", selected.len());
+    let mut failed = Vec::new();
+    for (name, test) in selected {
+        let start = Instant::now();
+        let outcome = std::panic::catch_unwind(|| test(&ctx));
+        let took = start.elapsed().as_secs_f64();
+        match outcome {
+            Ok(()) => println!("test {name} ... ok ({took:.1}s)"),
+            Err(_) => {
+                println!("test {name} ... FAILED ({took:.1}s)");
+                failed.push(*name);
+            }
+        }
+    }
+    if failed.is_empty() {
+        println!("\ntest result: ok");
+    } else {
+        println!("\ntest result: FAILED: {}", failed.join(", "));
+        std::process::exit(1);
+    }
+}
+
+/// A child run of this binary (or of `exe`, a copy of it) for `scenario`.
+fn child_command(exe: Option<&Path>, scenario: &str, cache: &Path) -> Command {
+    let exe = exe
+        .map(Path::to_path_buf)
+        .unwrap_or_else(|| std::env::current_exe().unwrap());
+    let mut cmd = Command::new(exe);
+    cmd.env(SCENARIO_ENV, scenario)
+        .env(embed_runtime::CACHE_ENV, cache)
+        .env_remove(embed_runtime::HOME_ENV)
+        .env_remove(embed_runtime::ARCHIVE_ENV)
+        .env_remove(EXPLICIT_ENV);
+    cmd
+}
+
+/// Runs a child, requires success, and returns its `RESULT` lines.
+fn expect_success(cmd: &mut Command) -> BTreeMap<String, String> {
+    let output = cmd.output().expect("the test binary runs");
+    let results = results(&output);
+    assert!(
+        output.status.success(),
+        "child failed ({}):\n--- stdout\n{}\n--- stderr\n{}",
+        output.status,
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    results
+}
+
+fn results(output: &Output) -> BTreeMap<String, String> {
+    String::from_utf8_lossy(&output.stdout)
+        .lines()
+        .filter_map(|l| l.strip_prefix("RESULT "))
+        .filter_map(|l| l.split_once('='))
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+}
+
+/// A copy of this binary in a folder of its own, for "next to the executable".
+fn exe_copy(dir: &Path) -> PathBuf {
+    std::fs::create_dir_all(dir).unwrap();
+    let exe = std::env::current_exe().unwrap();
+    let copy = dir.join(exe.file_name().unwrap());
+    if std::fs::hard_link(&exe, &copy).is_err() {
+        std::fs::copy(&exe, &copy).unwrap();
+    }
+    copy
+}
+
+fn discovery_home_env_tree(ctx: &Ctx) {
+    let r = expect_success(
+        child_command(None, "start", &ctx.shared_cache).env(embed_runtime::HOME_ENV, debian_tree()),
+    );
+    assert_eq!(r["source"], "PYPY_EMBED_HOME");
+    assert_eq!(r["printed"], "hello 3.9");
+    assert_eq!(Path::new(&r["root"]), debian_tree());
+}
+
+fn discovery_explicit_tree(ctx: &Ctx) {
+    let r = expect_success(
+        child_command(None, "start_explicit", &ctx.shared_cache)
+            .env(EXPLICIT_ENV, debian_tree())
+            // The explicit home wins over the environment.
+            .env(embed_runtime::ARCHIVE_ENV, "/nonexistent.tar.gz"),
+    );
+    assert_eq!(r["source"], "Builder::home");
+    assert_eq!(Path::new(&r["root"]), debian_tree());
+}
+
+fn discovery_explicit_archive(ctx: &Ctx) {
+    let r = expect_success(
+        child_command(None, "start_explicit", &ctx.shared_cache)
+            .env(EXPLICIT_ENV, debian_archive()),
+    );
+    assert_eq!(r["source"], "Builder::home");
+    assert!(
+        r["root"].starts_with(ctx.shared_cache.to_str().unwrap()),
+        "{r:?}"
+    );
+    assert_eq!(r["archive"], debian_archive().display().to_string());
+}
+
+fn discovery_archive_env(ctx: &Ctx) {
+    let r = expect_success(
+        child_command(None, "start", &ctx.shared_cache)
+            .env(embed_runtime::ARCHIVE_ENV, debian_archive()),
+    );
+    assert_eq!(r["source"], "PYPY_EMBED_ARCHIVE");
+    assert_eq!(r["printed"], "hello 3.9");
+}
+
+fn discovery_tree_next_to_executable(ctx: &Ctx) {
+    let dir = ctx.scratch.join("beside-tree");
+    let exe = exe_copy(&dir);
+    std::os::unix::fs::symlink(debian_tree(), dir.join("pypy")).unwrap();
+    let r = expect_success(&mut child_command(Some(&exe), "start", &ctx.shared_cache));
+    assert_eq!(r["source"], "next to the executable");
+    assert_eq!(Path::new(&r["root"]), dir.join("pypy"));
+}
+
+fn discovery_archive_next_to_executable(ctx: &Ctx) {
+    let dir = ctx.scratch.join("beside-archive");
+    let exe = exe_copy(&dir);
+    std::os::unix::fs::symlink(debian_archive(), dir.join(DEBIAN_ARCHIVE)).unwrap();
+    let r = expect_success(&mut child_command(Some(&exe), "start", &ctx.shared_cache));
+    assert_eq!(r["source"], "next to the executable");
+    assert_eq!(r["archive"], dir.join(DEBIAN_ARCHIVE).display().to_string());
+}
+
+fn discovery_build_time_archive(ctx: &Ctx) {
+    let archive = embed_runtime::build_time_archive().unwrap_or_else(|| {
+        panic!(
+            "the build script found no archive; run `cargo xtask repackage` (which writes dist/) \
+             or build with PYPY_EMBED_BUILD_ARCHIVE={}",
+            debian_archive().display()
+        )
+    });
+    let r = expect_success(&mut child_command(None, "start", &ctx.shared_cache));
+    assert_eq!(r["source"], "archive found at build time");
+    assert_eq!(r["archive"], archive.display().to_string());
+}
+
+fn discovery_nothing_found(ctx: &Ctx) {
+    let exe = exe_copy(&ctx.scratch.join("alone"));
+    let r = expect_success(&mut child_command(
+        Some(&exe),
+        "nothing_found",
+        &ctx.shared_cache,
+    ));
+    let message = &r["message"];
+    for place in [
+        "$PYPY_EMBED_HOME",
+        "$PYPY_EMBED_ARCHIVE",
+        &format!("{}/pypy", exe.parent().unwrap().display()),
+        "x86_64-unknown-linux-gnu.tar.gz",
+        "archive found at build time",
+        "embedded in the binary",
+    ] {
+        assert!(message.contains(place), "{place:?} missing from: {message}");
+    }
+}
+
+fn source_that_succeeds(ctx: &Ctx) {
+    let r = expect_success(
+        child_command(None, "run_ok", &ctx.shared_cache)
+            .env(embed_runtime::ARCHIVE_ENV, debian_archive()),
+    );
+    assert_eq!(r["sum"], "5050");
+}
+
+fn source_that_raises(ctx: &Ctx) {
+    let r = expect_success(
+        child_command(None, "raises", &ctx.shared_cache)
+            .env(embed_runtime::ARCHIVE_ENV, debian_archive()),
+    );
+    assert_eq!(r["type"], "ZeroDivisionError");
+}
+
+fn fast_path_rss(ctx: &Ctx) {
+    let r = expect_success(
+        child_command(None, "fast_path_rss", &ctx.shared_cache)
+            .env(embed_runtime::ARCHIVE_ENV, debian_archive()),
+    );
+    let growth: i64 = r["rss_growth_kb"].parse().unwrap();
+    assert!(
+        growth < 5 * 1024,
+        "RSS grew by {growth} kB over 100,000 calls"
+    );
+}
+
+fn four_threads(ctx: &Ctx) {
+    let r = expect_success(
+        child_command(None, "threads", &ctx.shared_cache)
+            .env(embed_runtime::ARCHIVE_ENV, debian_archive()),
+    );
+    assert_eq!(r["calls"], "4000");
+}
+
+fn rust_callbacks(ctx: &Ctx) {
+    let r = expect_success(
+        child_command(None, "rust_callbacks", &ctx.shared_cache)
+            .env(embed_runtime::ARCHIVE_ENV, debian_archive()),
+    );
+    assert!(
+        r["panic"].contains("RustPanic") && r["panic"].contains("deliberate"),
+        "{r:?}"
+    );
+    assert_eq!(r["alive"], "yes");
+}
+
+fn same_and_other_home(ctx: &Ctx) {
+    let other = ctx.scratch.join("other-home");
+    std::fs::create_dir_all(other.join("bin")).unwrap();
+    std::fs::create_dir_all(other.join("lib/pypy3.9")).unwrap();
+    std::fs::write(other.join("bin/libpypy3.9-c.so"), b"").unwrap();
+    std::fs::write(other.join("lib/pypy3.9/site.py"), b"").unwrap();
+    let r = expect_success(
+        child_command(None, "same_and_other_home", &ctx.shared_cache)
+            .env(EXPLICIT_ENV, debian_tree())
+            .env("EMBED_TEST_OTHER", &other),
+    );
+    assert_eq!(r["same"], "yes");
+    assert!(r["other"].contains("already runs"), "{r:?}");
+}
+
+fn damaged_cache_entry(ctx: &Ctx) {
+    let cache = ctx.scratch.join("damaged-cache");
+    let start = || {
+        expect_success(
+            child_command(None, "start", &cache).env(embed_runtime::ARCHIVE_ENV, debian_archive()),
+        )
+    };
+    let first = start();
+    assert_eq!(first["extracted_now"], "true");
+    let top = PathBuf::from(&first["root"]);
+    // Rewrite one file (same size, new mtime) and delete another.
+    let os_py = top.join("lib/pypy3.9/os.py");
+    let text = std::fs::read(&os_py).unwrap();
+    std::fs::write(&os_py, vec![b'#'; text.len()]).unwrap();
+    std::fs::remove_file(top.join("lib/pypy3.9/json/decoder.py")).unwrap();
+
+    let second = start();
+    assert_eq!(second["extracted_now"], "true", "{second:?}");
+    assert!(second["repaired"].contains("json/decoder.py"), "{second:?}");
+    assert_eq!(std::fs::read(&os_py).unwrap(), text);
+    assert!(top.join("lib/pypy3.9/json/decoder.py").is_file());
+
+    let third = start();
+    assert_eq!(third["extracted_now"], "false");
+}
+
+fn eight_processes_extract_once(ctx: &Ctx) {
+    let cache = ctx.scratch.join("concurrent-cache");
+    let children: Vec<_> = (0..8)
+        .map(|_| {
+            child_command(None, "start", &cache)
+                .env(embed_runtime::ARCHIVE_ENV, debian_archive())
+                .stdout(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    let mut extracted = 0;
+    let mut roots = Vec::new();
+    for child in children {
+        let output = child.wait_with_output().unwrap();
+        assert!(
+            output.status.success(),
+            "a child failed: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        let r = results(&output);
+        assert_eq!(r["printed"], "hello 3.9");
+        if r["extracted_now"] == "true" {
+            extracted += 1;
+        }
+        roots.push(r["root"].clone());
+    }
+    assert_eq!(extracted, 1, "{extracted} processes extracted the archive");
+    roots.dedup();
+    assert_eq!(roots.len(), 1, "{roots:?}");
+    let leftovers: Vec<_> = std::fs::read_dir(&cache)
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with(".tmp") || n.starts_with(".trash"))
+        .collect();
+    assert!(leftovers.is_empty(), "{leftovers:?}");
+}
+
+// ------------------------------------------------------------------- child
+
+fn child(name: &str) {
+    match name {
+        "start" => report(embed_runtime::start().expect("start")),
+        "start_explicit" => {
+            let path = std::env::var_os(EXPLICIT_ENV).expect("EMBED_TEST_EXPLICIT");
+            report(Builder::new().home(path).start().expect("start"));
+        }
+        "nothing_found" => child_nothing_found(),
+        "run_ok" => child_run_ok(),
+        "raises" => child_raises(),
+        "fast_path_rss" => child_fast_path_rss(),
+        "threads" => child_threads(),
+        "rust_callbacks" => child_rust_callbacks(),
+        "same_and_other_home" => child_same_and_other_home(),
+        other => panic!("unknown scenario {other}"),
+    }
+}
+
+fn result(key: &str, value: impl std::fmt::Display) {
+    let value = value.to_string().replace('\n', "\\n");
+    println!("RESULT {key}={value}");
+}
+
+/// Prints where PyPy came from and what Python printed.
+fn report(rt: &'static embed_runtime::Runtime) {
+    let home = rt.home();
+    result("source", home.source.describe());
+    result("root", home.root.display());
+    if let Some(archive) = &home.archive {
+        result(
+            "archive",
+            archive
+                .path
+                .as_ref()
+                .map(|p| p.display().to_string())
+                .unwrap_or_default(),
+        );
+        result("extracted_now", archive.extracted_now);
+        result("repaired", archive.repaired.as_deref().unwrap_or(""));
+    }
+    rt.run("import sys\ndef greeting(_):\n    return 'hello %d.%d' % sys.version_info[:2]")
+        .expect("run");
+    let greeting = rt.function("__main__", "greeting").expect("lookup");
+    result("printed", greeting.call_str("").expect("call"));
+}
+
+fn child_nothing_found() {
+    let mut builder = Builder::new();
+    if embed_runtime::build_time_archive().is_some() {
+        // An archive found at build time is a home; this scenario is about having none.
+        builder = builder.skip(Source::BuildTime);
+    }
+    match builder.start() {
+        Err(error @ Error::NotFound { .. }) => result("message", error),
+        other => panic!("expected NotFound, got {other:?}"),
+    }
+}
+
+fn child_run_ok() {
+    let rt = embed_runtime::start().expect("start");
+    rt.run("total = sum(range(101))").expect("run");
+    // Successive runs share __main__.
+    rt.run("import embed_runtime\nembed_runtime.call('report', str(total))")
+        .unwrap_err();
+    embed_runtime::register_str("report", |s| {
+        result("sum", s);
+        Ok(String::new())
+    });
+    rt.run("embed_runtime.call('report', str(total))")
+        .expect("run");
+    // The raw call works too, and reports only a code.
+    rt.execute_source_raw("x = 1").expect("raw");
+    assert!(matches!(
+        rt.execute_source_raw("1/0"),
+        Err(Error::ExecuteSource(-1))
+    ));
+}
+
+fn child_raises() {
+    let rt = embed_runtime::start().expect("start");
+    let source = "\
+def inner(x):
+    return 1 / x
+
+def failing_function(data):
+    return inner(0)
+";
+    rt.run(source).expect("definitions run");
+    let error = rt.run("failing_function(b'')").unwrap_err();
+    let py = error.python().expect("a Python error").clone();
+    result("type", &py.type_name);
+    assert_eq!(py.message, "division by zero");
+    for needle in [
+        "Traceback (most recent call last)",
+        "line 5, in failing_function",
+        "line 2, in inner",
+        "return 1 / x",
+        "ZeroDivisionError: division by zero",
+    ] {
+        assert!(
+            py.traceback.contains(needle),
+            "{needle:?} missing from:\n{}",
+            py.traceback
+        );
+    }
+    // The bridge's own frames are not shown.
+    assert!(!py.traceback.contains("bootstrap"), "{}", py.traceback);
+
+    // The same through the fast path.
+    let f = rt.function("__main__", "failing_function").expect("lookup");
+    let py = f
+        .call_bytes(b"x")
+        .unwrap_err()
+        .python()
+        .expect("a Python error")
+        .clone();
+    assert!(py.traceback.contains("in failing_function") && py.traceback.contains("in inner"));
+
+    // Errors of other kinds come back the same way.
+    let e = rt.run("def broken(:\n  pass").unwrap_err();
+    assert_eq!(e.python().unwrap().type_name, "SyntaxError");
+    let e = rt.function("no_such_module_here", "f").unwrap_err();
+    assert_eq!(e.python().unwrap().type_name, "ModuleNotFoundError");
+    let e = rt.function("json", "no_such_function").unwrap_err();
+    assert_eq!(e.python().unwrap().type_name, "AttributeError");
+    let e = rt.function("sys", "version").unwrap_err();
+    assert!(
+        e.python().unwrap().message.contains("not a function"),
+        "{e}"
+    );
+    rt.run("def number(_): return 5").unwrap();
+    let e = rt
+        .function("__main__", "number")
+        .unwrap()
+        .call_bytes(b"")
+        .unwrap_err();
+    assert!(e.to_string().contains("return bytes, str or None"), "{e}");
+    // Non-builtin exception types carry their module.
+    rt.run("import json").unwrap();
+    let e = rt.run("json.loads('{')").unwrap_err();
+    assert_eq!(
+        e.python().unwrap().type_name,
+        "json.decoder.JSONDecodeError"
+    );
+}
+
+fn rss_kb() -> i64 {
+    let status = std::fs::read_to_string("/proc/self/status").expect("/proc/self/status");
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .expect("VmRSS in /proc/self/status")
+}
+
+fn child_fast_path_rss() {
+    let rt = embed_runtime::start().expect("start");
+    rt.run("def echo_upper(data):\n    return data.upper()")
+        .unwrap();
+    let f = rt.function("__main__", "echo_upper").unwrap();
+    let mut out = Vec::new();
+    // Let the JIT compile the call path before measuring.
+    for _ in 0..2_000 {
+        f.call_bytes_into(b"hello", &mut out).unwrap();
+    }
+    let before = rss_kb();
+    for i in 0..100_000u32 {
+        let arg = i.to_le_bytes();
+        f.call_bytes_into(&arg, &mut out).unwrap();
+        assert_eq!(out, arg.to_ascii_uppercase());
+    }
+    let after = rss_kb();
+    result("rss_growth_kb", after - before);
+}
+
+fn child_threads() {
+    let rt = embed_runtime::start().expect("start");
+    rt.run("def tag(data):\n    return data + b':' + str(len(data)).encode()")
+        .unwrap();
+    let f = rt.function("__main__", "tag").unwrap();
+    let calls = std::sync::atomic::AtomicUsize::new(0);
+    std::thread::scope(|s| {
+        for t in 0..4 {
+            let (f, calls) = (&f, &calls);
+            s.spawn(move || {
+                for i in 0..1_000 {
+                    let arg = format!("thread{t}-call{i}");
+                    let out = f.call_bytes(arg.as_bytes()).unwrap();
+                    assert_eq!(out, format!("{arg}:{}", arg.len()).into_bytes());
+                    calls.fetch_add(1, Ordering::Relaxed);
+                }
+            });
+        }
+    });
+    result("calls", calls.load(Ordering::Relaxed));
+}
+
+fn child_rust_callbacks() {
+    static CALLED: AtomicBool = AtomicBool::new(false);
+    embed_runtime::register("double", |d: &[u8]| Ok([d, d].concat()));
+    embed_runtime::register("fails", |_: &[u8]| Err("the Rust side said no".into()));
+    embed_runtime::register(
+        "panics",
+        |_: &[u8]| -> Result<Vec<u8>, embed_runtime::BoxError> {
+            CALLED.store(true, Ordering::SeqCst);
+            panic!("deliberate panic in a Rust callback")
+        },
+    );
+    let rt = embed_runtime::start().expect("start");
+    // Registration after start works too, and Rust may call Python again.
+    embed_runtime::register("nested", move |d: &[u8]| {
+        let f = rt.function("__main__", "shout")?;
+        Ok(f.call_bytes(d)?)
+    });
+    rt.run(
+        r#"
+import embed_runtime
+def shout(data):
+    return data.upper()
+assert embed_runtime.call('double', b'ab') == b'abab'
+assert embed_runtime.call('double', 'xy') == 'xyxy'
+assert embed_runtime.call('nested', b'quiet') == b'QUIET'
+try:
+    embed_runtime.call('fails', b'')
+except embed_runtime.RustError as e:
+    assert str(e) == 'the Rust side said no', str(e)
+else:
+    raise AssertionError('no RustError')
+try:
+    embed_runtime.call('missing', b'')
+except embed_runtime.RustFunctionNotFound as e:
+    assert 'double' in str(e)
+try:
+    embed_runtime.call('double', 5)
+except TypeError:
+    pass
+def call_panicking(_):
+    try:
+        embed_runtime.call('panics', b'')
+    except embed_runtime.RustPanic as e:
+        return '%s: %s' % (type(e).__name__, e)
+    return 'no exception'
+"#,
+    )
+    .expect("the callbacks behave");
+    let panic = rt
+        .function("__main__", "call_panicking")
+        .unwrap()
+        .call_str("")
+        .unwrap();
+    assert!(CALLED.load(Ordering::SeqCst));
+    result("panic", panic);
+    // An uncaught RustError reaches Rust as a Python error with the message.
+    let e = rt.run("embed_runtime.call('fails', b'')").unwrap_err();
+    assert_eq!(e.python().unwrap().type_name, "embed_runtime.RustError");
+    assert!(e.to_string().contains("the Rust side said no"));
+    rt.run("x = 1 + 1")
+        .expect("PyPy still works after the panic");
+    result("alive", "yes");
+}
+
+fn child_same_and_other_home() {
+    let home = PathBuf::from(std::env::var_os(EXPLICIT_ENV).unwrap());
+    let first = Builder::new().home(&home).start().expect("first start");
+    let again = Builder::new()
+        .home(&home)
+        .start()
+        .expect("second start, same home");
+    let default = embed_runtime::start().expect("start without a home returns the running one");
+    let same = std::ptr::eq(first, again) && std::ptr::eq(first, default);
+    result("same", if same { "yes" } else { "no" });
+    let other = std::env::var_os("EMBED_TEST_OTHER").unwrap();
+    match Builder::new().home(other).start() {
+        Err(e @ Error::OtherHome { .. }) => result("other", e),
+        other => panic!("expected OtherHome, got {other:?}"),
+    }
+    first.run("assert 1 + 1 == 2").expect("still running");
+}
