@@ -2,41 +2,33 @@
 #
 # Rust runs this once per process through pypy_execute_source_ptr, with
 # `c_argument` holding the address of the `Bridge` struct of src/ffi.rs.
-# It fills in the function pointers Rust calls (lookup, call, run), built
-# with PyPy's own cffi, and installs the `embed_runtime` module through
-# which Python calls the Rust functions the program registered.
+# It fills in the function pointers Rust calls (lookup, call, run) and
+# installs the `embed_runtime` module through which Python calls the Rust
+# functions the program registered.
+#
+# Start-up cost matters (it is paid before the first statement runs), so
+# this uses PyPy's built-in `_cffi_backend` directly: `import cffi` would
+# pull in pycparser and cost ~200 ms, where the backend's own FFI object
+# parses C types itself in microseconds. For the same reason `traceback`
+# is only imported when an exception has to be reported.
 #
 # Every callback catches every exception: an exception escaping a cffi
 # callback would only be printed, and Rust would see a bare error code.
 # The exception travels to Rust as (type, message, traceback) instead.
 
-CDEF = """
-typedef struct {
-    int32_t status;
-    const char *ptr;
-    size_t len;
-} embed_reply;
+# The Bridge is a row of pointer-sized words; the order is that of the
+# `Bridge` struct in src/ffi.rs.
+SIZE, SINK_WRITE, SINK_ERROR, RUST_CALL, BOOTSTRAP_SINK, EXECUTABLE, LOOKUP, CALL, RUN = range(9)
+BRIDGE_WORDS = 9
 
-typedef struct {
-    size_t size;
-    void (*sink_write)(void *sink, const char *data, size_t len);
-    void (*sink_error)(void *sink, const char *type_name, size_t type_len,
-                       const char *message, size_t message_len,
-                       const char *traceback, size_t traceback_len);
-    embed_reply (*rust_call)(const char *name, size_t name_len,
-                             const char *data, size_t data_len);
-    void *bootstrap_sink;
-    const char *executable;
-    int (*lookup)(const char *module, size_t module_len,
-                  const char *name, size_t name_len,
-                  uint64_t *handle, void *sink);
-    int (*call)(uint64_t handle, const char *data, size_t len,
-                int as_str, void *sink);
-    int (*run)(const char *source, size_t len, void *sink);
-} embed_bridge;
-"""
+SINK_WRITE_T = "void(*)(void *, const char *, size_t)"
+SINK_ERROR_T = "void(*)(void *, const char *, size_t, const char *, size_t, const char *, size_t)"
+RUST_CALL_T = "int(*)(const char *, size_t, const char *, size_t, uintptr_t *)"
+LOOKUP_T = "int(*)(const char *, size_t, const char *, size_t, uint64_t *, void *)"
+CALL_T = "int(*)(uint64_t, const char *, size_t, int, void *)"
+RUN_T = "int(*)(const char *, size_t, void *)"
 
-# Status codes of embed_reply, mirrored in src/ffi.rs.
+# Status codes of rust_call, mirrored in src/ffi.rs.
 REPLY_OK = 0
 REPLY_ERROR = 1
 REPLY_PANIC = 2
@@ -48,15 +40,17 @@ CALLBACK_BROKEN = -2
 
 
 def _connect(address):
-    """The cffi view of the Bridge, and how to report an exception through it."""
-    import traceback
+    """The bridge's words, and how to report an exception through it."""
+    import sys
 
-    import cffi
+    import _cffi_backend
 
-    ffi = cffi.FFI()
-    ffi.cdef(CDEF)
-    bridge = ffi.cast("embed_bridge *", address)
-    sink_error = bridge.sink_error
+    ffi = _cffi_backend.FFI()
+    words = ffi.cast("uintptr_t *", address)
+    sink_error = ffi.cast(SINK_ERROR_T, words[SINK_ERROR])
+    # Sources given to `run`, registered with linecache only when a
+    # traceback is formatted, so that it shows their lines.
+    sources = {}
 
     def encode(text):
         return text.encode("utf-8", "replace")
@@ -64,6 +58,12 @@ def _connect(address):
     def report(sink, exc, skip):
         # `skip` drops the bridge's own frames from the traceback, so that
         # it starts at the caller's code.
+        import linecache
+        import traceback
+
+        for filename, text in sources.items():
+            linecache.cache[filename] = (len(text), None, text.splitlines(True), filename)
+        sources.clear()
         tb = exc.__traceback__
         for _ in range(skip):
             if tb is not None:
@@ -81,32 +81,33 @@ def _connect(address):
         n, m, t = encode(name), encode(message), encode(text)
         sink_error(sink, n, len(n), m, len(m), t, len(t))
 
-    return ffi, bridge, report
+    if words[SIZE] != BRIDGE_WORDS * ffi.sizeof("uintptr_t"):
+        raise RuntimeError(
+            "embed-runtime's Bridge is %d bytes in Rust but %d words in bootstrap.py; "
+            "both sides must list the same fields" % (words[SIZE], BRIDGE_WORDS)
+        )
+    return sys, ffi, words, report, sources
 
 
-def _install(ffi, bridge, report):
+def _install(sys, ffi, words, report, sources):
     """Fills in the Bridge and installs the `embed_runtime` module."""
     import builtins
-    import importlib
-    import linecache
-    import sys
-    import types
 
-    sink_write = bridge.sink_write
-    rust_call = bridge.rust_call
+    module_type = type(sys)
+    sink_write = ffi.cast(SINK_WRITE_T, words[SINK_WRITE])
+    rust_call = ffi.cast(RUST_CALL_T, words[RUST_CALL])
     unpack = ffi.unpack
+    new = ffi.new
+    char_p = ffi.typeof("char *")
+    cast = ffi.cast
+    modules = sys.modules
 
-    if bridge.size != ffi.sizeof("embed_bridge"):
-        raise RuntimeError(
-            "embed-runtime's Bridge is %d bytes in Rust but %d in bootstrap.py; "
-            "both sides must declare the same struct"
-            % (bridge.size, ffi.sizeof("embed_bridge"))
-        )
-
-    if bridge.executable:
+    if words[EXECUTABLE]:
         # pypy_setup_home sets sys.executable to `<home>/x`; the real launcher
         # lets subprocess and multiprocessing start the same interpreter.
-        sys.executable = ffi.string(bridge.executable).decode("utf-8", "surrogateescape")
+        sys.executable = ffi.string(ffi.cast("char *", words[EXECUTABLE])).decode(
+            "utf-8", "surrogateescape"
+        )
 
     # Handles are indices into this list; it only grows, so a handle stays valid.
     functions = []
@@ -115,7 +116,8 @@ def _install(ffi, bridge, report):
         try:
             module_name = unpack(module, module_len).decode("utf-8")
             attr_path = unpack(name, name_len).decode("utf-8")
-            obj = importlib.import_module(module_name)
+            __import__(module_name)
+            obj = modules[module_name]
             for part in attr_path.split("."):
                 obj = getattr(obj, part)
             if not callable(obj):
@@ -146,8 +148,11 @@ def _install(ffi, bridge, report):
                 else:
                     raise TypeError(
                         "%s returned %s; functions called from Rust return "
-                        "bytes, str or None" % (getattr(functions[handle], "__qualname__", "the function"),
-                                                type(result).__name__)
+                        "bytes, str or None"
+                        % (
+                            getattr(functions[handle], "__qualname__", "the function"),
+                            type(result).__name__,
+                        )
                     )
             sink_write(sink, result, len(result))
             return 0
@@ -155,13 +160,13 @@ def _install(ffi, bridge, report):
             report(sink, exc, 1)
             return -1
 
-    main = sys.modules.get("__main__")
+    main = modules.get("__main__")
     if main is None:
         # The embedded interpreter has no __main__; `run` needs one so that
         # successive runs share their globals, as in a script.
-        main = types.ModuleType("__main__")
+        main = module_type("__main__")
         main.__builtins__ = builtins
-        sys.modules["__main__"] = main
+        modules["__main__"] = main
     runs = [0]
 
     def run(source, size, sink):
@@ -169,9 +174,7 @@ def _install(ffi, bridge, report):
             text = unpack(source, size).decode("utf-8") if size else ""
             runs[0] += 1
             filename = "<embed-run-%d>" % runs[0]
-            # linecache shows the lines in tracebacks; an mtime of None keeps
-            # the entry from being dropped as stale.
-            linecache.cache[filename] = (len(text), None, text.splitlines(True), filename)
+            sources[filename] = text
             exec(compile(text, filename, "exec"), main.__dict__)
             return 0
         except BaseException as exc:
@@ -179,7 +182,7 @@ def _install(ffi, bridge, report):
             return -1
 
     # The `embed_runtime` module: how Python code calls Rust.
-    module = types.ModuleType("embed_runtime")
+    module = module_type("embed_runtime")
     module.__doc__ = (
         "Calls into the Rust program that embeds this PyPy. "
         "call(name, data) runs the Rust function registered under `name`."
@@ -213,9 +216,11 @@ def _install(ffi, bridge, report):
                 "embed_runtime.call takes bytes or str, not %s" % type(data).__name__
             )
         name_raw = name.encode("utf-8")
-        reply = rust_call(name_raw, len(name_raw), raw, len(raw))
-        payload = unpack(reply.ptr, reply.len) if reply.len else b""
-        status = reply.status
+        out = new("uintptr_t[2]")
+        status = rust_call(name_raw, len(name_raw), raw, len(raw), out)
+        # The reply lives in a per-thread Rust buffer until this thread's
+        # next call into Rust, so it is copied at once.
+        payload = unpack(cast(char_p, out[0]), out[1]) if out[1] else b""
         if status == REPLY_OK:
             return payload.decode("utf-8") if as_str else payload
         message = payload.decode("utf-8", "replace")
@@ -230,36 +235,29 @@ def _install(ffi, bridge, report):
     module.RustError = RustError
     module.RustPanic = RustPanic
     module.RustFunctionNotFound = RustFunctionNotFound
-    # The cffi objects must outlive every call; the module keeps them alive.
-    module._bridge = (ffi, bridge)
-    sys.modules["embed_runtime"] = module
 
     callbacks = (
-        ffi.callback(
-            "int(const char *, size_t, const char *, size_t, uint64_t *, void *)",
-            lookup,
-            error=CALLBACK_BROKEN,
-        ),
-        ffi.callback(
-            "int(uint64_t, const char *, size_t, int, void *)",
-            call,
-            error=CALLBACK_BROKEN,
-        ),
-        ffi.callback("int(const char *, size_t, void *)", run, error=CALLBACK_BROKEN),
+        ffi.callback(LOOKUP_T, lookup, error=CALLBACK_BROKEN),
+        ffi.callback(CALL_T, call, error=CALLBACK_BROKEN),
+        ffi.callback(RUN_T, run, error=CALLBACK_BROKEN),
     )
+    # The callbacks must outlive every call; the module keeps them alive.
     module._callbacks = callbacks
+    modules["embed_runtime"] = module
     # Filled last: Rust takes a non-null `run` as the sign that all is ready.
-    bridge.lookup, bridge.call, bridge.run = callbacks
+    words[LOOKUP] = ffi.cast("uintptr_t", callbacks[0])
+    words[CALL] = ffi.cast("uintptr_t", callbacks[1])
+    words[RUN] = ffi.cast("uintptr_t", callbacks[2])
 
 
 def _main(address):
-    # If cffi itself cannot be loaded there is no way back to Rust but the
+    # If even the connection fails there is no way back to Rust but the
     # return code: the exception propagates and PyPy prints it to stderr.
-    ffi, bridge, report = _connect(address)
+    sys, ffi, words, report, sources = _connect(address)
     try:
-        _install(ffi, bridge, report)
+        _install(sys, ffi, words, report, sources)
     except BaseException as exc:
-        report(bridge.bootstrap_sink, exc, 0)
+        report(ffi.cast("void *", words[BOOTSTRAP_SINK]), exc, 0)
 
 
 _main(c_argument)  # noqa: F821 (c_argument is set by pypy_execute_source_ptr)

@@ -240,15 +240,8 @@ fn path_cstring(path: &Path) -> Result<CString, Error> {
         .map_err(|_| Error::Bridge(format!("{} contains a NUL byte", path.display())))
 }
 
-/// What a Rust function called from Python answers (`embed_reply` in bootstrap.py).
-#[repr(C)]
-pub(crate) struct Reply {
-    status: i32,
-    ptr: *const u8,
-    len: usize,
-}
-
-/// Status codes of [`Reply`], mirrored in bootstrap.py.
+/// Status codes of `rust_call`, mirrored in bootstrap.py.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum ReplyStatus {
     Ok = 0,
     Error = 1,
@@ -258,7 +251,7 @@ pub(crate) enum ReplyStatus {
 
 type SinkWriteFn = extern "C" fn(*mut c_void, *const u8, usize);
 type SinkErrorFn = extern "C" fn(*mut c_void, *const u8, usize, *const u8, usize, *const u8, usize);
-type RustCallFn = extern "C" fn(*const u8, usize, *const u8, usize) -> Reply;
+type RustCallFn = extern "C" fn(*const u8, usize, *const u8, usize, *mut usize) -> c_int;
 type LookupFn =
     unsafe extern "C" fn(*const u8, usize, *const u8, usize, *mut u64, *mut c_void) -> c_int;
 type CallFn = unsafe extern "C" fn(u64, *const u8, usize, c_int, *mut c_void) -> c_int;
@@ -341,13 +334,16 @@ extern "C" fn sink_error(
     }));
 }
 
-/// Python's `embed_runtime.call(name, data)` lands here.
+/// Python's `embed_runtime.call(name, data)` lands here. The reply (result
+/// or error message) stays in a per-thread buffer, its address and length
+/// written to `out[0]` and `out[1]`; Python copies it at once.
 extern "C" fn rust_call(
     name: *const u8,
     name_len: usize,
     data: *const u8,
     data_len: usize,
-) -> Reply {
+    out: *mut usize,
+) -> c_int {
     let outcome = catch_unwind(AssertUnwindSafe(|| {
         // SAFETY: cffi passes two buffers of the given lengths, alive for this call.
         let (name, data) = unsafe { (bytes(name, name_len), bytes(data, data_len)) };
@@ -361,22 +357,20 @@ extern "C" fn rust_call(
             panic_message(panic.as_ref()).into_bytes(),
         ),
     };
-    let reply = catch_unwind(AssertUnwindSafe(|| {
+    let stored = catch_unwind(AssertUnwindSafe(|| {
         REPLY.with(|r| {
             let mut r = r.borrow_mut();
             *r = payload;
-            Reply {
-                status: status as i32,
-                ptr: r.as_ptr(),
-                len: r.len(),
-            }
+            (r.as_ptr() as usize, r.len())
         })
     }));
-    reply.unwrap_or(Reply {
-        status: ReplyStatus::Panic as i32,
-        ptr: std::ptr::null(),
-        len: 0,
-    })
+    let (ptr, len) = stored.unwrap_or((0, 0));
+    // SAFETY: bootstrap.py passes `out` as a fresh `uintptr_t[2]`.
+    unsafe {
+        *out = ptr;
+        *out.add(1) = len;
+    }
+    status as c_int
 }
 
 /// The text of a panic payload (`panic!("...")` gives a `&str` or a `String`).
@@ -513,32 +507,13 @@ mod tests {
     }
 
     #[test]
-    fn bootstrap_declares_every_bridge_field() {
-        // Both sides must list the fields in the same order; the size check at
-        // run time catches a missing field, this catches a swapped one early.
-        let cdef = BOOTSTRAP;
-        let order = [
-            "size_t size",
-            "(*sink_write)",
-            "(*sink_error)",
-            "(*rust_call)",
-            "void *bootstrap_sink",
-            "const char *executable",
-            "(*lookup)",
-            "(*call)",
-            "(*run)",
-        ];
-        let positions: Vec<usize> = order
-            .iter()
-            .map(|f| {
-                cdef.find(f)
-                    .unwrap_or_else(|| panic!("bootstrap.py lacks {f}"))
-            })
-            .collect();
-        assert!(
-            positions.windows(2).all(|w| w[0] < w[1]),
-            "field order differs: {positions:?}"
-        );
+    fn bootstrap_lists_the_bridge_fields_in_order() {
+        // bootstrap.py reads the Bridge as a row of words; the size check at
+        // run time catches a missing field, this catches a swapped one.
+        assert!(BOOTSTRAP.contains(
+            "SIZE, SINK_WRITE, SINK_ERROR, RUST_CALL, BOOTSTRAP_SINK, EXECUTABLE, LOOKUP, CALL, RUN = range(9)"
+        ));
+        assert!(BOOTSTRAP.contains("BRIDGE_WORDS = 9"));
         assert_eq!(bridge_size(), 9 * std::mem::size_of::<usize>());
     }
 }

@@ -59,6 +59,13 @@ impl Builder {
         self
     }
 
+    /// Finds PyPy and extracts it if it is an archive, without starting it:
+    /// what [`Builder::start`] would use. Useful to fill the cache ahead of
+    /// time (an installer, a container build).
+    pub fn find(&self) -> Result<Home, Error> {
+        discover::find(self)
+    }
+
     /// Finds PyPy (see the crate docs for the order), extracts it if it is an
     /// archive, and starts it, once per process. Starting again returns the
     /// same runtime when the home is the same, and [`Error::OtherHome`] when not.
