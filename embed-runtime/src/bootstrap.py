@@ -260,4 +260,7 @@ def _main(address):
         report(ffi.cast("void *", words[BOOTSTRAP_SINK]), exc, 0)
 
 
-_main(c_argument)  # noqa: F821 (c_argument is set by pypy_execute_source_ptr)
+# Run as source, `c_argument` is set by pypy_execute_source_ptr; imported as
+# a module (see `loader_source` in src/ffi.rs), the loader calls _main itself.
+if "c_argument" in globals():
+    _main(c_argument)  # noqa: F821

@@ -7,7 +7,9 @@ use std::path::{Path, PathBuf};
 use crate::archive_name;
 use crate::cache::{self, ArchiveRef};
 use crate::error::{Error, Searched};
-use crate::manifest::{Manifest, MANIFEST_NAME, TOP_DIR};
+use serde::Deserialize;
+
+use crate::manifest::{ManifestError, Paths, FORMAT_VERSION, MANIFEST_NAME, TOP_DIR};
 use crate::runtime::Builder;
 
 /// Names an extracted tree (the `pypy/` folder, or the folder holding it).
@@ -64,8 +66,10 @@ pub struct Home {
     pub libpypy: PathBuf,
     /// The launcher named by the manifest, used as `sys.executable`.
     pub launcher: Option<PathBuf>,
-    /// The manifest, for trees that have one.
-    pub manifest: Option<Manifest>,
+    /// PyPy's version (`7.3.20`), from the manifest of trees that have one.
+    pub pypy_version: Option<String>,
+    /// The Python language version (`3.11`), from the manifest.
+    pub python_version: Option<String>,
     /// Set when the tree was extracted from an archive.
     pub archive: Option<ArchiveOrigin>,
 }
@@ -296,13 +300,7 @@ pub(crate) fn from_tree(source: Source, path: &Path) -> Result<Home, Error> {
     } else {
         return from_bare_tree(source, path);
     };
-    let manifest_path = root.join(MANIFEST_NAME);
-    let text = std::fs::read_to_string(&manifest_path)
-        .map_err(|e| Error::io("reading", &manifest_path, e))?;
-    let manifest = Manifest::from_json(&text).map_err(|reason| Error::Manifest {
-        path: manifest_path.clone(),
-        reason,
-    })?;
+    let manifest = read_manifest_head(&root.join(MANIFEST_NAME))?;
     let libpypy = root.join(&manifest.paths.libpypy);
     if !libpypy.is_file() {
         return Err(bad(
@@ -336,9 +334,37 @@ pub(crate) fn from_tree(source: Source, path: &Path) -> Result<Home, Error> {
         root,
         libpypy,
         launcher,
-        manifest: Some(manifest),
+        pypy_version: Some(manifest.pypy_version),
+        python_version: Some(manifest.python_version),
         archive: None,
     })
+}
+
+/// The part of `PYPY.json` a start needs. Skipping the per-file list keeps
+/// start-up fast: parsing all of it costs several milliseconds, and the
+/// files were checked when the archive was extracted.
+#[derive(Deserialize)]
+struct ManifestHead {
+    format_version: u64,
+    pypy_version: String,
+    python_version: String,
+    paths: Paths,
+}
+
+fn read_manifest_head(path: &Path) -> Result<ManifestHead, Error> {
+    let text = std::fs::read_to_string(path).map_err(|e| Error::io("reading", path, e))?;
+    let error = |reason| Error::Manifest {
+        path: path.to_path_buf(),
+        reason,
+    };
+    let head: ManifestHead =
+        serde_json::from_str(&text).map_err(|e| error(ManifestError::Json(e)))?;
+    if head.format_version != u64::from(FORMAT_VERSION) {
+        return Err(error(ManifestError::UnknownVersion {
+            found: head.format_version,
+        }));
+    }
+    Ok(head)
 }
 
 /// A tree without `PYPY.json` (an upstream release, Debian's `/usr`): libpypy
@@ -404,7 +430,8 @@ fn from_bare_tree(source: Source, path: &Path) -> Result<Home, Error> {
         root: path.to_path_buf(),
         libpypy,
         launcher: None,
-        manifest: None,
+        pypy_version: None,
+        python_version: None,
         archive: None,
     })
 }
@@ -470,6 +497,6 @@ mod tests {
         std::fs::write(dir.path().join("lib/pypy3.11/site.py"), b"").unwrap();
         let home = from_tree(Source::Explicit, dir.path()).unwrap();
         assert_eq!(home.libpypy, lib);
-        assert!(home.manifest.is_none());
+        assert!(home.python_version.is_none());
     }
 }

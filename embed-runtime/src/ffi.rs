@@ -19,7 +19,32 @@ use std::sync::Mutex;
 use crate::error::{Error, PythonError};
 
 /// The bootstrap, run once through `pypy_execute_source_ptr`.
-const BOOTSTRAP: &str = include_str!("bootstrap.py");
+pub(crate) const BOOTSTRAP: &str = include_str!("bootstrap.py");
+
+/// A few lines that import the bootstrap from `dir` as module `name` and
+/// run it. The folder goes in as hex, so that no path can break the quoting.
+fn loader_source(dir: &Path, name: &str) -> String {
+    #[cfg(unix)]
+    let dir_hex = {
+        use std::os::unix::ffi::OsStrExt;
+        hex::encode(dir.as_os_str().as_bytes())
+    };
+    #[cfg(not(unix))]
+    let dir_hex = hex::encode(dir.to_string_lossy().as_bytes());
+    format!(
+        "def _embed_runtime_load():\n\
+         \x20   import sys\n\
+         \x20   folder = bytes.fromhex('{dir_hex}').decode('utf-8', 'surrogateescape')\n\
+         \x20   sys.path.insert(0, folder)\n\
+         \x20   try:\n\
+         \x20       module = __import__('{name}')\n\
+         \x20   finally:\n\
+         \x20       sys.path.remove(folder)\n\
+         \x20       sys.modules.pop('{name}', None)\n\
+         \x20   module._main(c_argument)\n\
+         _embed_runtime_load()\n"
+    )
+}
 
 type StartupFn = unsafe extern "C" fn() -> c_int;
 type SetupHomeFn = unsafe extern "C" fn(*const c_char, c_int) -> c_int;
@@ -123,8 +148,26 @@ impl LibPyPy {
         }
     }
 
-    /// Runs the bootstrap, which fills in `bridge`; returns the callbacks.
-    pub(crate) fn bootstrap(&self, executable: Option<&Path>) -> Result<Callbacks, Error> {
+    /// Runs the bootstrap, which fills in the bridge; returns the callbacks.
+    /// With `module` (a folder and a module name holding [`BOOTSTRAP`]) it is
+    /// imported, so that PyPy caches its bytecode; if that fails the source
+    /// itself runs.
+    pub(crate) fn bootstrap(
+        &self,
+        executable: Option<&Path>,
+        module: Option<(&Path, &str)>,
+    ) -> Result<Callbacks, Error> {
+        if let Some((dir, name)) = module {
+            match self.run_bootstrap(&loader_source(dir, name), executable) {
+                // Nothing was reported: the import itself failed; run the source.
+                Err(Error::Bridge(_)) => {}
+                other => return other,
+            }
+        }
+        self.run_bootstrap(BOOTSTRAP, executable)
+    }
+
+    fn run_bootstrap(&self, source: &str, executable: Option<&Path>) -> Result<Callbacks, Error> {
         let executable = executable.map(path_cstring).transpose()?;
         let mut sink_out = Vec::new();
         let mut sink = Sink::new(&mut sink_out);
@@ -139,7 +182,8 @@ impl LibPyPy {
             call: None,
             run: None,
         });
-        let source = CString::new(BOOTSTRAP).expect("bootstrap.py has no NUL byte");
+        let source = CString::new(source)
+            .map_err(|_| Error::Bridge("the bootstrap contains a NUL byte".into()))?;
         self.attach_current_thread();
         // SAFETY: PyPy is started; the bootstrap reads and writes `bridge` only
         // during this call (it copies the Rust function pointers into cffi
@@ -154,8 +198,8 @@ impl LibPyPy {
         if code != 0 {
             return Err(Error::Bridge(format!(
                 "the bootstrap failed before it could report (pypy_execute_source_ptr \
-                 returned {code}; PyPy printed the exception to stderr); is cffi missing \
-                 from this PyPy?"
+                 returned {code}; PyPy printed the exception to stderr); does this PyPy \
+                 lack _cffi_backend?"
             )));
         }
         match (bridge.lookup, bridge.call, bridge.run) {

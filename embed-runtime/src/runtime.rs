@@ -7,9 +7,10 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, LazyLock, Mutex, OnceLock, RwLock};
 
+use crate::cache;
 use crate::discover::{self, Home, Source};
 use crate::error::Error;
-use crate::ffi::{Callbacks, LibPyPy, ReplyStatus};
+use crate::ffi::{self, Callbacks, LibPyPy, ReplyStatus};
 
 /// Chooses where PyPy comes from, then starts it.
 ///
@@ -83,9 +84,17 @@ impl Builder {
         // A library that does not load leaves PyPy untouched, so a later
         // attempt with another home may still succeed.
         let lib = LibPyPy::load(&home.libpypy)?;
-        let started = lib
-            .start(&home.root, self.verbose)
-            .and_then(|()| lib.bootstrap(home.launcher.as_deref()));
+        let started = lib.start(&home.root, self.verbose).and_then(|()| {
+            let module = discover::cache_dir(&self)
+                .ok()
+                .and_then(|cache| cache::bootstrap_module(&cache, ffi::BOOTSTRAP));
+            lib.bootstrap(
+                home.launcher.as_deref(),
+                module
+                    .as_ref()
+                    .map(|(dir, name)| (dir.as_path(), name.as_str())),
+            )
+        });
         match started {
             Ok(callbacks) => {
                 let runtime = RUNTIME.get_or_init(|| Runtime { home, callbacks });

@@ -8,6 +8,7 @@ pub mod build_cache;
 pub mod build_pypy;
 pub mod ci_matrix;
 pub mod doctor;
+pub mod embed_bench;
 pub mod fetch;
 pub mod fixtures;
 pub mod host;

@@ -1,0 +1,276 @@
+//! Benchmark section `embed`: embed-runtime against its baselines, measured
+//! in one run on one machine with the repackaged Debian archive:
+//! (a) start-up to the first executed statement against a C program making
+//! the same three calls on the same library, and against the launcher's
+//! `-c pass`; (b) first-run extraction against `tar -xzf`; (c) one fast-path
+//! call against one `pypy_execute_source`.
+//!
+//! The measuring end is `embed-runtime/examples/embed_bench.rs`, built in
+//! release mode; processes are timed from here, interleaved run by run so
+//! that load from elsewhere on the machine falls on both sides alike.
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+use xshell::{cmd, Shell};
+
+use crate::bench::{Report, Row};
+use crate::{fixtures, manifest, paths};
+
+const SECTION: &str = "embed";
+const STARTUP_RUNS: usize = 15;
+const EXTRACT_RUNS: usize = 5;
+const CALLS: &str = "2000000";
+
+/// The C baseline of (a): what any embedder must do, and nothing more.
+const STARTUP_C: &str = r#"
+#include <dlfcn.h>
+#include <stdio.h>
+
+int main(int argc, char **argv) {
+    if (argc != 3) { fprintf(stderr, "usage: startup_c LIBPYPY HOME\n"); return 2; }
+    void *lib = dlopen(argv[1], RTLD_NOW | RTLD_GLOBAL);
+    if (!lib) { fprintf(stderr, "%s\n", dlerror()); return 1; }
+    int (*startup)(void) = (int (*)(void))dlsym(lib, "rpython_startup_code");
+    int (*setup_home)(char *, int) = (int (*)(char *, int))dlsym(lib, "pypy_setup_home");
+    void (*init_threads)(void) = (void (*)(void))dlsym(lib, "pypy_init_threads");
+    int (*execute)(char *) = (int (*)(char *))dlsym(lib, "pypy_execute_source");
+    if (!startup || !setup_home || !init_threads || !execute) { fprintf(stderr, "missing symbol\n"); return 1; }
+    if (startup() != 0 || setup_home(argv[2], 0) != 0) return 1;
+    init_threads();
+    return execute("pass") == 0 ? 0 : 1;
+}
+"#;
+
+pub fn section(report: &mut Report) -> Result<()> {
+    let archive = debian_archive()?;
+    let sh = Shell::new()?;
+    sh.change_dir(paths::workspace_root());
+    cmd!(
+        sh,
+        "cargo build --release -p embed-runtime --example embed_bench"
+    )
+    .run()
+    .context("building embed-runtime's bench example in release mode")?;
+    let bench = release_dir().join("examples").join("embed_bench");
+    let work = tempfile::tempdir().context("creating the benchmark folder")?;
+
+    // (b) first, since its first run leaves the tree that (a) and (c) use.
+    let (ours, tar) = extraction(&sh, &bench, &archive, work.path())?;
+    report.add(Row {
+        section: SECTION.into(),
+        name: "first-run extraction (checked)".into(),
+        value: ours.as_secs_f64(),
+        baseline_name: "tar -xzf".into(),
+        baseline: tar.as_secs_f64(),
+        unit: "s".into(),
+        goal: "ratio <= 1.0".into(),
+        met: ours <= tar,
+    });
+
+    let cache = work.path().join("cache");
+    cmd!(sh, "{bench} extract {archive} {cache}")
+        .quiet()
+        .ignore_stdout()
+        .run()
+        .context("extracting the archive for the start-up and call benchmarks")?;
+    let top = extracted_top(&cache)?;
+    let manifest_path = top.join(manifest::MANIFEST_NAME);
+    let manifest = manifest::Manifest::from_json(&fs_err::read_to_string(&manifest_path)?)
+        .with_context(|| format!("reading {}", manifest_path.display()))?;
+    let libpypy = top.join(&manifest.paths.libpypy);
+
+    // (a)
+    let startup_c = work.path().join("startup_c");
+    let source = work.path().join("startup_c.c");
+    fs_err::write(&source, STARTUP_C)?;
+    cmd!(sh, "cc -O2 -o {startup_c} {source} -ldl")
+        .quiet()
+        .run()
+        .context("compiling the C start-up baseline (a C compiler `cc` is needed)")?;
+    let launcher = manifest.paths.launcher.as_ref().map(|l| top.join(l));
+    let mut ours_times = Vec::new();
+    let mut c_times = Vec::new();
+    let mut launcher_times = Vec::new();
+    for _ in 0..STARTUP_RUNS + 1 {
+        ours_times.push(time(|| {
+            cmd!(sh, "{bench} first-statement {top}").quiet().run()?;
+            Ok(())
+        })?);
+        c_times.push(time(|| {
+            cmd!(sh, "{startup_c} {libpypy} {top}").quiet().run()?;
+            Ok(())
+        })?);
+        if let Some(launcher) = &launcher {
+            launcher_times.push(time(|| {
+                cmd!(sh, "{launcher} -c pass").quiet().run()?;
+                Ok(())
+            })?);
+        }
+    }
+    let ours = median_after_warmup(ours_times);
+    let c = median_after_warmup(c_times);
+    report.add(Row {
+        section: SECTION.into(),
+        name: "start-up to first statement".into(),
+        value: ms(ours),
+        baseline_name: "C: the same 3 calls".into(),
+        baseline: ms(c),
+        unit: "ms".into(),
+        goal: "ratio <= 1.05".into(),
+        met: ours.as_secs_f64() <= 1.05 * c.as_secs_f64(),
+    });
+    match launcher {
+        Some(launcher) => {
+            let l = median_after_warmup(launcher_times);
+            report.add(Row {
+                section: SECTION.into(),
+                name: "start-up to first statement".into(),
+                value: ms(ours),
+                baseline_name: format!(
+                    "{} -c pass",
+                    launcher.file_name().unwrap_or_default().to_string_lossy()
+                ),
+                baseline: ms(l),
+                unit: "ms".into(),
+                goal: "reference".into(),
+                met: true,
+            });
+        }
+        None => eprintln!("bench: the archive names no launcher; no `-c pass` row"),
+    }
+
+    // (c)
+    let output = cmd!(sh, "{bench} calls {top} {CALLS}")
+        .quiet()
+        .read()
+        .context("running the call benchmark")?;
+    let fast = value_of(&output, "fast_call_ns")?;
+    let raw = value_of(&output, "execute_source_ns")?;
+    report.add(Row {
+        section: SECTION.into(),
+        name: "one call, 16-byte bytes in and out".into(),
+        value: fast,
+        baseline_name: "one pypy_execute_source".into(),
+        baseline: raw,
+        unit: "ns".into(),
+        goal: "value < 1000 ns".into(),
+        met: fast < 1000.0,
+    });
+    Ok(())
+}
+
+/// The repackaged Debian archive (the archive issue's fixture).
+fn debian_archive() -> Result<PathBuf> {
+    let path = fixtures::root()
+        .join("dist")
+        .join("pypy3.9-v7.3.11-x86_64-unknown-linux-gnu.tar.gz");
+    if !path.is_file() {
+        bail!(
+            "missing fixture {}; run `cargo xtask test --prepare-only` to prepare the fixtures",
+            path.display()
+        );
+    }
+    Ok(path)
+}
+
+/// Medians of interleaved runs: ours into a fresh cache, `tar -xzf` into a fresh folder.
+fn extraction(
+    sh: &Shell,
+    bench: &Path,
+    archive: &Path,
+    work: &Path,
+) -> Result<(Duration, Duration)> {
+    let mut ours = Vec::new();
+    let mut tar = Vec::new();
+    for run in 0..EXTRACT_RUNS + 1 {
+        let cache = work.join(format!("extract-ours-{run}"));
+        let into = work.join(format!("extract-tar-{run}"));
+        fs_err::create_dir_all(&into)?;
+        ours.push(time(|| {
+            let out = cmd!(sh, "{bench} extract {archive} {cache}")
+                .quiet()
+                .read()?;
+            if out.trim() != "extracted_now=true" {
+                bail!("the bench binary did not extract: {out}");
+            }
+            Ok(())
+        })?);
+        tar.push(time(|| {
+            cmd!(sh, "tar -xzf {archive} -C {into}")
+                .quiet()
+                .run()
+                .context("running `tar -xzf` (GNU tar and gzip needed)")
+        })?);
+        fs_err::remove_dir_all(&cache)?;
+        fs_err::remove_dir_all(&into)?;
+    }
+    Ok((median_after_warmup(ours), median_after_warmup(tar)))
+}
+
+fn time(f: impl FnOnce() -> Result<()>) -> Result<Duration> {
+    let start = Instant::now();
+    f()?;
+    Ok(start.elapsed())
+}
+
+/// The median, leaving out the first run (cold caches).
+fn median_after_warmup(mut times: Vec<Duration>) -> Duration {
+    times.remove(0);
+    times.sort();
+    times[times.len() / 2]
+}
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1e3
+}
+
+/// `key=value` from the bench binary's output.
+fn value_of(output: &str, key: &str) -> Result<f64> {
+    output
+        .lines()
+        .find_map(|l| l.strip_prefix(key)?.strip_prefix('='))
+        .with_context(|| format!("the bench binary printed no {key}: {output}"))?
+        .trim()
+        .parse()
+        .with_context(|| format!("{key} is not a number in: {output}"))
+}
+
+/// The `pypy/` folder of the one extraction in a cache folder.
+fn extracted_top(cache: &Path) -> Result<PathBuf> {
+    for entry in fs_err::read_dir(cache)? {
+        let path = entry?.path();
+        let top = path.join(manifest::TOP_DIR);
+        if path.is_dir() && top.join(manifest::MANIFEST_NAME).is_file() {
+            return Ok(top);
+        }
+    }
+    bail!("no extracted archive in {}", cache.display())
+}
+
+/// `target/release`, honouring CARGO_TARGET_DIR like cargo does.
+fn release_dir() -> PathBuf {
+    std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| paths::workspace_root().join("target"))
+        .join("release")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_values_and_medians() {
+        let out = "fast_call_ns=412.5\nexecute_source_ns=30000.0\n";
+        assert_eq!(value_of(out, "fast_call_ns").unwrap(), 412.5);
+        assert!(value_of(out, "missing")
+            .unwrap_err()
+            .to_string()
+            .contains("missing"));
+        let d = |ms| Duration::from_millis(ms);
+        // The first (warm-up) run is left out, however slow.
+        assert_eq!(median_after_warmup(vec![d(900), d(3), d(1), d(2)]), d(2));
+    }
+}
