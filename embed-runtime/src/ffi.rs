@@ -389,6 +389,9 @@ extern "C" fn rust_call(
     out: *mut usize,
 ) -> c_int {
     let outcome = catch_unwind(AssertUnwindSafe(|| {
+        // Python runs on this thread, so PyPy knows it (a `threading` thread,
+        // say); attaching it again would give it a second GC shadow stack.
+        ATTACHED.with(|a| a.set(true));
         // SAFETY: cffi passes two buffers of the given lengths, alive for this call.
         let (name, data) = unsafe { (bytes(name, name_len), bytes(data, data_len)) };
         crate::runtime::dispatch(name, data)

@@ -643,6 +643,17 @@ def shout(data):
 assert embed_runtime.call('double', b'ab') == b'abab'
 assert embed_runtime.call('double', 'xy') == 'xyxy'
 assert embed_runtime.call('nested', b'quiet') == b'QUIET'
+# A thread started by Python calls Rust, which calls Python again.
+import threading
+from_thread = []
+def worker():
+    from_thread.append(embed_runtime.call('nested', b'from a python thread'))
+threads = [threading.Thread(target=worker) for _ in range(3)]
+for t in threads:
+    t.start()
+for t in threads:
+    t.join()
+assert from_thread == [b'FROM A PYTHON THREAD'] * 3, from_thread
 try:
     embed_runtime.call('fails', b'')
 except embed_runtime.RustError as e:
