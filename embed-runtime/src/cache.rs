@@ -867,6 +867,25 @@ mod tests {
     }
 
     #[test]
+    fn extracts_an_archive_held_in_memory() {
+        // The `embedded-archive` feature's path: bytes and a sha256 from the build script.
+        let dir = tempfile::tempdir().unwrap();
+        let archive = dir.path().join("a.tar.gz");
+        TestArchive::new().write(&archive, &[]);
+        let bytes: &'static [u8] = Box::leak(fs::read(&archive).unwrap().into_boxed_slice());
+        let sha256: &'static str = Box::leak(hex::encode(Sha256::digest(bytes)).into_boxed_str());
+        let cache = dir.path().join("cache");
+        let got = ensure(&cache, &ArchiveRef::Embedded { bytes, sha256 }).unwrap();
+        assert!(got.extracted_now);
+        assert_eq!(got.sha256, sha256);
+        assert_eq!(fs::read(got.top.join("bin/pypy3.11")).unwrap(), b"launcher");
+        // The same archive as a file lands in the same entry.
+        let again = ensure(&cache, &ArchiveRef::File(&archive)).unwrap();
+        assert!(!again.extracted_now);
+        assert_eq!(again.top, got.top);
+    }
+
+    #[test]
     fn a_damaged_entry_is_extracted_again() {
         let dir = tempfile::tempdir().unwrap();
         let archive = dir.path().join("a.tar.gz");

@@ -96,6 +96,7 @@ const TESTS: &[Test] = &[
     ("four_threads_1000_calls_each", four_threads),
     ("rust_callbacks_errors_and_panics", rust_callbacks),
     ("same_home_again_other_home_error", same_and_other_home),
+    ("unloadable_library_then_a_good_home", unloadable_then_good),
     (
         "damaged_cache_entry_is_extracted_again",
         damaged_cache_entry,
@@ -353,6 +354,25 @@ fn same_and_other_home(ctx: &Ctx) {
     assert!(r["other"].contains("already runs"), "{r:?}");
 }
 
+fn unloadable_then_good(ctx: &Ctx) {
+    let broken = ctx.scratch.join("broken-home");
+    std::fs::create_dir_all(broken.join("bin")).unwrap();
+    std::fs::create_dir_all(broken.join("lib/pypy3.9")).unwrap();
+    std::fs::write(broken.join("bin/libpypy3.9-c.so"), b"not a library").unwrap();
+    std::fs::write(broken.join("lib/pypy3.9/site.py"), b"").unwrap();
+    let r = expect_success(
+        child_command(None, "unloadable_then_good", &ctx.shared_cache)
+            .env("EMBED_TEST_BROKEN", &broken)
+            .env(EXPLICIT_ENV, debian_tree()),
+    );
+    assert!(r["load_error"].contains("cannot load libpypy"), "{r:?}");
+    assert!(
+        r["load_error"].contains("broken-home/bin/libpypy3.9-c.so"),
+        "{r:?}"
+    );
+    assert_eq!(r["printed"], "hello 3.9");
+}
+
 fn damaged_cache_entry(ctx: &Ctx) {
     let cache = ctx.scratch.join("damaged-cache");
     let start = || {
@@ -435,6 +455,21 @@ fn child(name: &str) {
         "threads" => child_threads(),
         "rust_callbacks" => child_rust_callbacks(),
         "same_and_other_home" => child_same_and_other_home(),
+        "unloadable_then_good" => {
+            let broken = std::env::var_os("EMBED_TEST_BROKEN").unwrap();
+            match Builder::new().home(broken).start() {
+                Err(e @ Error::Load { .. }) => result("load_error", e),
+                other => panic!("expected a load error, got {other:?}"),
+            }
+            // Nothing was initialised, so another home may still start.
+            let good = std::env::var_os(EXPLICIT_ENV).unwrap();
+            report(
+                Builder::new()
+                    .home(good)
+                    .start()
+                    .expect("start after a load error"),
+            );
+        }
         other => panic!("unknown scenario {other}"),
     }
 }
