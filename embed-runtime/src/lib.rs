@@ -49,11 +49,27 @@
 //! modes and mtimes against what extraction recorded and extracts again if a
 //! file changed or vanished (see the `cache` module for why not full hashes).
 //!
+//! [`Builder::find`] does all of this without starting PyPy, to fill the
+//! cache ahead of time (an installer step, a container build).
+//!
+//! # Start-up and calls
+//!
+//! Starting costs what any embedder pays (`dlopen`, `rpython_startup_code`,
+//! `pypy_setup_home`, `pypy_init_threads`) plus one bootstrap that connects
+//! the two sides with PyPy's built-in `_cffi_backend`; the bootstrap is kept
+//! as a module in `<cache>/bootstrap/` so that PyPy caches its bytecode.
+//! After that, [`Runtime::function`] looks a Python function up once and
+//! each [`Function`] call is one cffi callback (a few hundred nanoseconds
+//! for short bytes), with no memory growth. `pypy_execute_source`, by
+//! contrast, costs tens of microseconds and leaks a dict per call, so
+//! [`Runtime::run`] goes through the bridge too.
+//!
 //! # Threads
 //!
 //! Every method may be called from any thread. A thread that PyPy did not
 //! start is attached (`pypy_thread_attach`) the first time it calls in, under
-//! a process-wide mutex; the attachment lasts as long as the process. PyPy's
+//! a process-wide mutex; PyPy keeps a small record for it until the process
+//! ends (there is no detach), so prefer a pool of threads to a thread per call. PyPy's
 //! GIL serialises the Python code itself, so calls from several threads are
 //! correct but do not run Python in parallel. A Rust function called from
 //! Python runs on the calling thread and may call Python again.
