@@ -14,6 +14,7 @@ use std::cell::{Cell, RefCell};
 use std::ffi::{c_char, c_int, c_void, CString};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Mutex;
 
 use crate::error::{Error, PythonError};
@@ -98,8 +99,13 @@ impl LibPyPy {
     /// (its guard in C is not thread-safe); the calling thread counts as attached.
     pub(crate) fn start(&self, home: &Path, verbose: bool) -> Result<(), Error> {
         let home_c = path_cstring(home)?;
-        // SAFETY: called once per process by `runtime::start` under its mutex,
-        // before any other libpypy function.
+        if STARTED.swap(true, Ordering::SeqCst) {
+            return Err(Error::Startup(
+                "libpypy's start-up already ran in this process".into(),
+            ));
+        }
+        // SAFETY: the STARTED flag makes this the first and only call in the
+        // process, before any other libpypy function.
         let code = unsafe { (self.startup)() };
         if code != 0 {
             return Err(Error::Startup(format!(
@@ -128,7 +134,18 @@ impl LibPyPy {
         // SAFETY: pypy_setup_home succeeded, which is what pypy_init_threads needs.
         unsafe { (self.init_threads)() };
         ATTACHED.with(|a| a.set(true));
+        READY.store(true, Ordering::SeqCst);
         Ok(())
+    }
+
+    /// Every call into PyPy after start-up goes through here first.
+    fn ready(&self) -> Result<(), Error> {
+        if READY.load(Ordering::Acquire) {
+            self.attach_current_thread();
+            Ok(())
+        } else {
+            Err(Error::Bridge("PyPy has not been started".into()))
+        }
     }
 
     /// `pypy_execute_source(source)`: leaks a globals dict per call and gives
@@ -137,9 +154,8 @@ impl LibPyPy {
     pub(crate) fn execute_source(&self, source: &str) -> Result<(), Error> {
         let source = CString::new(source)
             .map_err(|_| Error::Bridge("source code contains a NUL byte".into()))?;
-        self.attach_current_thread();
-        // SAFETY: PyPy is started (only `Runtime` holds a started LibPyPy), this
-        // thread is attached, and `source` is NUL-terminated and outlives the call.
+        self.ready()?;
+        // SAFETY: PyPy is started (READY), this thread is attached, and `source` is NUL-terminated and outlives the call.
         let code = unsafe { (self.execute_source)(source.as_ptr()) };
         if code == 0 {
             Ok(())
@@ -184,8 +200,8 @@ impl LibPyPy {
         });
         let source = CString::new(source)
             .map_err(|_| Error::Bridge("the bootstrap contains a NUL byte".into()))?;
-        self.attach_current_thread();
-        // SAFETY: PyPy is started; the bootstrap reads and writes `bridge` only
+        self.ready()?;
+        // SAFETY: PyPy is started (READY), this thread is attached; the bootstrap reads and writes `bridge` only
         // during this call (it copies the Rust function pointers into cffi
         // objects, and writes the three Python ones); `bridge`, `sink` and
         // `executable` outlive the call.
@@ -221,7 +237,8 @@ impl LibPyPy {
             return;
         }
         let _guard = ATTACH_LOCK.lock().unwrap_or_else(|p| p.into_inner());
-        // SAFETY: PyPy is started (pypy_init_threads ran), this thread was
+        // SAFETY: PyPy is started (callers either checked READY or hold
+        // `Callbacks`, which exist only after it), this thread was
         // never attached (thread-local flag), and the global lock makes the
         // non-thread-safe attach run alone.
         unsafe { (self.thread_attach)() };
@@ -239,6 +256,10 @@ thread_local! {
 
 /// `pypy_thread_attach` is not thread-safe.
 static ATTACH_LOCK: Mutex<()> = Mutex::new(());
+/// Set when start-up begins: `rpython_startup_code` may run only once.
+static STARTED: AtomicBool = AtomicBool::new(false);
+/// Set when start-up succeeded: only then may anything call into PyPy.
+static READY: AtomicBool = AtomicBool::new(false);
 
 /// # Safety
 /// Loading a library runs its initialisers.
