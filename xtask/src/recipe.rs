@@ -348,8 +348,8 @@ impl Recipe {
 /// Every recipe in `dir`, newest first (by PyPy version, then Python version).
 pub fn all_in(dir: &Path) -> Result<Vec<Recipe>> {
     let mut recipes = Vec::new();
-    let entries =
-        fs_err::read_dir(dir).with_context(|| format!("listing the recipes in {}", dir.display()))?;
+    let entries = fs_err::read_dir(dir)
+        .with_context(|| format!("listing the recipes in {}", dir.display()))?;
     for entry in entries {
         let path = entry?.path();
         let is_recipe = path.extension().is_some_and(|e| e == "toml")
