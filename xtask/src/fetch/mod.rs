@@ -47,8 +47,8 @@ pub struct FetchArgs {
     #[arg(long, env = MIRROR_ENV, value_name = "DIR|URL")]
     pub mirror: Option<String>,
     /// Use this local source tree instead of downloading the release (no checksum;
-    /// the git commit is recorded when it is a checkout).
-    #[arg(long, value_name = "DIR", conflicts_with = "mirror")]
+    /// the git commit is recorded when it is a checkout). Any mirror is then unused.
+    #[arg(long, value_name = "DIR")]
     pub source_dir: Option<PathBuf>,
     /// Cache folder for verified downloads [default: $PYPY_EMBED_CACHE or the user's cache folder].
     #[arg(long, value_name = "DIR")]
