@@ -336,6 +336,31 @@ impl Recipe {
             .unwrap_or(&self.source.url)
     }
 
+    /// The RPython options for `triple`: `--opt=<level>` (the target's
+    /// override or the recipe's), the recipe's options, then the target's extra options.
+    pub fn rpython_options(&self, triple: &str) -> Vec<String> {
+        let over = self.targets.get(triple);
+        let opt = over
+            .and_then(|o| o.opt.as_deref())
+            .unwrap_or(&self.translate.opt);
+        let mut options = vec![format!("--opt={opt}")];
+        options.extend(self.translate.options.iter().cloned());
+        if let Some(over) = over {
+            options.extend(over.extra_options.iter().cloned());
+        }
+        options
+    }
+
+    /// Shared libraries the result may need on `triple` beyond the target table's:
+    /// the recipe's list plus the target's override.
+    pub fn allowed_libraries(&self, triple: &str) -> Vec<String> {
+        let mut libs = self.package.allowed_libraries.clone();
+        if let Some(over) = self.targets.get(triple) {
+            libs.extend(over.allowed_libraries.iter().cloned());
+        }
+        libs
+    }
+
     /// Ordering key: PyPy version first, then Python version.
     fn newness(&self) -> (Vec<u64>, Vec<u64>) {
         (
@@ -455,6 +480,28 @@ extra_options = ["--no-shared-stuff"]
             r.targets["aarch64-unknown-linux-gnu"].extra_options,
             ["--no-shared-stuff"]
         );
+    }
+
+    #[test]
+    fn per_target_overrides_apply_to_their_target_only() {
+        let text = GOOD.replace(
+            "extra_options = [\"--no-shared-stuff\"]",
+            "opt = \"2\"\nextra_options = [\"--gc=incminimark\"]\nallowed_libraries = [\"libx.so.1\"]",
+        );
+        let r = parse(&text).unwrap();
+        assert_eq!(
+            r.rpython_options("aarch64-unknown-linux-gnu"),
+            ["--opt=2", "--shared", "--gc=incminimark"]
+        );
+        assert_eq!(
+            r.rpython_options("x86_64-unknown-linux-gnu"),
+            ["--opt=jit", "--shared"]
+        );
+        assert_eq!(
+            r.allowed_libraries("aarch64-unknown-linux-gnu"),
+            ["libx.so.1"]
+        );
+        assert!(r.allowed_libraries("x86_64-unknown-linux-gnu").is_empty());
     }
 
     #[test]

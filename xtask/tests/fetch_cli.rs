@@ -51,20 +51,28 @@ min_disk_gib = 1
     }
 }
 
-fn fetch(s: &Setup) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_xtask"))
-        .arg("fetch")
+/// How the mirror folder is named to the binary.
+#[derive(Clone, Copy)]
+enum MirrorBy {
+    Flag,
+    Env,
+}
+
+fn fetch(s: &Setup, by: MirrorBy) -> Output {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_xtask"));
+    cmd.arg("fetch")
         .arg("--recipe")
         .arg(&s.recipe)
-        .arg("--mirror")
-        .arg(&s.mirror)
         .arg("--cache-dir")
         .arg(&s.cache)
         .arg("--work-dir")
         .arg(&s.work)
-        .env_remove(xtask::fetch::MIRROR_ENV)
-        .output()
-        .unwrap()
+        .env_remove(xtask::fetch::MIRROR_ENV);
+    match by {
+        MirrorBy::Flag => cmd.arg("--mirror").arg(&s.mirror),
+        MirrorBy::Env => cmd.env(xtask::fetch::MIRROR_ENV, &s.mirror),
+    };
+    cmd.output().unwrap()
 }
 
 /// Regular files under `dir` other than lock files.
@@ -83,17 +91,26 @@ fn files(dir: &Path) -> Vec<PathBuf> {
 
 #[test]
 fn fetch_from_a_mirror_folder_verifies_and_unpacks() {
-    let s = setup();
-    std::fs::copy(
-        fixtures::rpython_sdist().unwrap(),
-        s.mirror.join(RPYTHON_SDIST),
-    )
-    .unwrap();
-    let out = fetch(&s);
+    for by in [MirrorBy::Flag, MirrorBy::Env] {
+        let s = setup();
+        std::fs::copy(
+            fixtures::rpython_sdist().unwrap(),
+            s.mirror.join(RPYTHON_SDIST),
+        )
+        .unwrap();
+        check_good_fetch(&s, fetch(&s, by));
+    }
+}
+
+fn check_good_fetch(s: &Setup, out: Output) {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{stderr}");
     let root = PathBuf::from(String::from_utf8(out.stdout).unwrap().trim());
-    assert!(root.starts_with(&s.work), "{}", root.display());
+    assert!(
+        root.starts_with(s.work.canonicalize().unwrap()),
+        "{}",
+        root.display()
+    );
     assert!(root
         .join("rpython/translator/goal/targetnopstandalone.py")
         .is_file());
@@ -114,7 +131,7 @@ fn tampered_mirror_file_fails_with_both_hashes_and_leaves_nothing() {
     std::fs::write(s.mirror.join(RPYTHON_SDIST), &bytes).unwrap();
     let tampered = hex::encode(Sha256::digest(&bytes));
 
-    let out = fetch(&s);
+    let out = fetch(&s, MirrorBy::Flag);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success(), "{stderr}");
     assert!(stderr.contains(RPYTHON_SHA256), "{stderr}");

@@ -334,6 +334,45 @@ fn a_corrupt_partial_file_is_never_taken_for_the_real_one() {
 }
 
 #[test]
+fn a_partial_file_longer_than_the_real_one_is_discarded() {
+    let body = sdist();
+    let server = Server::start({
+        let body = body.clone();
+        move |_, _| Reply::file(&body)
+    });
+    let cache = tempfile::tempdir().unwrap();
+    let part = cached_path(cache.path()).with_extension("gz.part");
+    std::fs::create_dir_all(part.parent().unwrap()).unwrap();
+    let mut longer = body.to_vec();
+    longer.extend_from_slice(b"trailing junk");
+    std::fs::write(&part, &longer).unwrap();
+    let path = fetch::download_verified(&server.url(PATH), RPYTHON_SHA256, &options(cache.path()))
+        .unwrap();
+    assert_eq!(fetch::sha256_file(&path).unwrap(), RPYTHON_SHA256);
+    let ranges: Vec<Option<String>> = server.requests().into_iter().map(|r| r.range).collect();
+    // The server answers 416 to the resume; the next attempt starts over.
+    assert_eq!(ranges, [Some(format!("bytes={}-", longer.len())), None]);
+}
+
+#[test]
+fn a_damaged_cache_entry_is_downloaded_again() {
+    let body = sdist();
+    let server = Server::start({
+        let body = body.clone();
+        move |_, _| Reply::file(&body)
+    });
+    let cache = tempfile::tempdir().unwrap();
+    let cached = cached_path(cache.path());
+    std::fs::create_dir_all(cached.parent().unwrap()).unwrap();
+    std::fs::write(&cached, &body[..1000]).unwrap();
+    let path = fetch::download_verified(&server.url(PATH), RPYTHON_SHA256, &options(cache.path()))
+        .unwrap();
+    assert_eq!(path, cached);
+    assert_eq!(fetch::sha256_file(&path).unwrap(), RPYTHON_SHA256);
+    assert_eq!(server.requests().len(), 1);
+}
+
+#[test]
 fn not_found_is_not_retried_and_names_the_url() {
     let server = Server::start(|_, _| Reply::Status(404));
     let cache = tempfile::tempdir().unwrap();

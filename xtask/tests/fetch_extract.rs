@@ -392,3 +392,18 @@ fn concurrent_extractions_into_one_folder_take_turns() {
         b"alpha"
     );
 }
+
+#[test]
+fn temporaries_of_an_interrupted_run_are_removed() {
+    let sb = Sandbox::new();
+    let archive = write_tar_gz(&sb.archives(), GOOD_TAR);
+    let stale = sb.root.join("out/.dest.tmpAb12Cd");
+    std::fs::create_dir_all(stale.join("half/written")).unwrap();
+    // Not ours: a longer suffix belongs to some other name.
+    let other = sb.root.join("out/.dest.tmpAb12Cd-keep");
+    std::fs::create_dir(&other).unwrap();
+    assert!(extract_once(&archive, &sb.dest()).unwrap());
+    assert!(!stale.exists());
+    assert!(other.exists());
+    assert!(sb.dest().join("top/lib/a.txt").is_file());
+}

@@ -36,14 +36,22 @@ pub fn download_verified(url: &str, sha256: &str, opts: &FetchOptions) -> Result
         .join("sha256")
         .join(&expected);
     let final_path = dir.join(&file_name);
-    if final_path.is_file() {
+    if is_cached(&final_path, &expected)? {
         return Ok(final_path);
     }
     fs_err::create_dir_all(&dir).context("creating the download cache")?;
     let _lock = FileLock::acquire(&lock_path_for(&final_path))?;
     // Another run may have finished the file while we waited for the lock.
-    if final_path.is_file() {
+    if is_cached(&final_path, &expected)? {
         return Ok(final_path);
+    }
+    if final_path.exists() {
+        // Only a verified file is ever renamed here, so this is damage from outside.
+        eprintln!(
+            "fetch: the cached {} no longer matches its sha256; downloading it again",
+            final_path.display()
+        );
+        fs_err::remove_file(&final_path).context("removing a damaged cache entry")?;
     }
 
     let part = part_path(&final_path);
@@ -60,6 +68,12 @@ pub fn download_verified(url: &str, sha256: &str, opts: &FetchOptions) -> Result
     }
     fs_err::rename(&part, &final_path).context("moving the verified download into the cache")?;
     Ok(final_path)
+}
+
+/// Whether the cache holds the file, checked again: hashing a source release
+/// takes a fraction of a second and catches a cache damaged from outside.
+fn is_cached(path: &Path, expected: &str) -> Result<bool> {
+    Ok(path.is_file() && super::sha256_file(path)? == expected)
 }
 
 /// The last path segment of a URL: the name the file has upstream, on mirrors and in the cache.

@@ -68,8 +68,11 @@ fn unpack_into_place(archive: &Path, dest: &Path) -> Result<()> {
     let name = dest
         .file_name()
         .with_context(|| format!("{} names no folder", dest.display()))?;
+    let prefix = format!(".{}.tmp", name.to_string_lossy());
+    remove_stale_temporaries(parent_of(dest)?, &prefix)?;
     let tmp = tempfile::Builder::new()
-        .prefix(&format!(".{}.tmp", name.to_string_lossy()))
+        .prefix(&prefix)
+        .rand_bytes(TEMP_SUFFIX_LEN)
         .tempdir_in(parent_of(dest)?)
         .context("creating a temporary extraction folder")?;
     eprintln!(
@@ -94,6 +97,30 @@ fn unpack_into_place(archive: &Path, dest: &Path) -> Result<()> {
     fs_err::rename(tmp.path(), dest).context("moving the extracted tree into place")?;
     // Renamed away: nothing is left for the guard to delete.
     let _ = tmp.keep();
+    Ok(())
+}
+
+const TEMP_SUFFIX_LEN: usize = 6;
+
+/// Temporary folders of runs that died mid-extraction (a source tree is
+/// hundreds of MB). Called with the destination's lock held, so no live run
+/// owns one of them.
+fn remove_stale_temporaries(parent: &Path, prefix: &str) -> Result<()> {
+    for entry in fs_err::read_dir(parent)? {
+        let entry = entry?;
+        let name = entry.file_name().to_string_lossy().into_owned();
+        // tempfile's names: the prefix and six random letters or digits.
+        let ours = name.strip_prefix(prefix).is_some_and(|rest| {
+            rest.len() == TEMP_SUFFIX_LEN && rest.bytes().all(|b| b.is_ascii_alphanumeric())
+        });
+        if ours {
+            eprintln!(
+                "fetch: removing {} left by an interrupted run",
+                entry.path().display()
+            );
+            fs_err::remove_dir_all(entry.path())?;
+        }
+    }
     Ok(())
 }
 

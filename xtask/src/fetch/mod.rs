@@ -199,8 +199,10 @@ fn release_tree(recipe: &Recipe, opts: &FetchOptions) -> Result<SourceTree> {
     if !extract_once(&archive, &dest).context("unpacking the source release")? {
         eprintln!("fetch: reusing {}", dest.display());
     }
+    // Absolute, since later stages run tools from folders inside the tree.
+    let root = fs_err::canonicalize(single_top_folder(&dest)?)?;
     Ok(SourceTree {
-        root: single_top_folder(&dest)?,
+        root,
         source: manifest::Source::Release {
             url: recipe.source.url.clone(),
             sha256: recipe.source.sha256.clone(),
