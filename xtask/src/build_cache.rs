@@ -191,15 +191,15 @@ mod tests {
     #[test]
     fn every_input_changes_the_key() {
         let base = inputs().key();
-        let variants: Vec<Box<dyn Fn(&mut KeyInputs)>> = vec![
-            Box::new(|k| k.source_id.push('x')),
-            Box::new(|k| k.target_file_sha256.push('x')),
-            Box::new(|k| k.opt = "jit".into()),
-            Box::new(|k| k.rpython_options.push("--lto".into())),
-            Box::new(|k| k.target_options.push("--withoutmod-micronumpy".into())),
-            Box::new(|k| k.host_version.push('x')),
-            Box::new(|k| k.compiler_version.push('x')),
-            Box::new(|k| k.triple = "aarch64-unknown-linux-gnu".into()),
+        let variants: [fn(&mut KeyInputs); 8] = [
+            |k| k.source_id.push('x'),
+            |k| k.target_file_sha256.push('x'),
+            |k| k.opt = "jit".into(),
+            |k| k.rpython_options.push("--lto".into()),
+            |k| k.target_options.push("--withoutmod-micronumpy".into()),
+            |k| k.host_version.push('x'),
+            |k| k.compiler_version.push('x'),
+            |k| k.triple = "aarch64-unknown-linux-gnu".into(),
         ];
         for change in variants {
             let mut k = inputs();
