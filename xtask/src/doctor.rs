@@ -10,7 +10,7 @@ use xshell::{cmd, Shell};
 
 use crate::recipe::Recipe;
 use crate::targets::{self, Os, Target};
-use crate::{host, paths, translate};
+use crate::{host, paths};
 
 /// Options of `cargo xtask doctor`.
 #[derive(clap::Args, Debug)]
@@ -177,7 +177,10 @@ impl Report {
 
 pub fn run(args: Args) -> Result<()> {
     let sh = Shell::new()?;
-    let recipe = translate::load_recipe(args.recipe.as_deref())?;
+    let recipe = match &args.recipe {
+        Some(name) => crate::recipe::find(name)?,
+        None => crate::recipe::newest()?,
+    };
     let target = targets::get(targets::host_triple())?;
     let report = check(&sh, &recipe, &target, args.host_python.as_deref());
     report.print();

@@ -31,6 +31,10 @@ pub struct Args {
     /// Target triple; only the machine's own (RPython does not cross-translate).
     #[arg(long)]
     pub target: Option<String>,
+    /// Cache folder [default: $PYPY_EMBED_CACHE or the user's cache folder]; translations
+    /// live in its `translations/`.
+    #[arg(long, value_name = "DIR")]
+    pub cache_dir: Option<PathBuf>,
     #[command(flatten)]
     pub run: RunOptions,
 }
@@ -56,9 +60,9 @@ pub struct RunOptions {
     /// Translate again even when the cache has this build.
     #[arg(long)]
     pub no_cache: bool,
-    /// Cache folder for translations (default: the user's cache folder).
-    #[arg(long)]
-    pub cache_dir: Option<PathBuf>,
+    /// Download the official PyPy 2.7 of the target table and use it as host.
+    #[arg(long, conflicts_with = "host_python")]
+    pub bootstrap_host: bool,
 }
 
 /// What to translate and how.
@@ -117,7 +121,10 @@ const OUTPUTS_FILE: &str = "outputs.json";
 
 pub fn run(args: Args) -> Result<()> {
     let sh = Shell::new()?;
-    let recipe = load_recipe(args.recipe.as_deref())?;
+    let recipe = match &args.recipe {
+        Some(name) => crate::recipe::find(name)?,
+        None => crate::recipe::newest()?,
+    };
     let triple = args
         .target
         .clone()
@@ -131,31 +138,11 @@ pub fn run(args: Args) -> Result<()> {
     };
     let source_id = source_identity(&sh, &source_dir)?;
     let spec = Spec::from_recipe(&recipe, &source_dir, source_id, &triple, &args.run)?;
-    let host = host::find(&sh, args.run.host_python.as_deref(), &recipe.host.packages)?;
-    let outputs = translate(&sh, &spec, &host, &cache_for(&args.run), args.run.no_cache)?;
+    let cache_root = args.cache_dir.clone().unwrap_or_else(paths::cache_root);
+    let host = find_host(&sh, &args.run, &recipe, &triple, &cache_root)?;
+    let outputs = translate(&sh, &spec, &host, &cache_in(&cache_root), args.run.no_cache)?;
     println!("{}", serde_json::to_string_pretty(&outputs)?);
     Ok(())
-}
-
-/// The recipe named, or the newest in `recipes/`.
-pub fn load_recipe(name: Option<&str>) -> Result<Recipe> {
-    let dir = paths::recipes_dir();
-    let path = match name {
-        Some(n) => dir.join(format!("{n}.toml")),
-        None => {
-            let mut names: Vec<PathBuf> = fs_err::read_dir(&dir)?
-                .flatten()
-                .map(|e| e.path())
-                .filter(|p| {
-                    p.extension().is_some_and(|e| e == "toml")
-                        && p.file_name().is_some_and(|n| n != "targets.toml")
-                })
-                .collect();
-            names.sort();
-            names.pop().context("no recipes in recipes/")?
-        }
-    };
-    Recipe::load(&path).with_context(|| format!("loading recipe {}", path.display()))
 }
 
 /// RPython translates for the machine it runs on only.
@@ -172,12 +159,55 @@ pub fn refuse_cross(triple: &str) -> Result<()> {
     Ok(())
 }
 
-/// The build cache named by the options, else the default one.
-pub fn cache_for(opts: &RunOptions) -> BuildCache {
-    BuildCache::new(
-        opts.cache_dir
-            .clone()
-            .unwrap_or_else(|| paths::cache_root().join("translations")),
+/// The translation cache inside a cache root.
+pub fn cache_in(cache_root: &Path) -> BuildCache {
+    BuildCache::new(cache_root.join("translations"))
+}
+
+/// The host the options ask for: `--bootstrap-host` downloads the target table's
+/// official PyPy 2.7 (checked against its sha256); otherwise the usual search.
+pub fn find_host(
+    sh: &Shell,
+    opts: &RunOptions,
+    recipe: &Recipe,
+    triple: &str,
+    cache_root: &Path,
+) -> Result<HostPython> {
+    if !opts.bootstrap_host {
+        return host::find(sh, opts.host_python.as_deref(), &recipe.host.packages);
+    }
+    let target = targets::get(triple)?;
+    let fetch_opts = crate::fetch::FetchOptions::new(cache_root);
+    let archive = crate::fetch::download_verified(
+        &target.bootstrap.url,
+        &target.bootstrap.sha256,
+        &fetch_opts,
+    )
+    .context("downloading the PyPy 2.7 host named in the target table")?;
+    let dest = cache_root
+        .join("hosts")
+        .join(&target.bootstrap.sha256[..16]);
+    crate::fetch::extract_once(&archive, &dest).context("unpacking the PyPy 2.7 host")?;
+    let program = bootstrap_program(&dest, &target)?;
+    host::find(sh, Some(&program), &recipe.host.packages)
+}
+
+/// The interpreter inside an unpacked official PyPy 2.7 (`<top>/bin/pypy`, `pypy.exe` on Windows).
+fn bootstrap_program(dest: &Path, target: &targets::Target) -> Result<PathBuf> {
+    let exe = if target.os == targets::Os::Windows {
+        "pypy.exe"
+    } else {
+        "bin/pypy"
+    };
+    for entry in fs_err::read_dir(dest)? {
+        let candidate = entry?.path().join(exe);
+        if candidate.is_file() {
+            return Ok(candidate);
+        }
+    }
+    bail!(
+        "the PyPy 2.7 host unpacked in {} has no {exe}",
+        dest.display()
     )
 }
 
