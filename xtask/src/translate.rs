@@ -415,6 +415,8 @@ fn run_rpython(
 
     let _dir = sh.push_dir(work);
     let _usession = sh.push_env("PYPY_USESSION_DIR", &usession);
+    // Python buffers a piped stdout; progress must arrive as it happens.
+    let _unbuffered = sh.push_env("PYTHONUNBUFFERED", "1");
     // The source tree first, so `-m rpython` finds its own rpython package.
     let mut pythonpath = vec![spec.source_root.clone()];
     pythonpath.extend(host.site.iter().cloned());
@@ -460,7 +462,8 @@ fn run_rpython(
     }
     drop(tx);
 
-    let mut log = std::io::BufWriter::new(fs_err::File::create(&log_path)?);
+    // Line by line, so that `tail -f` on the log follows an hour-long run.
+    let mut log = std::io::LineWriter::new(fs_err::File::create(&log_path)?);
     let mut progress = Progress::new(started);
     let mut peak_rss = None;
     let mut transcript = Transcript::default();
