@@ -36,13 +36,13 @@ pub fn download_verified(url: &str, sha256: &str, opts: &FetchOptions) -> Result
         .join("sha256")
         .join(&expected);
     let final_path = dir.join(&file_name);
-    if is_cached(&final_path, &expected)? {
+    if is_cached(&final_path, &expected) {
         return Ok(final_path);
     }
     fs_err::create_dir_all(&dir).context("creating the download cache")?;
     let _lock = FileLock::acquire(&lock_path_for(&final_path))?;
     // Another run may have finished the file while we waited for the lock.
-    if is_cached(&final_path, &expected)? {
+    if is_cached(&final_path, &expected) {
         return Ok(final_path);
     }
     if final_path.exists() {
@@ -72,8 +72,9 @@ pub fn download_verified(url: &str, sha256: &str, opts: &FetchOptions) -> Result
 
 /// Whether the cache holds the file, checked again: hashing a source release
 /// takes a fraction of a second and catches a cache damaged from outside.
-fn is_cached(path: &Path, expected: &str) -> Result<bool> {
-    Ok(path.is_file() && super::sha256_file(path)? == expected)
+/// A file that cannot be read counts as absent; the caller then replaces it under the lock.
+fn is_cached(path: &Path, expected: &str) -> bool {
+    path.is_file() && super::sha256_file(path).is_ok_and(|h| h == expected)
 }
 
 /// The last path segment of a URL: the name the file has upstream, on mirrors and in the cache.
