@@ -34,6 +34,12 @@ mod server {
         },
         Status(u16),
         Redirect(String),
+        /// A status line, extra header lines and a body, sent as given.
+        Raw {
+            status: String,
+            headers: String,
+            body: Vec<u8>,
+        },
     }
 
     impl Reply {
@@ -117,6 +123,18 @@ mod server {
                 stream,
                 "HTTP/1.1 {code} Status\r\nContent-Length: 6\r\nConnection: close\r\n\r\nfailed"
             ),
+            Reply::Raw {
+                status,
+                headers,
+                body,
+            } => {
+                write!(
+                    stream,
+                    "HTTP/1.1 {status}\r\n{headers}Content-Length: {}\r\nConnection: close\r\n\r\n",
+                    body.len()
+                )?;
+                stream.write_all(&body)
+            }
             Reply::Redirect(location) => write!(
                 stream,
                 "HTTP/1.1 302 Found\r\nLocation: {location}\r\nContent-Length: 0\r\n\
@@ -352,6 +370,59 @@ fn a_partial_file_longer_than_the_real_one_is_discarded() {
     let ranges: Vec<Option<String>> = server.requests().into_iter().map(|r| r.range).collect();
     // The server answers 416 to the resume; the next attempt starts over.
     assert_eq!(ranges, [Some(format!("bytes={}-", longer.len())), None]);
+}
+
+#[test]
+fn a_partial_answer_at_the_wrong_offset_is_not_appended() {
+    let body = sdist();
+    let server = Server::start({
+        let body = body.clone();
+        move |_, earlier| {
+            if earlier == 0 {
+                // 206, but from byte 0 instead of the requested offset.
+                Reply::Raw {
+                    status: "206 Partial Content".into(),
+                    headers: format!(
+                        "Content-Range: bytes 0-{}/{}\r\n",
+                        body.len() - 1,
+                        body.len()
+                    ),
+                    body: body.to_vec(),
+                }
+            } else {
+                Reply::file(&body)
+            }
+        }
+    });
+    let cache = tempfile::tempdir().unwrap();
+    let part = cached_path(cache.path()).with_extension("gz.part");
+    std::fs::create_dir_all(part.parent().unwrap()).unwrap();
+    std::fs::write(&part, &body[..100_000]).unwrap();
+    let path = fetch::download_verified(&server.url(PATH), RPYTHON_SHA256, &options(cache.path()))
+        .unwrap();
+    assert_eq!(fetch::sha256_file(&path).unwrap(), RPYTHON_SHA256);
+    let ranges: Vec<Option<String>> = server.requests().into_iter().map(|r| r.range).collect();
+    assert_eq!(ranges, [Some("bytes=100000-".to_string()), None]);
+}
+
+#[test]
+fn too_many_requests_is_retried() {
+    let body = sdist();
+    let server = Server::start({
+        let body = body.clone();
+        move |_, earlier| {
+            if earlier == 0 {
+                Reply::Status(429)
+            } else {
+                Reply::file(&body)
+            }
+        }
+    });
+    let cache = tempfile::tempdir().unwrap();
+    let path = fetch::download_verified(&server.url(PATH), RPYTHON_SHA256, &options(cache.path()))
+        .unwrap();
+    assert_eq!(fetch::sha256_file(&path).unwrap(), RPYTHON_SHA256);
+    assert_eq!(server.requests().len(), 2);
 }
 
 #[test]

@@ -24,7 +24,7 @@ use crate::recipe::normalize_sha256;
 
 /// Downloads `url` (or the same file name from `opts.mirror`) into the cache,
 /// checks it against `sha256` and returns the cached path. A file already in
-/// the cache is returned at once.
+/// the cache is returned once its hash is checked again.
 pub fn download_verified(url: &str, sha256: &str, opts: &FetchOptions) -> Result<PathBuf> {
     let expected = normalize_sha256(sha256).with_context(|| {
         format!("`{sha256}` is not a sha256 (64 hex digits); cannot verify {url}")
@@ -277,10 +277,16 @@ fn attempt(
     let (start, total) = match status {
         StatusCode::PARTIAL_CONTENT if have > 0 => match content_range(&response) {
             Some((first, total)) if first == have => (have, total),
-            other => {
+            _ => {
+                let got = response
+                    .headers()
+                    .get(CONTENT_RANGE)
+                    .and_then(|v| v.to_str().ok())
+                    .unwrap_or("no Content-Range")
+                    .to_string();
                 remove_part(part).map_err(fatal)?;
                 return Err(Failure::Transient(anyhow!(
-                    "{url} answered the request for bytes {have}- with range {other:?}; \
+                    "{url} answered the request for bytes {have}- with `{got}`; \
                      restarting the download from the start"
                 )));
             }
@@ -301,7 +307,11 @@ fn attempt(
                 "{url} cannot resume at byte {have}; restarting the download from the start"
             )));
         }
-        s if s.is_server_error() => {
+        // "Try again later" answers, like 5xx, are worth the backoff.
+        s if s.is_server_error()
+            || s == StatusCode::REQUEST_TIMEOUT
+            || s == StatusCode::TOO_MANY_REQUESTS =>
+        {
             return Err(Failure::Transient(anyhow!("{url} answered {s}")));
         }
         s => {
