@@ -40,7 +40,7 @@ pub struct Args {
 }
 
 /// The fetch options on the command line, shared with `build-pypy` (`#[command(flatten)]`).
-#[derive(clap::Args, Debug, Clone, Default)]
+#[derive(clap::Args, Debug, Clone)]
 pub struct FetchArgs {
     /// A folder or base URL serving the same file names as upstream; files are
     /// still checked against the recipe's sha256.
@@ -63,6 +63,19 @@ pub struct FetchArgs {
 
 const DEFAULT_RETRIES: u32 = 4;
 const DEFAULT_BACKOFF: Duration = Duration::from_secs(1);
+
+// Written out so that code building these without clap gets clap's defaults.
+impl Default for FetchArgs {
+    fn default() -> FetchArgs {
+        FetchArgs {
+            mirror: None,
+            source_dir: None,
+            cache_dir: None,
+            work_dir: None,
+            retries: DEFAULT_RETRIES,
+        }
+    }
+}
 
 impl FetchArgs {
     /// The options these flags (and the environment) describe.
@@ -309,6 +322,21 @@ mod tests {
         assert!(err
             .to_string()
             .contains("neither an http(s) URL nor an existing folder"));
+    }
+
+    #[test]
+    fn default_args_match_the_command_line_defaults() {
+        use clap::Parser;
+        #[derive(clap::Parser)]
+        struct Cli {
+            #[command(flatten)]
+            fetch: FetchArgs,
+        }
+        let parsed = Cli::try_parse_from(["x"]).unwrap().fetch;
+        let default = FetchArgs::default();
+        assert_eq!(parsed.retries, default.retries);
+        assert_eq!(parsed.cache_dir, default.cache_dir);
+        assert_eq!(parsed.work_dir, default.work_dir);
     }
 
     #[test]
