@@ -149,6 +149,8 @@ fn check_good_tree(dest: &Path) {
     );
     let mode = |p: &str| std::fs::metadata(top.join(p)).unwrap().permissions().mode() & 0o7777;
     assert_eq!(mode("bin/tool"), 0o755);
+    let dest_mode = std::fs::metadata(dest).unwrap().permissions().mode() & 0o777;
+    assert_eq!(dest_mode, 0o755, "the destination must not stay private");
     assert_eq!(mode("lib/a.txt"), 0o644);
     assert_eq!(mode("lib/b.txt"), 0o755, "setuid must be dropped");
     assert!(top.join("empty").is_dir());

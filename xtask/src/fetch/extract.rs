@@ -94,6 +94,13 @@ fn unpack_into_place(archive: &Path, dest: &Path) -> Result<()> {
         Kind::Zip => unpack_zip(file, root),
     }
     .with_context(|| format!("unsafe or broken archive {}", archive.display()))?;
+    // tempfile makes the folder private (0700); the tree should read like any other.
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        fs::set_permissions(root, fs::Permissions::from_mode(0o755))
+            .context("opening up the extracted folder's permissions")?;
+    }
     fs_err::rename(tmp.path(), dest).context("moving the extracted tree into place")?;
     // Renamed away: nothing is left for the guard to delete.
     let _ = tmp.keep();
