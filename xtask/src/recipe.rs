@@ -234,11 +234,18 @@ impl Recipe {
     /// Checks the text of a recipe; `path` names it in errors and gives its name.
     pub fn parse(text: &str, path: &Path) -> Result<Recipe> {
         let raw: RawRecipe = toml::from_str(text).map_err(|e| {
+            let message = e.message().trim_end();
+            let hint = if message.contains("missing field `sha256`") {
+                "; copy the checksum upstream publishes for the file (pypy.org/checksums.html), \
+                 never one computed from a download"
+            } else {
+                "; the recipes shipped in recipes/ show every key"
+            };
             located(
                 path,
                 text,
                 e.span(),
-                &format!("invalid recipe: {}", e.message().trim_end()),
+                &format!("invalid recipe: {message}{hint}"),
             )
         })?;
         let at = |span: Range<usize>, message: String| located(path, text, Some(span), &message);
@@ -535,6 +542,7 @@ extra_options = ["--no-shared-stuff"]
         let err = rejected(&text);
         assert!(err.starts_with("recipes/test-recipe.toml:6:"), "{err}");
         assert!(err.contains("missing field `sha256`"), "{err}");
+        assert!(err.contains("checksums"), "{err}");
     }
 
     #[test]
