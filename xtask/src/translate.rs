@@ -420,6 +420,9 @@ fn run_rpython(
     // The source tree first, so `-m rpython` finds its own rpython package.
     let mut pythonpath = vec![spec.source_root.clone()];
     pythonpath.extend(host.site.iter().cloned());
+    if let Some(existing) = std::env::var_os("PYTHONPATH") {
+        pythonpath.extend(std::env::split_paths(&existing));
+    }
     let _pythonpath = sh.push_env("PYTHONPATH", std::env::join_paths(&pythonpath)?);
     let _cc = (std::env::var_os("CC").is_none() && crate::fixtures::which("ccache").is_some())
         .then(|| sh.push_env("CC", "ccache cc"));
