@@ -1,0 +1,202 @@
+//! The committed GitHub workflows against the target table: generated, current, and
+//! (parsed by a real YAML parser) carrying the matrix, triggers and steps the table implies.
+
+use std::path::Path;
+
+use anyhow::{Context, Result};
+use serde_json::Value;
+use xshell::{cmd, Shell};
+use xtask::{ci_matrix, fixtures, paths, targets};
+
+#[test]
+fn committed_workflows_equal_the_generated_ones() {
+    let workflows = ci_matrix::render(&targets::all().unwrap()).unwrap();
+    if let Err(e) = ci_matrix::check(&paths::workspace_root(), &workflows) {
+        panic!("{e:#}");
+    }
+}
+
+#[test]
+fn adding_a_target_without_regenerating_fails() {
+    let mut table = targets::all().unwrap();
+    let mut riscv = table[0].clone();
+    riscv.triple = "riscv64gc-unknown-linux-gnu".into();
+    riscv.runner = "ubuntu-24.04-riscv".into();
+    riscv.ci = false;
+    table.push(riscv);
+    let workflows = ci_matrix::render(&table).unwrap();
+    let err = ci_matrix::check(&paths::workspace_root(), &workflows)
+        .unwrap_err()
+        .to_string();
+    // Only the release matrix lists targets that CI does not test.
+    assert!(
+        err.starts_with(".github/workflows/release.yml out of date"),
+        "{err}"
+    );
+    assert!(err.contains("run `cargo xtask ci-matrix`"), "{err}");
+
+    let last = table.last_mut().unwrap();
+    last.ci = true;
+    let workflows = ci_matrix::render(&table).unwrap();
+    let err = ci_matrix::check(&paths::workspace_root(), &workflows)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains(".github/workflows/ci.yml, .github/workflows/release.yml"),
+        "{err}"
+    );
+}
+
+/// A workflow as JSON, parsed by ruamel.yaml from the linter's own virtualenv,
+/// so the assertions below read what GitHub would read, not our template text.
+fn parse(path: &Path) -> Result<Value> {
+    let linter = fixtures::workflow_linter()?;
+    let python = linter
+        .parent()
+        .context("the linter lives in a virtualenv's bin folder")?
+        .join("python");
+    let sh = Shell::new()?;
+    let script = "import json, sys\n\
+                  from ruamel.yaml import YAML\n\
+                  print(json.dumps(YAML(typ='safe').load(open(sys.argv[1]))))";
+    let out = cmd!(sh, "{python} -c {script} {path}")
+        .read()
+        .with_context(|| format!("parsing {} as YAML", path.display()))?;
+    Ok(serde_json::from_str(&out)?)
+}
+
+fn workflow(name: &str) -> Value {
+    let path = paths::workspace_root()
+        .join(ci_matrix::WORKFLOWS_DIR)
+        .join(name);
+    parse(&path).unwrap_or_else(|e| panic!("{e:#}"))
+}
+
+fn include(job: &Value) -> Vec<(String, String)> {
+    job["strategy"]["matrix"]["include"]
+        .as_array()
+        .expect("a matrix with include entries")
+        .iter()
+        .map(|e| {
+            (
+                e["triple"].as_str().unwrap().to_string(),
+                e["runner"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect()
+}
+
+fn runs(job: &Value) -> Vec<String> {
+    job["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|s| s["run"].as_str().map(str::to_string))
+        .collect()
+}
+
+fn uses(job: &Value) -> Vec<String> {
+    job["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|s| s["uses"].as_str().map(str::to_string))
+        .collect()
+}
+
+#[test]
+fn release_workflow_builds_every_target_on_its_runner() {
+    let table = targets::all().unwrap();
+    let wf = workflow("release.yml");
+    assert_eq!(wf["on"]["push"]["tags"], serde_json::json!(["v*"]));
+    assert_eq!(
+        wf["on"]["workflow_dispatch"]["inputs"]["recipe"]["type"],
+        "string"
+    );
+
+    let build = &wf["jobs"]["build"];
+    let expected: Vec<(String, String)> = table
+        .iter()
+        .map(|t| (t.triple.clone(), t.runner.clone()))
+        .collect();
+    assert_eq!(include(build), expected);
+    assert_eq!(build["runs-on"], "${{ matrix.runner }}");
+    assert_eq!(
+        build["timeout-minutes"],
+        ci_matrix::RELEASE_BUILD_TIMEOUT_MINUTES
+    );
+    let steps = runs(build).join("\n");
+    assert!(
+        steps.contains("cargo xtask build-pypy ${RECIPE:+--recipe \"$RECIPE\"} --target \"${{ matrix.triple }}\" --bootstrap-host"),
+        "{steps}"
+    );
+    assert!(steps.contains("cargo xtask verify"), "{steps}");
+    assert!(uses(build).contains(&"actions/upload-artifact@v4".to_string()));
+
+    let publish = &wf["jobs"]["publish"];
+    assert_eq!(publish["needs"], "build");
+    assert_eq!(publish["permissions"]["id-token"], "write");
+    assert_eq!(publish["permissions"]["attestations"], "write");
+    assert_eq!(publish["permissions"]["contents"], "write");
+    let publish_uses = uses(publish);
+    assert!(publish_uses.contains(&"actions/attest-build-provenance@v2".to_string()));
+    let publish_runs = runs(publish).join("\n");
+    for t in &table {
+        assert!(
+            publish_runs.contains(&t.triple),
+            "publish does not expect {}",
+            t.triple
+        );
+    }
+    assert!(publish_runs.contains("sha256sum \"${archives[@]}\" > SHA256SUMS"));
+    assert!(publish_runs.contains("gh release create"));
+}
+
+#[test]
+fn ci_workflow_tests_on_each_os_with_the_readme_command() {
+    let table = targets::all().unwrap();
+    let wf = workflow("ci.yml");
+    assert!(wf["on"].get("push").is_some() && wf["on"].get("pull_request").is_some());
+    let test = &wf["jobs"]["test"];
+    let expected: Vec<(String, String)> = table
+        .iter()
+        .filter(|t| t.ci)
+        .map(|t| (t.triple.clone(), t.runner.clone()))
+        .collect();
+    assert_eq!(include(test), expected);
+    let oses: Vec<targets::Os> = table.iter().filter(|t| t.ci).map(|t| t.os).collect();
+    for os in [targets::Os::Linux, targets::Os::Macos, targets::Os::Windows] {
+        assert!(
+            oses.contains(&os),
+            "CI does not test on {}",
+            os.github_name()
+        );
+    }
+    assert_eq!(
+        test["env"][targets::TEST_PYPY_ENV],
+        "${{ matrix.test_pypy }}"
+    );
+    let steps = runs(test);
+    for want in [
+        "cargo fmt --all --check",
+        "cargo clippy --workspace --all-targets -- -D warnings",
+        "cargo xtask test",
+    ] {
+        assert!(steps.iter().any(|s| s == want), "no step runs `{want}`");
+    }
+    // The README's test command is the one CI runs.
+    let readme = fs_err::read_to_string(paths::workspace_root().join("README.md")).unwrap();
+    assert!(readme.contains("    cargo xtask test\n"));
+    let cached: Vec<String> = test["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|s| s["uses"] == "actions/cache@v4")
+        .map(|s| s["with"]["path"].as_str().unwrap().to_string())
+        .collect();
+    assert!(
+        cached.contains(&"${{ runner.temp }}/pypy-embed-cache".to_string()),
+        "{cached:?}"
+    );
+    assert!(uses(test).contains(&"Swatinem/rust-cache@v2".to_string()));
+}
