@@ -1,10 +1,12 @@
 //! The committed GitHub workflows against the target table: generated, current, and
-//! (parsed by a real YAML parser) carrying the matrix, triggers and steps the table implies.
+//! (parsed by a real YAML parser) carrying the matrix, triggers and steps the table
+//! implies; their shell steps run here with real bash on real files.
 
 use std::path::Path;
 
 use anyhow::{Context, Result};
 use serde_json::Value;
+use sha2::{Digest, Sha256};
 use xshell::{cmd, Shell};
 use xtask::{ci_matrix, fixtures, paths, targets};
 
@@ -199,4 +201,147 @@ fn ci_workflow_tests_on_each_os_with_the_readme_command() {
         "{cached:?}"
     );
     assert!(uses(test).contains(&"Swatinem/rust-cache@v2".to_string()));
+}
+
+// The release workflow's shell steps, run here.
+
+/// The `run` script of the step of `job` whose name starts with `name`.
+fn step_script(job: &str, name: &str) -> String {
+    let wf = workflow("release.yml");
+    wf["jobs"][job]["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["name"].as_str().is_some_and(|n| n.starts_with(name)))
+        .and_then(|s| s["run"].as_str())
+        .unwrap_or_else(|| panic!("release.yml has no step `{name}…` in job {job}"))
+        .to_string()
+}
+
+/// Runs a step's script with bash in `dir`: whether it passed, and what it printed.
+fn run_bash(dir: &Path, script: &str, env: &[(&str, &str)]) -> (bool, String) {
+    let sh = Shell::new().unwrap();
+    sh.change_dir(dir);
+    let mut command = cmd!(sh, "bash -c {script}").ignore_status();
+    for (k, v) in env {
+        command = command.env(k, v);
+    }
+    let out = command.output().unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.success(), text)
+}
+
+fn sha256_hex(bytes: &[u8]) -> String {
+    hex::encode(Sha256::digest(bytes))
+}
+
+/// One small archive per target with a correct `.sha256`, as the build jobs upload them.
+fn release_files(dir: &Path) -> Vec<(String, String)> {
+    let mut files = Vec::new();
+    for t in targets::all().unwrap() {
+        let name = t.archive_name("3.11", "7.3.20");
+        let bytes = format!("not really a tarball for {}", t.triple).into_bytes();
+        fs_err::write(dir.join(&name), &bytes).unwrap();
+        let hash = sha256_hex(&bytes);
+        fs_err::write(
+            dir.join(t.checksum_name("3.11", "7.3.20")),
+            format!("{hash}  {name}\n"),
+        )
+        .unwrap();
+        files.push((name, hash));
+    }
+    files
+}
+
+#[test]
+fn publish_writes_sha256sums_that_match_every_archive() {
+    let script = step_script("publish", "Write SHA256SUMS");
+    let dir = tempfile::tempdir().unwrap();
+    let mut files = release_files(dir.path());
+    let (ok, output) = run_bash(dir.path(), &script, &[]);
+    assert!(ok, "{output}");
+    files.sort();
+    let expected: String = files
+        .iter()
+        .map(|(name, hash)| format!("{hash}  {name}\n"))
+        .collect();
+    let written = fs_err::read_to_string(dir.path().join("SHA256SUMS")).unwrap();
+    assert_eq!(written, expected);
+}
+
+#[test]
+fn publish_rejects_an_archive_that_does_not_match_its_sha256() {
+    let script = step_script("publish", "Write SHA256SUMS");
+    let dir = tempfile::tempdir().unwrap();
+    let files = release_files(dir.path());
+    let (victim, _) = &files[2];
+    fs_err::write(dir.path().join(victim), b"damaged on the way").unwrap();
+    let (ok, output) = run_bash(dir.path(), &script, &[]);
+    assert!(!ok, "a damaged archive was accepted:\n{output}");
+    assert!(
+        output.contains(&format!("::error::{victim}: its .sha256 says")),
+        "{output}"
+    );
+}
+
+#[test]
+fn publish_rejects_a_missing_target() {
+    let script = step_script("publish", "Write SHA256SUMS");
+    let dir = tempfile::tempdir().unwrap();
+    release_files(dir.path());
+    let windows = targets::get("x86_64-pc-windows-msvc").unwrap();
+    fs_err::remove_file(dir.path().join(windows.archive_name("3.11", "7.3.20"))).unwrap();
+    let (ok, output) = run_bash(dir.path(), &script, &[]);
+    assert!(!ok, "a release without Windows was accepted:\n{output}");
+    assert!(
+        output.contains("expected one archive for x86_64-pc-windows-msvc, found 0"),
+        "{output}"
+    );
+}
+
+#[test]
+fn plan_accepts_a_real_or_empty_recipe_and_lists_the_recipes_for_a_wrong_one() {
+    let script = step_script("plan", "Check the recipe");
+    let root = paths::workspace_root();
+    let out_dir = tempfile::tempdir().unwrap();
+    let output_file = out_dir.path().join("github_output");
+    let output_path = output_file.to_str().unwrap();
+
+    let real = fs_err::read_dir(root.join("recipes"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .find(|n| n.starts_with("pypy") && n.ends_with(".toml"))
+        .expect("a recipe in recipes/");
+    let real = real.trim_end_matches(".toml");
+    for recipe in [real, ""] {
+        fs_err::write(&output_file, "").unwrap();
+        let env = [("RECIPE", recipe), ("GITHUB_OUTPUT", output_path)];
+        let (ok, output) = run_bash(&root, &script, &env);
+        assert!(ok, "recipe `{recipe}`: {output}");
+        assert_eq!(
+            fs_err::read_to_string(&output_file).unwrap(),
+            format!("recipe={recipe}\n")
+        );
+    }
+
+    let env = [("RECIPE", "pypy9.9-v0.0.0"), ("GITHUB_OUTPUT", output_path)];
+    let (ok, output) = run_bash(&root, &script, &env);
+    assert!(!ok, "an unknown recipe was accepted");
+    assert!(
+        output.contains("::error::no recipe `pypy9.9-v0.0.0`; the recipes are: "),
+        "{output}"
+    );
+    assert!(output.contains(real), "{output}");
+}
+
+#[test]
+fn ci_matrix_check_command_passes_on_the_committed_workflows() {
+    let sh = Shell::new().unwrap();
+    let xtask = env!("CARGO_BIN_EXE_xtask");
+    let out = cmd!(sh, "{xtask} ci-matrix --check").read().unwrap();
+    assert_eq!(out, "2 workflows are current");
 }
