@@ -143,6 +143,8 @@ fn matrix_include(targets: &[&Target], for_tests: bool) -> Result<String> {
         if for_tests {
             fields.push(("host27", t.bootstrap_python_version()?));
             fields.push(("test_pypy", t.test_pypy.as_str().to_string()));
+            fields.push(("test_release_url", t.test_release.url.clone()));
+            fields.push(("test_release_sha256", t.test_release.sha256.clone()));
         }
         for (i, (key, value)) in fields.iter().enumerate() {
             let lead = if i == 0 { "- " } else { "  " };
@@ -214,8 +216,11 @@ jobs:
       # Where the real-libpypy tests get a PyPy on this OS (`test_pypy` in the
       # table): `debian-packages` is the distribution's pypy3 and pypy3-lib
       # (apt-get download, unpacked); `official-release` is PyPy's own binary
-      # release for this platform, downloaded and checked by the fetch stage.
+      # release for this platform (`test_release`: URL and the sha256 from
+      # pypy.org), downloaded and checked by the fetch stage.
       @TEST_PYPY_ENV@: ${{ matrix.test_pypy }}
+      @TEST_PYPY_URL_ENV@: ${{ matrix.test_release_url }}
+      @TEST_PYPY_SHA256_ENV@: ${{ matrix.test_release_sha256 }}
     steps:
 @RUNNER_SETUP@      - name: Cache fetched archives
         uses: actions/cache@v4
@@ -424,6 +429,8 @@ fn render_ci(targets: &[Target]) -> Result<String> {
         .replace("@TIMEOUT@", &CI_TEST_TIMEOUT_MINUTES.to_string())
         .replace("@INCLUDE@", &matrix_include(&tested, true)?)
         .replace("@TEST_PYPY_ENV@", targets::TEST_PYPY_ENV)
+        .replace("@TEST_PYPY_URL_ENV@", targets::TEST_PYPY_URL_ENV)
+        .replace("@TEST_PYPY_SHA256_ENV@", targets::TEST_PYPY_SHA256_ENV)
         .replace("@RUNNER_SETUP@", RUNNER_SETUP);
     Ok(format!("{HEADER}\n{body}"))
 }
@@ -490,6 +497,8 @@ mod tests {
                 "@TRIPLES@",
                 "@RUNNER_SETUP@",
                 "@TEST_PYPY_ENV@",
+                "@TEST_PYPY_URL_ENV@",
+                "@TEST_PYPY_SHA256_ENV@",
             ] {
                 assert!(!wf.text.contains(p), "{} still has {p}", wf.path);
             }

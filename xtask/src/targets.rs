@@ -76,6 +76,10 @@ impl TestPypy {
 /// Environment variable that tells the fixtures which [`TestPypy`] source to use;
 /// `ci.yml` sets it per runner from the table.
 pub const TEST_PYPY_ENV: &str = "PYPY_EMBED_TEST_PYPY";
+/// With [`TestPypy::OfficialRelease`]: the URL of [`Target::test_release`], set by `ci.yml`.
+pub const TEST_PYPY_URL_ENV: &str = "PYPY_EMBED_TEST_PYPY_URL";
+/// With [`TestPypy::OfficialRelease`]: the sha256 of [`Target::test_release`], set by `ci.yml`.
+pub const TEST_PYPY_SHA256_ENV: &str = "PYPY_EMBED_TEST_PYPY_SHA256";
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -130,6 +134,9 @@ pub struct Target {
     pub allowed_libraries: Vec<String>,
     /// An official PyPy 2.7 binary that `--bootstrap-host` can use as translation host.
     pub bootstrap: Download,
+    /// PyPy's own PyPy 3.11 binary release for this platform: the real libpypy that
+    /// CI's tests embed where [`Target::test_pypy`] is [`TestPypy::OfficialRelease`].
+    pub test_release: Download,
 }
 
 #[derive(Deserialize)]
@@ -301,8 +308,8 @@ impl Target {
                 )
             })
     }
-    /// The shell command that installs `packages` with this target's package manager,
-    /// or `None` when there is nothing to install.
+    /// The shell command that installs `packages` with this target's package manager on
+    /// a GitHub runner (with `sudo` for apt), or `None` when there is nothing to install.
     pub fn install_command(&self, packages: &[String]) -> Option<String> {
         if packages.is_empty() {
             return None;
@@ -357,14 +364,26 @@ impl Target {
         {
             bail!("import_library and import_library_path are for Windows targets, and required there");
         }
-        let sha = &self.bootstrap.sha256;
-        if sha.len() != 64 || !sha.chars().all(|c| c.is_ascii_hexdigit()) {
-            bail!("bootstrap sha256 `{sha}` is not 64 hex digits");
-        }
-        if !self.bootstrap.url.starts_with("https://") {
-            bail!("bootstrap URL `{}` is not https", self.bootstrap.url);
+        for (what, download) in [
+            ("bootstrap", &self.bootstrap),
+            ("test_release", &self.test_release),
+        ] {
+            let sha = &download.sha256;
+            if sha.len() != 64 || !sha.chars().all(|c| c.is_ascii_hexdigit()) {
+                bail!("{what} sha256 `{sha}` is not 64 hex digits");
+            }
+            if !download.url.starts_with("https://") {
+                bail!("{what} URL `{}` is not https", download.url);
+            }
         }
         self.bootstrap_python_version()?;
+        let suffix = format!("-{}.{}", self.upstream_platform, self.upstream_archive);
+        if !self.test_release.file_name().ends_with(&suffix) {
+            bail!(
+                "test_release `{}` is not a release for this platform (expected a name ending in `{suffix}`)",
+                self.test_release.url
+            );
+        }
         Ok(())
     }
 }
@@ -550,6 +569,27 @@ mod tests {
     }
 
     #[test]
+    fn every_test_release_is_pypy311_v7_3_20_of_its_platform() {
+        for t in all().unwrap() {
+            assert_eq!(
+                t.test_release.url,
+                t.upstream_release_url(PY, PYPY),
+                "{}",
+                t.triple
+            );
+        }
+        // As published on pypy.org's checksums page.
+        assert_eq!(
+            t("aarch64-apple-darwin").test_release.sha256,
+            "84a48e09c97f57df62cc9f01b7a6d8c3e306b6270671d871aa8ab8c06945940d"
+        );
+        assert_eq!(
+            t("x86_64-pc-windows-msvc").test_release.sha256,
+            "a8d36f6ceb1d9be6cf24a73b0ba103e7567e396b2f7a33426b05e4a06330755b"
+        );
+    }
+
+    #[test]
     fn apt_targets_install_the_translation_headers() {
         for t in all().unwrap().iter().filter(|t| t.os == Os::Linux) {
             let cmd = t.install_command(&t.system_packages).unwrap();
@@ -679,6 +719,11 @@ mod tests {
                 "aa3bb92dbb529fa2d4920895b16d67a810b0c709207857d56cfe4a6e3b41e02a",
                 "aa3bb92d",
                 "not 64 hex digits",
+            ),
+            (
+                "pypy3.11-v7.3.20-linux64.tar.bz2",
+                "pypy3.11-v7.3.20-win64.zip",
+                "is not a release for this platform",
             ),
             (
                 "import_library_path = \"libs/python{py_nodot}.lib\"\n",

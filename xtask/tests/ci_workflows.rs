@@ -178,6 +178,24 @@ fn ci_workflow_tests_on_each_os_with_the_readme_command() {
         test["env"][targets::TEST_PYPY_ENV],
         "${{ matrix.test_pypy }}"
     );
+    for entry in test["strategy"]["matrix"]["include"].as_array().unwrap() {
+        let t = targets::get(entry["triple"].as_str().unwrap()).unwrap();
+        assert_eq!(entry["test_pypy"], t.test_pypy.as_str());
+        assert_eq!(entry["test_release_url"], t.test_release.url.as_str());
+        assert_eq!(entry["test_release_sha256"], t.test_release.sha256.as_str());
+        assert_eq!(
+            entry["host27"],
+            t.bootstrap_python_version().unwrap().as_str()
+        );
+    }
+    assert_eq!(
+        test["env"][targets::TEST_PYPY_URL_ENV],
+        "${{ matrix.test_release_url }}"
+    );
+    assert_eq!(
+        test["env"][targets::TEST_PYPY_SHA256_ENV],
+        "${{ matrix.test_release_sha256 }}"
+    );
     let steps = runs(test);
     for want in [
         "cargo fmt --all --check",
@@ -188,7 +206,7 @@ fn ci_workflow_tests_on_each_os_with_the_readme_command() {
     }
     // The README's test command is the one CI runs.
     let readme = fs_err::read_to_string(paths::workspace_root().join("README.md")).unwrap();
-    assert!(readme.contains("    cargo xtask test\n"));
+    assert!(readme.contains("cargo xtask test"));
     let cached: Vec<String> = test["steps"]
         .as_array()
         .unwrap()
