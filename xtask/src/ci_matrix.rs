@@ -386,6 +386,10 @@ jobs:
           archives=(*.tar.gz)
           sha256sum "${archives[@]}" > SHA256SUMS
           for archive in "${archives[@]}"; do
+            if [ ! -f "$archive.sha256" ]; then
+              echo "::error::$archive has no $archive.sha256 beside it"
+              exit 1
+            fi
             want=$(awk '{ print $1; exit }' "$archive.sha256")
             got=$(awk -v name="$archive" '$2 == name { print $1 }' SHA256SUMS)
             if [ -z "$want" ] || [ "$want" != "$got" ]; then

@@ -307,6 +307,24 @@ fn publish_rejects_an_archive_that_does_not_match_its_sha256() {
 }
 
 #[test]
+fn publish_rejects_an_archive_without_its_sha256() {
+    let script = step_script("publish", "Write SHA256SUMS");
+    let dir = tempfile::tempdir().unwrap();
+    release_files(dir.path());
+    let mac = targets::get("aarch64-apple-darwin").unwrap();
+    fs_err::remove_file(dir.path().join(mac.checksum_name("3.11", "7.3.20"))).unwrap();
+    let (ok, output) = run_bash(dir.path(), &script, &[]);
+    assert!(!ok, "an archive without .sha256 was accepted:\n{output}");
+    let archive = mac.archive_name("3.11", "7.3.20");
+    assert!(
+        output.contains(&format!(
+            "::error::{archive} has no {archive}.sha256 beside it"
+        )),
+        "{output}"
+    );
+}
+
+#[test]
 fn publish_rejects_a_missing_target() {
     let script = step_script("publish", "Write SHA256SUMS");
     let dir = tempfile::tempdir().unwrap();
