@@ -218,7 +218,10 @@ fn download_success_lands_in_the_content_addressed_cache() {
     let path = fetch::download_verified(&server.url(PATH), RPYTHON_SHA256, &opts).unwrap();
     assert_eq!(path, cached_path(cache.path()));
     assert_eq!(fetch::sha256_file(&path).unwrap(), RPYTHON_SHA256);
-    assert_eq!(files_except_locks(cache.path()), [path.clone()]);
+    assert_eq!(
+        files_except_locks(cache.path()),
+        std::slice::from_ref(&path)
+    );
 
     // A second call is a cache hit: no request.
     let again = fetch::download_verified(&server.url(PATH), RPYTHON_SHA256, &opts).unwrap();

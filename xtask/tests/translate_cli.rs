@@ -148,5 +148,5 @@ fn another_os_target_is_refused_with_its_runner() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success());
     assert!(err.contains("does not cross-translate"), "{err}");
-    assert!(err.contains("macos-14"), "{err}");
+    assert!(err.contains("macos-15"), "{err}");
 }
