@@ -145,18 +145,10 @@ pub fn run(args: Args) -> Result<()> {
     Ok(())
 }
 
-/// RPython translates for the machine it runs on only.
+/// RPython translates for the machine it runs on only; the target table names
+/// the runner that builds any other triple.
 pub fn refuse_cross(triple: &str) -> Result<()> {
-    let target = targets::get(triple)?;
-    let host = targets::host_triple();
-    if target.triple != host {
-        bail!(
-            "cannot build {triple} on this {host} machine: RPython does not cross-translate. \
-             Build it on a `{}` runner (see .github/workflows/release.yml)",
-            target.runner
-        );
-    }
-    Ok(())
+    targets::ensure_buildable_here(triple).map(|_| ())
 }
 
 /// The translation cache inside a cache root.
@@ -420,6 +412,9 @@ fn run_rpython(
     // The source tree first, so `-m rpython` finds its own rpython package.
     let mut pythonpath = vec![spec.source_root.clone()];
     pythonpath.extend(host.site.iter().cloned());
+    if let Some(existing) = std::env::var_os("PYTHONPATH") {
+        pythonpath.extend(std::env::split_paths(&existing));
+    }
     let _pythonpath = sh.push_env("PYTHONPATH", std::env::join_paths(&pythonpath)?);
     let _cc = (std::env::var_os("CC").is_none() && crate::fixtures::which("ccache").is_some())
         .then(|| sh.push_env("CC", "ccache cc"));
@@ -790,6 +785,7 @@ mod tests {
             .to_string();
         assert!(err.contains("does not cross-translate"), "{err}");
         assert!(err.contains("windows-2022"), "{err}");
+        assert!(err.contains("build x86_64-pc-windows-msvc on a"), "{err}");
         refuse_cross(targets::host_triple()).unwrap();
     }
 }
