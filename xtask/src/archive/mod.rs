@@ -5,6 +5,7 @@
 //! The format itself is described in `docs/archive-format.md`; the manifest
 //! types are [`crate::manifest`].
 
+pub mod bench;
 pub mod release;
 pub mod writer;
 
