@@ -124,16 +124,28 @@ pub fn repackage_release_file(
     repackage_with_origin(dir, target, out_dir, origin)
 }
 
-/// locate → stage → relocate → manifest → archive → verify → publish.
+/// [`repackage_with_options`] with the target table's allow-list only.
 pub fn repackage_with_origin(
     tree: &Path,
     target: &targets::Target,
     out_dir: &Path,
     origin: Origin,
 ) -> Result<Published> {
+    repackage_with_options(tree, target, out_dir, origin, &PublishOptions::default())
+}
+
+/// The pipeline every archive goes through (`package` too):
+/// locate → stage → relocate → manifest → archive → verify → publish.
+pub fn repackage_with_options(
+    tree: &Path,
+    target: &targets::Target,
+    out_dir: &Path,
+    origin: Origin,
+    opts: &PublishOptions,
+) -> Result<Published> {
     let found = archive::locate(tree, target)?;
     let staged = archive::stage(&found, target, out_dir)?;
     archive::relocate(&staged)?;
     let manifest = archive::build_manifest(&staged, origin)?;
-    archive::publish(&staged, &manifest, out_dir, &PublishOptions::default())
+    archive::publish(&staged, &manifest, out_dir, opts)
 }

@@ -33,6 +33,8 @@ pub struct Found {
     pub stdlib: PathBuf,
     pub include: Option<PathBuf>,
     pub license: Option<PathBuf>,
+    /// Upstream's `README.rst` at the top of a release tree.
+    pub readme: Option<PathBuf>,
     pub versions: Versions,
 }
 
@@ -146,6 +148,7 @@ pub fn locate(tree: &Path, target: &Target) -> Result<Found> {
         .iter()
         .map(|rel| tree.join(rel))
         .find(|p| p.is_file());
+    let readme = Some(tree.join("README.rst")).filter(|p| p.is_file());
 
     let versions = interpreter_versions(launcher.as_deref(), &libpypy)
         .with_context(|| format!("finding the versions of the PyPy in {}", tree.display()))?;
@@ -162,6 +165,7 @@ pub fn locate(tree: &Path, target: &Target) -> Result<Found> {
         stdlib,
         include,
         license,
+        readme,
         versions,
     })
 }
@@ -268,10 +272,17 @@ pub fn stage(found: &Found, target: &Target, work_parent: &Path) -> Result<Stage
     if let Some(launcher) = &found.launcher {
         put(&target.launcher_path(py), launcher)?;
         if target.os != Os::Windows {
-            // The names upstream's release tree also has (`pypy3`, `python3`).
+            // The aliases upstream's package.py creates beside the launcher.
             let major = py.split('.').next().unwrap_or(py);
             let name = target.launcher_name(py);
-            for alias in [format!("pypy{major}"), format!("python{major}")] {
+            let aliases = [
+                "pypy".to_string(),
+                format!("pypy{major}"),
+                "python".to_string(),
+                format!("python{major}"),
+                format!("python{py}"),
+            ];
+            for alias in aliases.into_iter().filter(|a| *a != name) {
                 let link = top.join(target.bin_dir()).join(alias);
                 symlink(&name, &link)?;
             }
@@ -286,6 +297,9 @@ pub fn stage(found: &Found, target: &Target, work_parent: &Path) -> Result<Stage
     fs_err::write(include.join(manifest::HEADER_NAME), HEADER)?;
     if let Some(license) = &found.license {
         put("LICENSE", license)?;
+    }
+    if let Some(readme) = &found.readme {
+        put("README.rst", readme)?;
     }
     Ok(Staged {
         _work: work,
