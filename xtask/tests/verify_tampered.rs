@@ -171,3 +171,47 @@ fn absolute_runpath_is_named() {
         "{err}"
     );
 }
+
+#[test]
+fn dependency_outside_the_allow_list_is_named() {
+    let dir = tempfile::tempdir().unwrap();
+    let module = "lib/pypy3.9/_sqlite3_cffi.pypy39-pp73-x86_64-linux-gnu.so";
+    let archive = rebuilt(dir.path(), |top| {
+        let path = top.join(module);
+        let sh = xshell::Shell::new().unwrap();
+        xshell::cmd!(sh, "patchelf --add-needed libbuildmachine.so.9 {path}")
+            .run()
+            .unwrap();
+        let mpath = top.join(manifest::MANIFEST_NAME);
+        let mut m =
+            manifest::Manifest::from_json(&fs_err::read_to_string(&mpath).unwrap()).unwrap();
+        let e = m.files.get_mut(module).unwrap();
+        e.sha256 = xtask::fetch::sha256_file(&path).unwrap();
+        e.size = fs_err::metadata(&path).unwrap().len();
+        fs_err::write(&mpath, m.to_json()).unwrap();
+    });
+    let err = verify_err(&archive);
+    assert!(
+        err.contains(&format!("pypy/{module}: needs libbuildmachine.so.9")),
+        "{err}"
+    );
+}
+
+#[test]
+fn the_command_line_names_the_tampered_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let archive = rebuilt(dir.path(), |top| {
+        fs_err::write(top.join("lib/pypy3.9/this.py"), "print('changed')\n").unwrap();
+    });
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_xtask"))
+        .arg("verify")
+        .arg(&archive)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("pypy/lib/pypy3.9/this.py: sha256"),
+        "{stderr}"
+    );
+}
