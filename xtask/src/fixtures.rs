@@ -74,6 +74,18 @@ pub fn debian_pypy3() -> Result<PathBuf> {
     Ok(dir)
 }
 
+/// Name of the archive [`prepare_debian_archive`] writes.
+pub const DEBIAN_ARCHIVE: &str = "pypy3.9-v7.3.11-x86_64-unknown-linux-gnu.tar.gz";
+
+/// Debian's PyPy repackaged by `cargo xtask repackage` into our archive format
+/// (verified when it was written); its `.sha256` sits beside it.
+pub fn debian_archive() -> Result<PathBuf> {
+    existing(
+        root().join("dist").join(DEBIAN_ARCHIVE),
+        "repackaged Debian archive",
+    )
+}
+
 /// `check-jsonschema`, which lints workflows against GitHub's published schema.
 pub fn workflow_linter() -> Result<PathBuf> {
     existing(
@@ -134,6 +146,7 @@ pub fn prepare_all(sh: &Shell) -> Result<()> {
     prepare_rpython(sh, &root).context("preparing the rpython sdist fixture")?;
     prepare_host27(sh, &root).context("preparing the Python 2.7 host fixture")?;
     prepare_debian(sh, &root).context("preparing the Debian pypy3 fixture")?;
+    prepare_debian_archive(&root).context("repackaging the Debian pypy3 fixture")?;
     prepare_workflow_linter(sh, &root).context("preparing the workflow linter fixture")?;
     Ok(())
 }
@@ -237,6 +250,23 @@ fn prepare_debian(sh: &Shell, root: &Path) -> Result<()> {
     }
     fs_err::rename(dir, &tree)?;
     std::mem::forget(tmp);
+    Ok(())
+}
+
+fn prepare_debian_archive(root: &Path) -> Result<()> {
+    let dist = root.join("dist");
+    let archive = dist.join(DEBIAN_ARCHIVE);
+    // An archive whose checksum file still matches is one a previous run
+    // wrote completely (both are renamed into place only after `verify`).
+    if archive.exists() && crate::verify::check_sha256_file(&archive).is_ok() {
+        return Ok(());
+    }
+    eprintln!(
+        "fixtures: repackaging Debian's pypy3 into {}",
+        dist.display()
+    );
+    let target = crate::targets::get("x86_64-unknown-linux-gnu")?;
+    crate::repackage::repackage_tree(&root.join("debian-pypy3"), &target, &dist)?;
     Ok(())
 }
 
