@@ -344,15 +344,17 @@ struct Written {
 /// write files, so that decompression, hashing and writing overlap.
 fn extract(archive: &ArchiveRef<'_>, dest: &Path) -> Result<BTreeMap<String, StampEntry>, Error> {
     let name = archive.describe();
+    // Multi-member: a parallel writer compresses chunks as separate gzip
+    // members, which a plain GzDecoder would stop after the first of.
     let reader: Box<dyn Read> = match archive {
         ArchiveRef::File(path) => {
             let file = File::open(path).map_err(|e| Error::io("reading", path, e))?;
-            Box::new(flate2::read::GzDecoder::new(BufReader::with_capacity(
+            Box::new(flate2::read::MultiGzDecoder::new(BufReader::with_capacity(
                 1 << 20,
                 file,
             )))
         }
-        ArchiveRef::Embedded { bytes, .. } => Box::new(flate2::read::GzDecoder::new(*bytes)),
+        ArchiveRef::Embedded { bytes, .. } => Box::new(flate2::read::MultiGzDecoder::new(*bytes)),
     };
     let writers = std::thread::available_parallelism().map_or(2, |n| n.get().clamp(2, 4));
     let (send, receive) = mpsc::sync_channel::<Job>(64);
@@ -864,6 +866,29 @@ mod tests {
         assert_eq!(again.sha256, first.sha256);
         // The memo of the archive's hash was written and is used.
         assert_eq!(fs::read_dir(cache.join("archives")).unwrap().count(), 1);
+    }
+
+    #[test]
+    fn reads_every_member_of_a_multi_member_gzip() {
+        // Parallel writers compress chunks as separate gzip members.
+        let dir = tempfile::tempdir().unwrap();
+        let single = dir.path().join("single.tar.gz");
+        TestArchive::new().write(&single, &[]);
+        let mut tar_bytes = Vec::new();
+        flate2::read::GzDecoder::new(File::open(&single).unwrap())
+            .read_to_end(&mut tar_bytes)
+            .unwrap();
+        let (first, second) = tar_bytes.split_at(tar_bytes.len() / 2);
+        let mut multi = Vec::new();
+        for half in [first, second] {
+            let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+            gz.write_all(half).unwrap();
+            multi.extend(gz.finish().unwrap());
+        }
+        let archive = dir.path().join("multi.tar.gz");
+        fs::write(&archive, multi).unwrap();
+        let got = ensure(&dir.path().join("cache"), &ArchiveRef::File(&archive)).unwrap();
+        assert_eq!(fs::read(got.top.join("bin/pypy3.11")).unwrap(), b"launcher");
     }
 
     #[test]

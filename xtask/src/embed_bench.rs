@@ -44,7 +44,7 @@ int main(int argc, char **argv) {
 "#;
 
 pub fn section(report: &mut Report) -> Result<()> {
-    let archive = debian_archive()?;
+    let archive = fixtures::debian_archive()?;
     let sh = Shell::new()?;
     sh.change_dir(paths::workspace_root());
     cmd!(
@@ -159,20 +159,6 @@ pub fn section(report: &mut Report) -> Result<()> {
         met: fast < 1000.0,
     });
     Ok(())
-}
-
-/// The repackaged Debian archive (the archive issue's fixture).
-fn debian_archive() -> Result<PathBuf> {
-    let path = fixtures::root()
-        .join("dist")
-        .join("pypy3.9-v7.3.11-x86_64-unknown-linux-gnu.tar.gz");
-    if !path.is_file() {
-        bail!(
-            "missing fixture {}; run `cargo xtask test --prepare-only` to prepare the fixtures",
-            path.display()
-        );
-    }
-    Ok(path)
 }
 
 /// Medians of interleaved runs: ours into a fresh cache, `tar -xzf` into a fresh folder.

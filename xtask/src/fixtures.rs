@@ -47,7 +47,7 @@ pub fn rpython_sdist() -> Result<PathBuf> {
     existing(root().join("pypi").join(RPYTHON_SDIST), "rpython sdist")
 }
 
-/// The `rpython` sdist unpacked: its folder holds `rpython/bin/rpython`.
+/// The `rpython` sdist unpacked: its folder holds the `rpython` package (`python -m rpython`).
 pub fn rpython_tree() -> Result<PathBuf> {
     existing(root().join("rpython-0.2.1"), "unpacked rpython sdist")
 }
@@ -72,6 +72,18 @@ pub fn debian_pypy3() -> Result<PathBuf> {
     let dir = root().join("debian-pypy3");
     existing(dir.join("usr"), "Debian pypy3 tree")?;
     Ok(dir)
+}
+
+/// Name of the archive [`prepare_debian_archive`] writes.
+pub const DEBIAN_ARCHIVE: &str = "pypy3.9-v7.3.11-x86_64-unknown-linux-gnu.tar.gz";
+
+/// Debian's PyPy repackaged by `cargo xtask repackage` into our archive format
+/// (verified when it was written); its `.sha256` sits beside it.
+pub fn debian_archive() -> Result<PathBuf> {
+    existing(
+        root().join("dist").join(DEBIAN_ARCHIVE),
+        "repackaged Debian archive",
+    )
 }
 
 /// `check-jsonschema`, which lints workflows against GitHub's published schema.
@@ -134,6 +146,7 @@ pub fn prepare_all(sh: &Shell) -> Result<()> {
     prepare_rpython(sh, &root).context("preparing the rpython sdist fixture")?;
     prepare_host27(sh, &root).context("preparing the Python 2.7 host fixture")?;
     prepare_debian(sh, &root).context("preparing the Debian pypy3 fixture")?;
+    prepare_debian_archive(&root).context("repackaging the Debian pypy3 fixture")?;
     prepare_workflow_linter(sh, &root).context("preparing the workflow linter fixture")?;
     Ok(())
 }
@@ -159,7 +172,7 @@ fn prepare_rpython(sh: &Shell, root: &Path) -> Result<()> {
         fs_err::rename(dir.join(RPYTHON_SDIST), &sdist)?;
     }
     let tree = root.join("rpython-0.2.1");
-    if !tree.join("rpython").join("bin").join("rpython").exists() {
+    if !tree.join("rpython").join("__main__.py").exists() {
         let tmp = tempfile::tempdir_in(root)?;
         let dir = tmp.path();
         cmd!(sh, "tar -xzf {sdist} -C {dir}").run()?;
@@ -237,6 +250,23 @@ fn prepare_debian(sh: &Shell, root: &Path) -> Result<()> {
     }
     fs_err::rename(dir, &tree)?;
     std::mem::forget(tmp);
+    Ok(())
+}
+
+fn prepare_debian_archive(root: &Path) -> Result<()> {
+    let dist = root.join("dist");
+    let archive = dist.join(DEBIAN_ARCHIVE);
+    // An archive whose checksum file still matches is one a previous run
+    // wrote completely (both are renamed into place only after `verify`).
+    if archive.exists() && crate::verify::check_sha256_file(&archive).is_ok() {
+        return Ok(());
+    }
+    eprintln!(
+        "fixtures: repackaging Debian's pypy3 into {}",
+        dist.display()
+    );
+    let target = crate::targets::get("x86_64-unknown-linux-gnu")?;
+    crate::repackage::repackage_tree(&root.join("debian-pypy3"), &target, &dist)?;
     Ok(())
 }
 

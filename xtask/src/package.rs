@@ -1,11 +1,365 @@
 //! Lays out a translated tree the way PyPy's release script does and archives it.
+//!
+//! Third stage of `build-pypy`. PyPy's own `pypy/tool/release/package.py`
+//! builds the standard library's cffi modules and lays out the release
+//! tree; we run it (see [`package_py_args`] for why) and then send its tree
+//! through the same pipeline as `repackage` (relocate, manifest, archive,
+//! verify, publish), so that the repackage tests cover everything after
+//! the layout step.
 
-use anyhow::{bail, Result};
+use std::ffi::OsString;
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context, Result};
+use xshell::{cmd, Shell};
+
+use crate::archive::{PublishOptions, Published};
+use crate::manifest::{Origin, Source};
+use crate::recipe::Recipe;
+use crate::{paths, repackage, targets};
 
 /// Options of `cargo xtask package`.
 #[derive(clap::Args, Debug)]
-pub struct Args {}
+pub struct Args {
+    /// The translated PyPy source tree (its `pypy/goal` holds `pypy3.x-c` and libpypy).
+    pub source_tree: PathBuf,
+    /// The recipe it was built from (origin in the manifest, extra allowed libraries).
+    #[arg(long)]
+    pub recipe: Option<PathBuf>,
+    /// Target triple of the translation.
+    #[arg(long, default_value = targets::host_triple())]
+    pub target: String,
+    /// Where the archive, its `.sha256` and `SHA256SUMS` go.
+    #[arg(long, default_value_os_t = paths::dist_dir())]
+    pub out: PathBuf,
+    /// The Python that runs `package.py` (default: the translated launcher itself).
+    #[arg(long)]
+    pub python: Option<PathBuf>,
+}
 
-pub fn run(_args: Args) -> Result<()> {
-    bail!("`cargo xtask package` is not implemented yet (the archive issue)")
+pub fn run(args: Args) -> Result<()> {
+    let target = targets::get(&args.target)?;
+    let recipe = args.recipe.as_deref().map(Recipe::load).transpose()?;
+    let published = package_translated(&PackageInput {
+        source_tree: args.source_tree,
+        target,
+        recipe,
+        out_dir: args.out,
+        python: args.python,
+    })?;
+    println!(
+        "{} ({} bytes, sha256 {})",
+        published.archive.display(),
+        published.stats.gz_bytes,
+        published.sha256
+    );
+    Ok(())
+}
+
+/// Everything `package` needs; what `build-pypy` fills in after translating.
+#[derive(Debug, Clone)]
+pub struct PackageInput {
+    /// The source tree the translation ran in.
+    pub source_tree: PathBuf,
+    pub target: targets::Target,
+    /// The recipe, for the manifest's origin and the extra allowed libraries.
+    pub recipe: Option<Recipe>,
+    pub out_dir: PathBuf,
+    /// Python for `package.py`; `None` uses the translated launcher.
+    pub python: Option<PathBuf>,
+}
+
+/// The two outputs of a `--shared` translation in `pypy/goal`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Translated {
+    pub launcher: PathBuf,
+    pub libpypy: PathBuf,
+    /// The Python version in the outputs' names (`3.11`); the archive's
+    /// versions are asked from the interpreter later.
+    pub py: String,
+}
+
+/// Finds `pypy<py>-c` and `libpypy<py>-c.so` (names from the target table)
+/// in `<tree>/pypy/goal`.
+pub fn find_translated(tree: &Path, target: &targets::Target) -> Result<Translated> {
+    let goal = tree.join("pypy").join("goal");
+    if !goal.is_dir() {
+        bail!(
+            "{} has no pypy/goal folder; pass the PyPy source tree the translation ran in",
+            tree.display()
+        );
+    }
+    let pattern = target.translated_launcher_name("{py}");
+    let (prefix, suffix) = pattern.split_once("{py}").unwrap_or((&pattern, ""));
+    let mut launchers: Vec<(PathBuf, String)> = fs_err::read_dir(&goal)?
+        .filter_map(|e| e.ok())
+        .filter_map(|e| {
+            let name = e.file_name().to_str()?.to_string();
+            let py = name.strip_prefix(prefix)?.strip_suffix(suffix)?.to_string();
+            let (a, b) = py.split_once('.')?;
+            let digits = |s: &str| !s.is_empty() && s.bytes().all(|c| c.is_ascii_digit());
+            (digits(a) && digits(b) && e.path().is_file()).then(|| (e.path(), py))
+        })
+        .collect();
+    launchers.sort();
+    let (launcher, py) = match launchers.as_slice() {
+        [] => bail!(
+            "no translated launcher ({prefix}<version>{suffix}) in {}; did the translation \
+             finish (`cargo xtask translate`)?",
+            goal.display()
+        ),
+        [one] => one.clone(),
+        many => bail!(
+            "several translated launchers in {}: {}; remove the stale ones",
+            goal.display(),
+            many.iter()
+                .map(|(p, _)| p.display().to_string())
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+    };
+    let libpypy = goal.join(target.libpypy_name(&py));
+    if !libpypy.is_file() {
+        bail!(
+            "{} is missing beside {}; translate with --shared",
+            libpypy.display(),
+            launcher.display()
+        );
+    }
+    Ok(Translated {
+        launcher,
+        libpypy,
+        py,
+    })
+}
+
+/// The arguments for `package.py`, which writes the release tree to
+/// `<builddir>/<name>`.
+///
+/// Why PyPy's own script rather than our own layout code: it knows, for
+/// the PyPy version at hand, which cffi modules of the standard library to
+/// build (`lib_pypy/pypy_tools/build_cffi_imports.py`) and how, how
+/// `lib-python/3` and `lib_pypy` merge into `lib/pypy<py>`, which files it
+/// leaves out, and the platform quirks (Windows DLLs, stripping). These
+/// change between releases; re-implementing them would drift.
+/// `--no-embedded-dependencies`: otherwise it downloads and builds OpenSSL,
+/// xz… from the network; we link the system libraries the target table
+/// lists (and allows). `--no-make-portable`: we relocate ourselves and keep
+/// system libraries out of the archive (they are in the allow-list).
+/// `--no-keep-debug`: strip, as PyPy's releases are stripped.
+pub fn package_py_args(tree: &Path, name: &str, builddir: &Path) -> Vec<OsString> {
+    let mut args: Vec<OsString> = vec![
+        tree.join("pypy/tool/release/package.py").into(),
+        format!("--archive-name={name}").into(),
+    ];
+    let mut builddir_arg = OsString::from("--builddir=");
+    builddir_arg.push(builddir);
+    args.push(builddir_arg);
+    for flag in [
+        "--no-embedded-dependencies",
+        "--no-make-portable",
+        "--no-keep-debug",
+    ] {
+        args.push(flag.into());
+    }
+    args
+}
+
+/// The manifest's origin for a translation from `recipe` (or from a local
+/// checkout when there is no recipe: its git commit, when it is one).
+pub fn origin_for(tree: &Path, recipe: Option<&Recipe>, target: &targets::Target) -> Origin {
+    match recipe {
+        Some(r) => {
+            let mut options = vec![format!(
+                "--opt={}",
+                r.targets
+                    .get(&target.triple)
+                    .and_then(|t| t.opt.clone())
+                    .unwrap_or_else(|| r.translate.opt.clone())
+            )];
+            options.extend(r.translate.options.iter().cloned());
+            if let Some(t) = r.targets.get(&target.triple) {
+                options.extend(t.extra_options.iter().cloned());
+            }
+            Origin {
+                recipe: Some(r.name.clone()),
+                source: Source::Release {
+                    url: r.source.url.clone(),
+                    sha256: r.source.sha256.clone(),
+                },
+                translation_options: options,
+            }
+        }
+        None => Origin {
+            recipe: None,
+            source: Source::Checkout {
+                commit: git_commit(tree),
+            },
+            translation_options: Vec::new(),
+        },
+    }
+}
+
+fn git_commit(tree: &Path) -> Option<String> {
+    if !tree.join(".git").exists() {
+        return None;
+    }
+    let sh = Shell::new().ok()?;
+    cmd!(sh, "git -C {tree} rev-parse HEAD")
+        .quiet()
+        .ignore_stderr()
+        .read()
+        .ok()
+        .map(|s| s.trim().to_string())
+}
+
+/// Libraries the recipe allows beyond the target table.
+pub fn extra_allowed(recipe: Option<&Recipe>, target: &targets::Target) -> Vec<String> {
+    let Some(r) = recipe else { return Vec::new() };
+    let mut out = r.package.allowed_libraries.clone();
+    if let Some(t) = r.targets.get(&target.triple) {
+        out.extend(t.allowed_libraries.iter().cloned());
+    }
+    out
+}
+
+/// Runs `package.py` on a translated tree, then relocates, writes the
+/// manifest and the archive, verifies it and publishes it to `out_dir`.
+pub fn package_translated(input: &PackageInput) -> Result<Published> {
+    let tree = &input.source_tree;
+    let translated = find_translated(tree, &input.target)?;
+    fs_err::create_dir_all(&input.out_dir)?;
+    let build = tempfile::Builder::new()
+        .prefix(".pypy-package-")
+        .tempdir_in(&input.out_dir)
+        .context("creating package.py's build folder")?;
+    let name = format!("pypy{}-release-tree", translated.py);
+    let python = input
+        .python
+        .clone()
+        .unwrap_or_else(|| translated.launcher.clone());
+    let args = package_py_args(tree, &name, build.path());
+    let sh = Shell::new()?;
+    sh.change_dir(tree);
+    cmd!(sh, "{python} {args...}").run().with_context(|| {
+        format!(
+            "PyPy's package.py failed for {} (building the cffi modules needs the \
+                 -dev packages of the target table's system_packages)",
+            tree.display()
+        )
+    })?;
+    let laid_out = build.path().join(&name);
+    if !laid_out.is_dir() {
+        bail!(
+            "package.py finished but left no release tree at {}",
+            laid_out.display()
+        );
+    }
+    let recipe = input.recipe.as_ref();
+    repackage::repackage_with_options(
+        &laid_out,
+        &input.target,
+        &input.out_dir,
+        origin_for(tree, recipe, &input.target),
+        &PublishOptions {
+            extra_allowed: extra_allowed(recipe, &input.target),
+            skip_verify: false,
+        },
+    )
+    .with_context(|| format!("archiving the release tree of {}", tree.display()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::fixtures;
+
+    fn linux() -> targets::Target {
+        targets::get("x86_64-unknown-linux-gnu").unwrap()
+    }
+
+    /// A source tree whose `pypy/goal` holds Debian's real launcher and
+    /// libpypy under the names a translation gives them.
+    fn goal_tree() -> tempfile::TempDir {
+        let debian = fixtures::debian_pypy3().unwrap();
+        let tree = tempfile::tempdir_in(fixtures::root()).unwrap();
+        let goal = tree.path().join("pypy/goal");
+        fs_err::create_dir_all(&goal).unwrap();
+        fs_err::hard_link(debian.join("usr/bin/pypy3.9"), goal.join("pypy3.9-c")).unwrap();
+        fs_err::hard_link(
+            debian.join("usr/lib/x86_64-linux-gnu/libpypy3.9-c.so"),
+            goal.join("libpypy3.9-c.so"),
+        )
+        .unwrap();
+        tree
+    }
+
+    #[test]
+    fn finds_the_translation_outputs() {
+        let tree = goal_tree();
+        let t = find_translated(tree.path(), &linux()).unwrap();
+        assert_eq!(t.py, "3.9");
+        assert!(t.launcher.ends_with("pypy/goal/pypy3.9-c"));
+        assert!(t.libpypy.ends_with("pypy/goal/libpypy3.9-c.so"));
+    }
+
+    #[test]
+    fn missing_outputs_are_named() {
+        let tree = goal_tree();
+        let goal = tree.path().join("pypy/goal");
+        fs_err::remove_file(goal.join("libpypy3.9-c.so")).unwrap();
+        let err = find_translated(tree.path(), &linux())
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("libpypy3.9-c.so") && err.contains("--shared"),
+            "{err}"
+        );
+
+        fs_err::remove_file(goal.join("pypy3.9-c")).unwrap();
+        let err = find_translated(tree.path(), &linux())
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("no translated launcher"), "{err}");
+
+        let err = find_translated(&goal, &linux()).unwrap_err().to_string();
+        assert!(err.contains("no pypy/goal folder"), "{err}");
+    }
+
+    #[test]
+    fn package_py_is_told_not_to_download_or_bundle() {
+        let args = package_py_args(Path::new("/src"), "n", Path::new("/b"));
+        let args: Vec<String> = args
+            .iter()
+            .map(|a| a.to_string_lossy().into_owned())
+            .collect();
+        assert_eq!(args[0], "/src/pypy/tool/release/package.py");
+        for flag in [
+            "--archive-name=n",
+            "--builddir=/b",
+            "--no-embedded-dependencies",
+            "--no-make-portable",
+            "--no-keep-debug",
+        ] {
+            assert!(args.iter().any(|a| a == flag), "{flag} missing: {args:?}");
+        }
+    }
+
+    #[test]
+    fn origin_from_the_real_recipe() {
+        let recipe = Recipe::load(&paths::recipes_dir().join("pypy3.11-v7.3.20.toml")).unwrap();
+        let o = origin_for(Path::new("/nowhere"), Some(&recipe), &linux());
+        assert_eq!(o.recipe.as_deref(), Some("pypy3.11-v7.3.20"));
+        assert_eq!(o.translation_options[0], "--opt=jit");
+        assert!(o.translation_options.iter().any(|x| x == "--shared"));
+        match o.source {
+            Source::Release { url, sha256 } => {
+                assert_eq!(url, recipe.source.url);
+                assert_eq!(sha256, recipe.source.sha256);
+            }
+            other => panic!("{other:?}"),
+        }
+        let o = origin_for(Path::new("/nowhere"), None, &linux());
+        assert_eq!(o.source, Source::Checkout { commit: None });
+    }
 }

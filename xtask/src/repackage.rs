@@ -1,11 +1,151 @@
 //! Builds our archive from a PyPy that someone else built (an official release, Debian's packages, any installed tree).
 
-use anyhow::{bail, Result};
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context, Result};
+use xshell::{cmd, Shell};
+
+use crate::archive::{self, PublishOptions, Published};
+use crate::manifest::{Origin, Source};
+use crate::{fetch, paths, targets};
 
 /// Options of `cargo xtask repackage`.
 #[derive(clap::Args, Debug)]
-pub struct Args {}
+pub struct Args {
+    /// An installed PyPy tree (any layout: upstream's, Debian's `usr/`…) or
+    /// a PyPy binary release archive (`.tar.bz2`, `.tar.gz`, `.zip`).
+    pub source: String,
+    /// The sha256 the release archive must have (required for archives).
+    #[arg(long)]
+    pub sha256: Option<String>,
+    /// Target triple of the PyPy being repackaged.
+    #[arg(long, default_value = targets::host_triple())]
+    pub target: String,
+    /// Where the archive, its `.sha256` and `SHA256SUMS` go.
+    #[arg(long, default_value_os_t = paths::dist_dir())]
+    pub out: PathBuf,
+}
 
-pub fn run(_args: Args) -> Result<()> {
-    bail!("`cargo xtask repackage` is not implemented yet (the archive issue)")
+pub fn run(args: Args) -> Result<()> {
+    let target = targets::get(&args.target)?;
+    let published = if is_url(&args.source) {
+        bail!(
+            "downloading {} is not wired yet; download it yourself and pass the file \
+             with --sha256",
+            args.source
+        )
+    } else {
+        let path = PathBuf::from(&args.source);
+        if path.is_dir() {
+            repackage_tree(&path, &target, &args.out)?
+        } else if path.is_file() {
+            let sha = args.sha256.as_deref().with_context(|| {
+                format!(
+                    "{} is an archive: give its expected checksum with --sha256 \
+                     (pypy.org publishes them)",
+                    path.display()
+                )
+            })?;
+            repackage_release_file(&path, sha, &target, &args.out)?
+        } else {
+            bail!("{} does not exist", path.display())
+        }
+    };
+    println!(
+        "{} ({} bytes, sha256 {})",
+        published.archive.display(),
+        published.stats.gz_bytes,
+        published.sha256
+    );
+    Ok(())
+}
+
+fn is_url(s: &str) -> bool {
+    s.starts_with("http://") || s.starts_with("https://")
+}
+
+/// Repackages an installed tree (the folder holding `usr/`, or a release's top folder).
+pub fn repackage_tree(tree: &Path, target: &targets::Target, out_dir: &Path) -> Result<Published> {
+    let layout = if tree.join("usr").is_dir() {
+        "an installed tree with a usr/ folder (distribution layout)"
+    } else {
+        "an installed tree"
+    };
+    let origin = Origin {
+        recipe: None,
+        source: Source::Prebuilt {
+            description: layout.to_string(),
+            sha256: None,
+        },
+        translation_options: Vec::new(),
+    };
+    repackage_with_origin(tree, target, out_dir, origin)
+}
+
+/// Repackages an official binary release archive after checking its sha256.
+pub fn repackage_release_file(
+    file: &Path,
+    sha256: &str,
+    target: &targets::Target,
+    out_dir: &Path,
+) -> Result<Published> {
+    let got = fetch::sha256_file(file)?;
+    if !got.eq_ignore_ascii_case(sha256.trim()) {
+        bail!(
+            "{}: sha256 is {got}, but {sha256} was expected; the file is damaged or not the \
+             release you meant",
+            file.display()
+        );
+    }
+    let name = file
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    fs_err::create_dir_all(out_dir)?;
+    let unpacked = tempfile::Builder::new()
+        .prefix(".pypy-release-")
+        .tempdir_in(out_dir)?;
+    // GNU tar reads .tar.bz2 and .tar.gz alike; to be replaced by
+    // `fetch::extract_archive` (zip support) once the fetch module lands.
+    let sh = Shell::new()?;
+    let dir = unpacked.path();
+    cmd!(sh, "tar -xf {file} -C {dir}")
+        .quiet()
+        .run()
+        .with_context(|| format!("unpacking {}", file.display()))?;
+    let origin = Origin {
+        recipe: None,
+        source: Source::Prebuilt {
+            description: format!("binary release {name}"),
+            sha256: Some(got),
+        },
+        translation_options: Vec::new(),
+    };
+    repackage_with_origin(dir, target, out_dir, origin)
+}
+
+/// [`repackage_with_options`] with the target table's allow-list only.
+pub fn repackage_with_origin(
+    tree: &Path,
+    target: &targets::Target,
+    out_dir: &Path,
+    origin: Origin,
+) -> Result<Published> {
+    repackage_with_options(tree, target, out_dir, origin, &PublishOptions::default())
+}
+
+/// The pipeline every archive goes through (`package` too):
+/// locate → stage → relocate → manifest → archive → verify → publish.
+pub fn repackage_with_options(
+    tree: &Path,
+    target: &targets::Target,
+    out_dir: &Path,
+    origin: Origin,
+    opts: &PublishOptions,
+) -> Result<Published> {
+    let found = archive::locate(tree, target)?;
+    let staged = archive::stage(&found, target, out_dir)?;
+    archive::relocate(&staged)?;
+    let manifest = archive::build_manifest(&staged, origin)?;
+    archive::publish(&staged, &manifest, out_dir, opts)
 }

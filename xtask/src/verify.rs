@@ -1,11 +1,488 @@
 //! Checks an archive end to end: checksums, binary dependencies, and a run from a fresh folder.
+//!
+//! Static checks first (they name every bad file at once), then the archive
+//! is unpacked into a new random folder and both the launcher and a small C
+//! embedding program run from there, which is what proves relocation.
 
-use anyhow::{bail, Result};
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context, Result};
+use xshell::{cmd, Shell};
+
+use crate::archive::extract_tar_gz;
+use crate::manifest::{self, Manifest};
+use crate::{binary, fetch, recipe, targets};
 
 /// Options of `cargo xtask verify`.
 #[derive(clap::Args, Debug)]
-pub struct Args {}
+pub struct Args {
+    /// The `.tar.gz` to check; its `.sha256` must sit beside it.
+    pub archive: PathBuf,
+    /// A recipe whose `[package] allowed_libraries` (and per-target ones) extend the allow-list.
+    #[arg(long)]
+    pub recipe: Option<PathBuf>,
+    /// Only the static checks: do not run the launcher or the C program.
+    #[arg(long)]
+    pub no_run: bool,
+}
 
-pub fn run(_args: Args) -> Result<()> {
-    bail!("`cargo xtask verify` is not implemented yet (the archive issue)")
+pub fn run(args: Args) -> Result<()> {
+    let mut extra_allowed = Vec::new();
+    if let Some(path) = &args.recipe {
+        let r = recipe::Recipe::load(path)?;
+        extra_allowed.extend(r.package.allowed_libraries.iter().cloned());
+        for t in r.targets.values() {
+            extra_allowed.extend(t.allowed_libraries.iter().cloned());
+        }
+    }
+    let report = verify_archive(
+        &args.archive,
+        &VerifyOptions {
+            extra_allowed,
+            no_run: args.no_run,
+        },
+    )?;
+    println!(
+        "{}: ok (PyPy {} for Python {}, {}, {} files){}",
+        args.archive.display(),
+        report.manifest.pypy_version,
+        report.manifest.python_version,
+        report.manifest.target,
+        report.manifest.files.len(),
+        match &report.ran {
+            Some(r) => format!("; launcher and embedding ran from {}", r.top.display()),
+            None => String::from("; not run (another target or --no-run)"),
+        }
+    );
+    Ok(())
+}
+
+/// How [`verify_archive`] checks.
+#[derive(Debug, Clone, Default)]
+pub struct VerifyOptions {
+    /// Libraries allowed beyond the target table's `allowed_libraries`.
+    pub extra_allowed: Vec<String>,
+    /// Skip running the launcher and the C embedding program.
+    pub no_run: bool,
+}
+
+/// What the run from a fresh folder printed.
+#[derive(Debug, Clone)]
+pub struct RunReport {
+    /// The top folder the archive was unpacked to (deleted afterwards).
+    pub top: PathBuf,
+    /// `sys.prefix` as the relocated launcher printed it.
+    pub launcher_prefix: Option<String>,
+    /// The line the C embedding program printed from PyPy.
+    pub embed_output: String,
+}
+
+/// What a successful verification found.
+#[derive(Debug, Clone)]
+pub struct VerifyReport {
+    pub manifest: Manifest,
+    /// `None` when the archive is for another target than this machine, or `no_run`.
+    pub ran: Option<RunReport>,
+}
+
+/// Checks `archive` completely; the error lists every problem, each naming its file.
+pub fn verify_archive(archive: &Path, opts: &VerifyOptions) -> Result<VerifyReport> {
+    check_sha256_file(archive)?;
+
+    let scratch = tempfile::Builder::new()
+        .prefix("pypy-verify-")
+        .tempdir()
+        .context("creating a temporary folder to unpack into")?;
+    extract_tar_gz(archive, manifest::TOP_DIR, scratch.path())?;
+    let top = scratch.path().join(manifest::TOP_DIR);
+    let manifest_path = top.join(manifest::MANIFEST_NAME);
+    let text = fs_err::read_to_string(&manifest_path).with_context(|| {
+        format!(
+            "{}: no {}/{} inside",
+            archive.display(),
+            manifest::TOP_DIR,
+            manifest::MANIFEST_NAME
+        )
+    })?;
+    let manifest = Manifest::from_json(&text)
+        .with_context(|| format!("{}: {}", archive.display(), manifest::MANIFEST_NAME))?;
+    let target = targets::get(&manifest.target)
+        .with_context(|| format!("{}: manifest names an unknown target", archive.display()))?;
+
+    let mut problems = check_files(&top, &manifest)?;
+    problems.extend(check_binaries(
+        &top,
+        &manifest,
+        &target,
+        &opts.extra_allowed,
+    )?);
+    if !problems.is_empty() {
+        bail!(
+            "{} failed verification:\n  {}",
+            archive.display(),
+            problems.join("\n  ")
+        );
+    }
+
+    let ran =
+        if opts.no_run || manifest.target != targets::host_triple() {
+            None
+        } else {
+            Some(run_relocated(&top, &manifest, &target).with_context(|| {
+                format!("{}: the relocated PyPy does not run", archive.display())
+            })?)
+        };
+    Ok(VerifyReport { manifest, ran })
+}
+
+/// The `.sha256` beside the archive must name it and match its bytes.
+pub fn check_sha256_file(archive: &Path) -> Result<()> {
+    let name = archive
+        .file_name()
+        .with_context(|| format!("{} is not a file name", archive.display()))?
+        .to_string_lossy();
+    let sha_path = archive.with_file_name(format!("{name}.sha256"));
+    let text = fs_err::read_to_string(&sha_path).with_context(|| {
+        format!(
+            "{} has no checksum file beside it ({}); every archive ships with one",
+            archive.display(),
+            sha_path.display()
+        )
+    })?;
+    let expected = text
+        .split_whitespace()
+        .next()
+        .filter(|h| h.len() == 64 && h.bytes().all(|b| b.is_ascii_hexdigit()))
+        .with_context(|| format!("{} does not start with a sha256", sha_path.display()))?
+        .to_ascii_lowercase();
+    let got = fetch::sha256_file(archive)?;
+    if got != expected {
+        bail!(
+            "{}: sha256 is {got}, but {} says {expected}; the archive is damaged or was changed",
+            archive.display(),
+            sha_path.display()
+        );
+    }
+    Ok(())
+}
+
+/// Every file on disk against the manifest, both ways.
+fn check_files(top: &Path, manifest: &Manifest) -> Result<Vec<String>> {
+    let mut problems = Vec::new();
+    let on_disk = crate::archive::release::hash_tree(top)?;
+    for (rel, want) in &manifest.files {
+        let path = format!("{}/{rel}", manifest::TOP_DIR);
+        match on_disk.get(rel) {
+            None => problems.push(format!("{path}: listed in the manifest but missing")),
+            Some(got) if got.sha256 != want.sha256 => problems.push(format!(
+                "{path}: sha256 {} but the manifest says {} (file was changed)",
+                got.sha256, want.sha256
+            )),
+            Some(got) if got.link != want.link => problems.push(format!(
+                "{path}: link to {:?} but the manifest says {:?}",
+                got.link, want.link
+            )),
+            Some(got) if got.mode != want.mode => problems.push(format!(
+                "{path}: mode {:o} but the manifest says {:o}",
+                got.mode, want.mode
+            )),
+            Some(_) => {}
+        }
+    }
+    for rel in on_disk.keys() {
+        if !manifest.files.contains_key(rel) {
+            problems.push(format!(
+                "{}/{rel}: in the archive but not in the manifest",
+                manifest::TOP_DIR
+            ));
+        }
+    }
+    let p = &manifest.paths;
+    for (what, rel) in [
+        ("libpypy", Some(&p.libpypy)),
+        ("launcher", p.launcher.as_ref()),
+    ] {
+        if let Some(rel) = rel {
+            if !manifest.files.contains_key(rel) {
+                problems.push(format!(
+                    "manifest: {what} path {rel} is not a file of the archive"
+                ));
+            }
+        }
+    }
+    for (what, rel) in [("stdlib", &p.stdlib), ("include", &p.include)] {
+        if !top.join(rel).is_dir() {
+            problems.push(format!(
+                "manifest: {what} folder {rel} is not in the archive"
+            ));
+        }
+    }
+    if !top.join(&p.stdlib).join("site.py").is_file() {
+        problems.push(format!(
+            "{}/{}/site.py: missing",
+            manifest::TOP_DIR,
+            p.stdlib
+        ));
+    }
+    let header = format!("{}/{}", p.include, manifest::HEADER_NAME);
+    if !manifest.files.contains_key(&header) {
+        problems.push(format!(
+            "{}/{header}: our C header is missing",
+            manifest::TOP_DIR
+        ));
+    }
+    Ok(problems)
+}
+
+/// Dependencies in the allow-list, no absolute search path, the embedding API exported.
+fn check_binaries(
+    top: &Path,
+    manifest: &Manifest,
+    target: &targets::Target,
+    extra_allowed: &[String],
+) -> Result<Vec<String>> {
+    let mut problems = Vec::new();
+    // Libraries the archive itself provides are always allowed.
+    let own: Vec<&str> = manifest
+        .files
+        .keys()
+        .map(|rel| rel.rsplit('/').next().unwrap_or(rel))
+        .collect();
+    let allowed = |lib: &str| {
+        let base = lib.rsplit('/').next().unwrap_or(lib);
+        target.allowed_libraries.iter().any(|a| a == lib)
+            || extra_allowed.iter().any(|a| a == lib)
+            || own.contains(&base)
+                && (lib == base || lib.starts_with("@rpath/") || lib.starts_with("@loader_path/"))
+    };
+    for (rel, entry) in &manifest.files {
+        if entry.link.is_some() {
+            continue;
+        }
+        let path = top.join(rel);
+        let shown = format!("{}/{rel}", manifest::TOP_DIR);
+        let info = match binary::read(&path) {
+            Ok(Some(info)) => info,
+            Ok(None) => continue,
+            Err(e) => {
+                problems.push(format!("{shown}: {e:#}"));
+                continue;
+            }
+        };
+        for lib in &info.needed {
+            if !allowed(lib) {
+                problems.push(format!(
+                    "{shown}: needs {lib}, which is not in the allow-list of {} \
+                     (recipes/targets.toml or the recipe's [package] allowed_libraries)",
+                    target.triple
+                ));
+            }
+        }
+        for sp in &info.search_paths {
+            if !binary::is_relative_search_path(sp) {
+                problems.push(format!(
+                    "{shown}: runtime search path {sp} is not relative to the binary \
+                     (only $ORIGIN / @loader_path paths are relocatable)"
+                ));
+            }
+        }
+        if *rel == manifest.paths.libpypy {
+            let missing: Vec<&str> = manifest::EMBEDDING_API
+                .iter()
+                .copied()
+                .filter(|s| !info.exports.iter().any(|e| e == s))
+                .collect();
+            if !missing.is_empty() {
+                problems.push(format!(
+                    "{shown}: does not export {}; was PyPy translated with --shared?",
+                    missing.join(", ")
+                ));
+            }
+            if info.needed != manifest.needed_libraries {
+                problems.push(format!(
+                    "{shown}: needs {:?} but the manifest says {:?}",
+                    info.needed, manifest.needed_libraries
+                ));
+            }
+        }
+    }
+    Ok(problems)
+}
+
+/// Python run by the relocated launcher; each import loads a cffi or
+/// ctypes module that links system libraries.
+const LAUNCHER_CHECK: &str = "import sys, sqlite3, ssl, ctypes, cffi; print(sys.prefix)";
+const EMBED_SOURCE: &str = include_str!("../assets/embed_check.c");
+
+/// Removes every variable that could make PyPy or the loader look outside the tree.
+fn clean_env(c: xshell::Cmd<'_>) -> xshell::Cmd<'_> {
+    [
+        "PYTHONHOME",
+        "PYTHONPATH",
+        "PYTHONSTARTUP",
+        "LD_LIBRARY_PATH",
+        "DYLD_LIBRARY_PATH",
+    ]
+    .iter()
+    .fold(c, |c, var| c.env_remove(var))
+}
+
+/// Runs the launcher and the C embedding program from the unpacked tree,
+/// with nothing in the environment that could point elsewhere.
+fn run_relocated(top: &Path, manifest: &Manifest, target: &targets::Target) -> Result<RunReport> {
+    let sh = Shell::new()?;
+    // Run from an unrelated folder so that nothing is found through the cwd.
+    let elsewhere = tempfile::tempdir()?;
+    sh.change_dir(elsewhere.path());
+    let real_top = top.canonicalize()?;
+
+    let launcher_prefix = match &manifest.paths.launcher {
+        Some(rel) => {
+            let launcher = top.join(rel);
+            let out = clean_env(cmd!(sh, "{launcher} -c {LAUNCHER_CHECK}"))
+                .quiet()
+                .output()
+                .with_context(|| format!("running {}", launcher.display()))?;
+            let stdout = String::from_utf8_lossy(&out.stdout).trim().to_string();
+            if !out.status.success() {
+                bail!(
+                    "{}/{rel}: `{LAUNCHER_CHECK}` failed ({}):\n{}",
+                    manifest::TOP_DIR,
+                    out.status,
+                    String::from_utf8_lossy(&out.stderr)
+                );
+            }
+            if Path::new(&stdout).canonicalize().ok() != Some(real_top.clone()) {
+                bail!(
+                    "{}/{rel}: sys.prefix is {stdout:?}, expected the unpacked folder {}",
+                    manifest::TOP_DIR,
+                    real_top.display()
+                );
+            }
+            Some(stdout)
+        }
+        None => None,
+    };
+
+    let embed_output = run_embed_program(&sh, &real_top, manifest, target, elsewhere.path())?;
+    Ok(RunReport {
+        top: real_top,
+        launcher_prefix,
+        embed_output,
+    })
+}
+
+/// Compiles `assets/embed_check.c` against our header and the archive's
+/// libpypy, then runs it: rpython_startup_code, pypy_setup_home,
+/// pypy_init_threads, pypy_execute_source printing `sys.prefix`.
+fn run_embed_program(
+    sh: &Shell,
+    top: &Path,
+    manifest: &Manifest,
+    target: &targets::Target,
+    work: &Path,
+) -> Result<String> {
+    if target.os == targets::Os::Windows {
+        // MSVC has no `cc`; the Windows runner checks embedding through embed-runtime.
+        return Ok(String::new());
+    }
+    let src = work.join("embed_check.c");
+    fs_err::write(&src, EMBED_SOURCE)?;
+    let exe = work.join("embed_check");
+    let include = top.join(&manifest.paths.include);
+    let lib = top.join(&manifest.paths.libpypy);
+    let lib_dir = lib.parent().context("libpypy has no folder")?;
+    let lib_name = lib
+        .file_name()
+        .context("libpypy has no name")?
+        .to_string_lossy()
+        .into_owned();
+    let link = if target.os == targets::Os::Macos {
+        lib.display().to_string()
+    } else {
+        // `-l:NAME` links by file name, so DT_NEEDED is `libpypy…so` even
+        // though libpypy has no SONAME (a full path would be recorded as is).
+        format!("-l:{lib_name}")
+    };
+    let rpath = format!("-Wl,-rpath,{}", lib_dir.display());
+    cmd!(
+        sh,
+        "cc -o {exe} {src} -I{include} -L{lib_dir} {link} {rpath}"
+    )
+    .quiet()
+    .run()
+    .context("compiling the C embedding check with `cc` (is a C compiler installed?)")?;
+    let out = clean_env(cmd!(sh, "{exe} {lib}"))
+        .quiet()
+        .output()
+        .context("running the C embedding check")?;
+    let stdout = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    if !out.status.success() {
+        bail!(
+            "{}/{}: the C embedding program failed ({}):\n{stdout}\n{}",
+            manifest::TOP_DIR,
+            manifest.paths.libpypy,
+            out.status,
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let expected = format!("pypy-embed-ok {}", top.display());
+    if !stdout.lines().any(|l| l == expected) {
+        bail!(
+            "{}/{}: the C embedding program printed {stdout:?}, expected {expected:?}",
+            manifest::TOP_DIR,
+            manifest.paths.libpypy
+        );
+    }
+    Ok(stdout)
+}
+
+/// The manifest inside an archive, without unpacking the rest.
+pub fn read_manifest(archive: &Path) -> Result<Manifest> {
+    let file = fs_err::File::open(archive)?;
+    let gz = flate2::read::MultiGzDecoder::new(std::io::BufReader::new(file));
+    let mut tar = tar::Archive::new(gz);
+    let wanted = format!("{}/{}", manifest::TOP_DIR, manifest::MANIFEST_NAME);
+    for entry in tar
+        .entries()
+        .with_context(|| format!("{}: not a tar.gz", archive.display()))?
+    {
+        let mut entry =
+            entry.with_context(|| format!("{}: truncated or corrupt", archive.display()))?;
+        if entry.path()?.to_str() == Some(wanted.as_str()) {
+            let mut text = String::new();
+            std::io::Read::read_to_string(&mut entry, &mut text)?;
+            return Manifest::from_json(&text)
+                .with_context(|| format!("{}: {wanted}", archive.display()));
+        }
+    }
+    bail!("{}: no {wanted} inside", archive.display())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::archive::release::sha256_bytes;
+
+    #[test]
+    fn sha256_file_must_match() {
+        let dir = tempfile::tempdir().unwrap();
+        let a = dir.path().join("x.tar.gz");
+        fs_err::write(&a, b"data").unwrap();
+        let err = check_sha256_file(&a).unwrap_err().to_string();
+        assert!(err.contains("x.tar.gz.sha256"), "{err}");
+        fs_err::write(
+            dir.path().join("x.tar.gz.sha256"),
+            format!("{}  x.tar.gz\n", sha256_bytes(b"other")),
+        )
+        .unwrap();
+        let err = check_sha256_file(&a).unwrap_err().to_string();
+        assert!(err.contains("damaged"), "{err}");
+        fs_err::write(
+            dir.path().join("x.tar.gz.sha256"),
+            format!("{}  x.tar.gz\n", sha256_bytes(b"data")),
+        )
+        .unwrap();
+        check_sha256_file(&a).unwrap();
+    }
 }

@@ -1,0 +1,217 @@
+//! `verify` on damaged copies of the real repackaged Debian archive: each
+//! failure must name the file and say what is wrong.
+
+use std::path::{Path, PathBuf};
+
+use xtask::archive::{extract_tar_gz, write_tar_gz_file, WriteOptions};
+use xtask::{fixtures, manifest, verify};
+
+/// A copy of the fixture archive's tree, changed by `edit`, archived again
+/// with a `.sha256` that matches the new bytes (so only deeper checks can
+/// catch the change).
+fn rebuilt(dir: &Path, edit: impl FnOnce(&Path)) -> PathBuf {
+    let src = fixtures::debian_archive().unwrap();
+    let unpacked = dir.join("unpacked");
+    fs_err::create_dir(&unpacked).unwrap();
+    extract_tar_gz(&src, manifest::TOP_DIR, &unpacked).unwrap();
+    let top = unpacked.join(manifest::TOP_DIR);
+    edit(&top);
+    let dest = dir.join(fixtures::DEBIAN_ARCHIVE);
+    let (_, sha) =
+        write_tar_gz_file(&top, manifest::TOP_DIR, &dest, &WriteOptions::default()).unwrap();
+    write_sha(&dest, &sha);
+    dest
+}
+
+fn write_sha(archive: &Path, sha: &str) {
+    let name = archive.file_name().unwrap().to_string_lossy();
+    fs_err::write(
+        archive.with_file_name(format!("{name}.sha256")),
+        format!("{sha}  {name}\n"),
+    )
+    .unwrap();
+}
+
+fn verify_err(archive: &Path) -> String {
+    let err = verify::verify_archive(
+        archive,
+        &verify::VerifyOptions {
+            no_run: true,
+            ..Default::default()
+        },
+    )
+    .expect_err("verify must fail");
+    format!("{err:#}")
+}
+
+#[test]
+fn tampered_file_is_named() {
+    let dir = tempfile::tempdir().unwrap();
+    let archive = rebuilt(dir.path(), |top| {
+        let os_py = top.join("lib/pypy3.9/os.py");
+        let mut text = fs_err::read_to_string(&os_py).unwrap();
+        text.push_str("\nprint('owned')\n");
+        fs_err::write(&os_py, text).unwrap();
+    });
+    let err = verify_err(&archive);
+    assert!(
+        err.contains("pypy/lib/pypy3.9/os.py: sha256") && err.contains("file was changed"),
+        "{err}"
+    );
+    // Only that file is reported.
+    assert_eq!(err.matches("sha256 ").count(), 1, "{err}");
+}
+
+#[test]
+fn added_and_removed_files_are_named() {
+    let dir = tempfile::tempdir().unwrap();
+    let archive = rebuilt(dir.path(), |top| {
+        fs_err::remove_file(top.join("lib/pypy3.9/json/decoder.py")).unwrap();
+        fs_err::write(top.join("lib/pypy3.9/sitecustomize.py"), "import evil\n").unwrap();
+    });
+    let err = verify_err(&archive);
+    assert!(
+        err.contains("pypy/lib/pypy3.9/json/decoder.py: listed in the manifest but missing"),
+        "{err}"
+    );
+    assert!(
+        err.contains("pypy/lib/pypy3.9/sitecustomize.py: in the archive but not in the manifest"),
+        "{err}"
+    );
+}
+
+#[test]
+fn archive_changed_after_its_checksum_is_caught() {
+    let dir = tempfile::tempdir().unwrap();
+    let src = fixtures::debian_archive().unwrap();
+    let copy = dir.path().join(fixtures::DEBIAN_ARCHIVE);
+    let mut bytes = fs_err::read(&src).unwrap();
+    let mid = bytes.len() / 2;
+    bytes[mid] ^= 0xff;
+    fs_err::write(&copy, &bytes).unwrap();
+    fs_err::copy(
+        src.with_file_name(format!("{}.sha256", fixtures::DEBIAN_ARCHIVE)),
+        dir.path()
+            .join(format!("{}.sha256", fixtures::DEBIAN_ARCHIVE)),
+    )
+    .unwrap();
+    let err = verify_err(&copy);
+    assert!(
+        err.contains(fixtures::DEBIAN_ARCHIVE) && err.contains("damaged"),
+        "{err}"
+    );
+
+    // Without its checksum file, verify refuses rather than trusting it.
+    fs_err::remove_file(
+        dir.path()
+            .join(format!("{}.sha256", fixtures::DEBIAN_ARCHIVE)),
+    )
+    .unwrap();
+    let err = verify_err(&copy);
+    assert!(err.contains("no checksum file"), "{err}");
+}
+
+#[test]
+fn truncated_archive_is_named() {
+    let dir = tempfile::tempdir().unwrap();
+    let src = fixtures::debian_archive().unwrap();
+    let copy = dir.path().join(fixtures::DEBIAN_ARCHIVE);
+    let bytes = fs_err::read(&src).unwrap();
+    fs_err::write(&copy, &bytes[..bytes.len() * 2 / 3]).unwrap();
+    write_sha(&copy, &xtask::fetch::sha256_file(&copy).unwrap());
+    let err = verify_err(&copy);
+    assert!(
+        err.contains(fixtures::DEBIAN_ARCHIVE) && err.contains("truncated"),
+        "{err}"
+    );
+}
+
+#[test]
+fn unknown_manifest_version_is_named() {
+    let dir = tempfile::tempdir().unwrap();
+    let archive = rebuilt(dir.path(), |top| {
+        let path = top.join(manifest::MANIFEST_NAME);
+        let text = fs_err::read_to_string(&path).unwrap();
+        let changed = text.replacen(
+            &format!("\"format_version\": {}", manifest::FORMAT_VERSION),
+            "\"format_version\": 99",
+            1,
+        );
+        assert_ne!(text, changed);
+        fs_err::write(&path, changed).unwrap();
+    });
+    let err = verify_err(&archive);
+    assert!(
+        err.contains("PYPY.json") && err.contains("format version 99"),
+        "{err}"
+    );
+    assert!(err.contains(fixtures::DEBIAN_ARCHIVE), "{err}");
+}
+
+#[test]
+fn absolute_runpath_is_named() {
+    let dir = tempfile::tempdir().unwrap();
+    let archive = rebuilt(dir.path(), |top| {
+        let launcher = top.join("bin/pypy3.9");
+        let sh = xshell::Shell::new().unwrap();
+        xshell::cmd!(sh, "patchelf --set-rpath /usr/lib/pypy-build {launcher}")
+            .run()
+            .unwrap();
+        // Keep the manifest in step so that only the search path is wrong.
+        let path = top.join(manifest::MANIFEST_NAME);
+        let mut m = manifest::Manifest::from_json(&fs_err::read_to_string(&path).unwrap()).unwrap();
+        let e = m.files.get_mut("bin/pypy3.9").unwrap();
+        e.sha256 = xtask::fetch::sha256_file(&launcher).unwrap();
+        e.size = fs_err::metadata(&launcher).unwrap().len();
+        fs_err::write(&path, m.to_json()).unwrap();
+    });
+    let err = verify_err(&archive);
+    assert!(
+        err.contains("pypy/bin/pypy3.9: runtime search path /usr/lib/pypy-build"),
+        "{err}"
+    );
+}
+
+#[test]
+fn dependency_outside_the_allow_list_is_named() {
+    let dir = tempfile::tempdir().unwrap();
+    let module = "lib/pypy3.9/_sqlite3_cffi.pypy39-pp73-x86_64-linux-gnu.so";
+    let archive = rebuilt(dir.path(), |top| {
+        let path = top.join(module);
+        let sh = xshell::Shell::new().unwrap();
+        xshell::cmd!(sh, "patchelf --add-needed libbuildmachine.so.9 {path}")
+            .run()
+            .unwrap();
+        let mpath = top.join(manifest::MANIFEST_NAME);
+        let mut m =
+            manifest::Manifest::from_json(&fs_err::read_to_string(&mpath).unwrap()).unwrap();
+        let e = m.files.get_mut(module).unwrap();
+        e.sha256 = xtask::fetch::sha256_file(&path).unwrap();
+        e.size = fs_err::metadata(&path).unwrap().len();
+        fs_err::write(&mpath, m.to_json()).unwrap();
+    });
+    let err = verify_err(&archive);
+    assert!(
+        err.contains(&format!("pypy/{module}: needs libbuildmachine.so.9")),
+        "{err}"
+    );
+}
+
+#[test]
+fn the_command_line_names_the_tampered_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let archive = rebuilt(dir.path(), |top| {
+        fs_err::write(top.join("lib/pypy3.9/this.py"), "print('changed')\n").unwrap();
+    });
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_xtask"))
+        .arg("verify")
+        .arg(&archive)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("pypy/lib/pypy3.9/this.py: sha256"),
+        "{stderr}"
+    );
+}
