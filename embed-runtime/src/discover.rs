@@ -343,7 +343,7 @@ pub(crate) fn from_tree(source: Source, path: &Path) -> Result<Home, Error> {
 /// The part of `PYPY.json` a start needs. Skipping the per-file list keeps
 /// start-up fast: parsing all of it costs several milliseconds, and the
 /// files were checked when the archive was extracted.
-#[derive(Deserialize)]
+#[derive(Debug, Deserialize)]
 struct ManifestHead {
     format_version: u64,
     pypy_version: String,
@@ -357,14 +357,30 @@ fn read_manifest_head(path: &Path) -> Result<ManifestHead, Error> {
         path: path.to_path_buf(),
         reason,
     };
-    let head: ManifestHead =
-        serde_json::from_str(&text).map_err(|e| error(ManifestError::Json(e)))?;
+    // Writers put the per-file list last; parsing only what comes before it
+    // saves most of the time. Anything unexpected falls back to the whole text.
+    let head = head_before_files(&text)
+        .and_then(|prefix| serde_json::from_str::<ManifestHead>(&prefix).ok());
+    let head = match head {
+        Some(head) => head,
+        None => serde_json::from_str(&text).map_err(|e| error(ManifestError::Json(e)))?,
+    };
     if head.format_version != u64::from(FORMAT_VERSION) {
         return Err(error(ManifestError::UnknownVersion {
             found: head.format_version,
         }));
     }
     Ok(head)
+}
+
+/// The manifest's text up to its `"files"` key, closed as an object. A
+/// `"files"` inside a string would be escaped, and one nested deeper would
+/// leave the braces unbalanced and fail to parse, so a wrong cut never
+/// yields a wrong head, only the fallback.
+fn head_before_files(text: &str) -> Option<String> {
+    let at = text.find("\"files\"")?;
+    let before = text[..at].trim_end().strip_suffix(',')?;
+    Some(format!("{before}}}"))
 }
 
 /// A tree without `PYPY.json` (an upstream release, Debian's `/usr`): libpypy
@@ -456,6 +472,32 @@ fn find_libpypy(dir: &Path) -> Option<PathBuf> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_manifest_head_is_read_without_the_file_list() {
+        let text = r#"{"format_version": 1, "pypy_version": "7.3.20", "python_version": "3.11",
+            "paths": {"libpypy": "bin/l.so", "launcher": null, "stdlib": "lib", "include": "inc"},
+            "files": {"a": {"sha256": "00", "size": 1, "mode": 420}}}"#;
+        let prefix = head_before_files(text).unwrap();
+        assert!(!prefix.contains("sha256"));
+        let head: ManifestHead = serde_json::from_str(&prefix).unwrap();
+        assert_eq!(head.paths.libpypy, "bin/l.so");
+        // A "files" key nested deeper gives a prefix that does not parse.
+        let nested = r#"{"format_version": 1, "origin": {"files": 1}, "paths": {}}"#;
+        assert!(head_before_files(nested)
+            .and_then(|p| serde_json::from_str::<ManifestHead>(&p).ok())
+            .is_none());
+
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(MANIFEST_NAME);
+        std::fs::write(
+            &path,
+            text.replace("\"format_version\": 1", "\"format_version\": 9"),
+        )
+        .unwrap();
+        let err = read_manifest_head(&path).unwrap_err().to_string();
+        assert!(err.contains("format version 9"), "{err}");
+    }
 
     #[test]
     fn a_missing_tree_is_an_error_naming_its_source() {

@@ -22,27 +22,29 @@ use crate::error::{Error, PythonError};
 /// The bootstrap, run once through `pypy_execute_source_ptr`.
 pub(crate) const BOOTSTRAP: &str = include_str!("bootstrap.py");
 
-/// A few lines that import the bootstrap from `dir` as module `name` and
-/// run it. The folder goes in as hex, so that no path can break the quoting.
+/// A few lines that load the bootstrap from `dir/name.py` through the
+/// import system's own source loader, which keeps its bytecode in
+/// `__pycache__` (without the cost of a `sys.path` search), then run it.
+/// The path goes in as hex, so that no path can break the quoting.
 fn loader_source(dir: &Path, name: &str) -> String {
+    let path = dir.join(format!("{name}.py"));
     #[cfg(unix)]
-    let dir_hex = {
+    let path_hex = {
         use std::os::unix::ffi::OsStrExt;
-        hex::encode(dir.as_os_str().as_bytes())
+        hex::encode(path.as_os_str().as_bytes())
     };
     #[cfg(not(unix))]
-    let dir_hex = hex::encode(dir.to_string_lossy().as_bytes());
+    let path_hex = hex::encode(path.to_string_lossy().as_bytes());
     format!(
         "def _embed_runtime_load():\n\
          \x20   import sys\n\
-         \x20   folder = bytes.fromhex('{dir_hex}').decode('utf-8', 'surrogateescape')\n\
-         \x20   sys.path.insert(0, folder)\n\
-         \x20   try:\n\
-         \x20       module = __import__('{name}')\n\
-         \x20   finally:\n\
-         \x20       sys.path.remove(folder)\n\
-         \x20       sys.modules.pop('{name}', None)\n\
-         \x20   module._main(c_argument)\n\
+         \x20   path = bytes.fromhex('{path_hex}').decode('utf-8', 'surrogateescape')\n\
+         \x20   external = sys.modules.get('_frozen_importlib_external') \\\n\
+         \x20       or sys.modules['importlib._bootstrap_external']\n\
+         \x20   code = external.SourceFileLoader('{name}', path).get_code('{name}')\n\
+         \x20   namespace = {{'__name__': '{name}', '__file__': path, '__builtins__': __builtins__}}\n\
+         \x20   exec(code, namespace)\n\
+         \x20   namespace['_main'](c_argument)\n\
          _embed_runtime_load()\n"
     )
 }

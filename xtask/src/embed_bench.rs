@@ -55,6 +55,8 @@ pub fn section(report: &mut Report) -> Result<()> {
     .context("building embed-runtime's bench example in release mode")?;
     let bench = release_dir().join("examples").join("embed_bench");
     let work = tempfile::tempdir().context("creating the benchmark folder")?;
+    // The runtime's own cache (its bootstrap module) goes here too, not to the user's.
+    sh.set_var(embed_runtime::CACHE_ENV, work.path().join("runtime-cache"));
 
     // (b) first, since its first run leaves the tree that (a) and (c) use.
     let (ours, tar) = extraction(&sh, &bench, &archive, work.path())?;
