@@ -19,7 +19,7 @@ use crate::bench::{Report, Row};
 use crate::{fixtures, manifest, paths};
 
 const SECTION: &str = "embed";
-const STARTUP_RUNS: usize = 15;
+const STARTUP_RUNS: usize = 30;
 const EXTRACT_RUNS: usize = 5;
 const CALLS: &str = "2000000";
 
@@ -95,15 +95,27 @@ pub fn section(report: &mut Report) -> Result<()> {
     let mut ours_times = Vec::new();
     let mut c_times = Vec::new();
     let mut launcher_times = Vec::new();
-    for _ in 0..STARTUP_RUNS + 1 {
-        ours_times.push(time(|| {
-            cmd!(sh, "{bench} first-statement {top}").quiet().run()?;
-            Ok(())
-        })?);
-        c_times.push(time(|| {
-            cmd!(sh, "{startup_c} {libpypy} {top}").quiet().run()?;
-            Ok(())
-        })?);
+    for run in 0..STARTUP_RUNS + 1 {
+        let time_ours = || {
+            time(|| {
+                cmd!(sh, "{bench} first-statement {top}").quiet().run()?;
+                Ok(())
+            })
+        };
+        let time_c = || {
+            time(|| {
+                cmd!(sh, "{startup_c} {libpypy} {top}").quiet().run()?;
+                Ok(())
+            })
+        };
+        // Alternating who goes first keeps any order effect off one side.
+        if run % 2 == 0 {
+            ours_times.push(time_ours()?);
+            c_times.push(time_c()?);
+        } else {
+            c_times.push(time_c()?);
+            ours_times.push(time_ours()?);
+        }
         if let Some(launcher) = &launcher {
             launcher_times.push(time(|| {
                 cmd!(sh, "{launcher} -c pass").quiet().run()?;
