@@ -187,6 +187,17 @@ fn results(output: &Output) -> BTreeMap<String, String> {
         .collect()
 }
 
+fn symlink(target: &Path, link: &Path) {
+    #[cfg(unix)]
+    std::os::unix::fs::symlink(target, link).unwrap();
+    #[cfg(windows)]
+    if target.is_dir() {
+        std::os::windows::fs::symlink_dir(target, link).unwrap();
+    } else {
+        std::os::windows::fs::symlink_file(target, link).unwrap();
+    }
+}
+
 /// A copy of this binary in a folder of its own, for "next to the executable".
 fn exe_copy(dir: &Path) -> PathBuf {
     std::fs::create_dir_all(dir).unwrap();
@@ -243,7 +254,7 @@ fn discovery_archive_env(ctx: &Ctx) {
 fn discovery_tree_next_to_executable(ctx: &Ctx) {
     let dir = ctx.scratch.join("beside-tree");
     let exe = exe_copy(&dir);
-    std::os::unix::fs::symlink(debian_tree(), dir.join("pypy")).unwrap();
+    symlink(&debian_tree(), &dir.join("pypy"));
     let r = expect_success(&mut child_command(Some(&exe), "start", &ctx.shared_cache));
     assert_eq!(r["source"], "next to the executable");
     assert_eq!(Path::new(&r["root"]), dir.join("pypy"));
@@ -252,7 +263,7 @@ fn discovery_tree_next_to_executable(ctx: &Ctx) {
 fn discovery_archive_next_to_executable(ctx: &Ctx) {
     let dir = ctx.scratch.join("beside-archive");
     let exe = exe_copy(&dir);
-    std::os::unix::fs::symlink(debian_archive(), dir.join(DEBIAN_ARCHIVE)).unwrap();
+    symlink(&debian_archive(), &dir.join(DEBIAN_ARCHIVE));
     let r = expect_success(&mut child_command(Some(&exe), "start", &ctx.shared_cache));
     assert_eq!(r["source"], "next to the executable");
     assert_eq!(r["archive"], dir.join(DEBIAN_ARCHIVE).display().to_string());
