@@ -435,10 +435,12 @@ extern "C" fn rust_call(
         })
     }));
     let (ptr, len) = stored.unwrap_or((0, 0));
-    // SAFETY: bootstrap.py passes `out` as a fresh `uintptr_t[2]`.
-    unsafe {
-        *out = ptr;
-        *out.add(1) = len;
+    if !out.is_null() {
+        // SAFETY: bootstrap.py passes `out` as a fresh `uintptr_t[2]`.
+        unsafe {
+            *out = ptr;
+            *out.add(1) = len;
+        }
     }
     status as c_int
 }
