@@ -77,7 +77,8 @@
 //! # Errors
 //!
 //! An exception in Python comes back as [`Error::Python`] with the exception's
-//! type, message and full traceback. An `Err` from a Rust function registered
+//! type, message and full traceback (`SystemExit` too: `sys.exit()` in
+//! Python does not end the host process). An `Err` from a Rust function registered
 //! with [`register`] raises `embed_runtime.RustError` in Python; a panic is
 //! caught at the boundary and raises `embed_runtime.RustPanic`: no Rust panic
 //! ever unwinds into PyPy.

@@ -604,6 +604,9 @@ def failing_function(data):
         .call_bytes(b"")
         .unwrap_err();
     assert!(e.to_string().contains("return bytes, str or None"), "{e}");
+    // sys.exit() is an exception like any other: the host decides.
+    let e = rt.run("import sys; sys.exit(3)").unwrap_err();
+    assert_eq!(e.python().unwrap().type_name, "SystemExit");
     // Non-builtin exception types carry their module.
     rt.run("import json").unwrap();
     let e = rt.run("json.loads('{')").unwrap_err();
