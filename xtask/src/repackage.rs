@@ -145,6 +145,9 @@ pub fn repackage_with_options(
 ) -> Result<Published> {
     let found = archive::locate(tree, target)?;
     let staged = archive::stage(&found, target, out_dir)?;
+    let mut build_paths = opts.build_paths.clone();
+    build_paths.push(tree.to_path_buf());
+    archive::release::check_no_build_paths(&staged, &build_paths)?;
     archive::relocate(&staged)?;
     let manifest = archive::build_manifest(&staged, origin)?;
     archive::publish(&staged, &manifest, out_dir, opts)

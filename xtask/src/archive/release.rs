@@ -403,6 +403,46 @@ pub fn relocate(staged: &Staged) -> Result<()> {
     Ok(())
 }
 
+/// Refuses a staged tree whose text files (no NUL byte: `.py`, `.cfg`,
+/// `.pth`, `.txt`…) name one of `build_paths` (the source tree, a build
+/// folder): such a path would point nowhere once the archive is unpacked
+/// on another machine. Binaries are checked separately (search paths only;
+/// debug strings naming the build folder are harmless).
+pub fn check_no_build_paths(staged: &Staged, build_paths: &[PathBuf]) -> Result<()> {
+    let needles: Vec<String> = build_paths
+        .iter()
+        .flat_map(|p| [Some(p.clone()), p.canonicalize().ok()])
+        .flatten()
+        .map(|p| p.display().to_string())
+        .filter(|p| p.len() > 1)
+        .collect();
+    let mut hits = Vec::new();
+    for e in writer::list_tree(&staged.top)? {
+        if !matches!(e.kind, EntryKind::File { .. }) {
+            continue;
+        }
+        let bytes = fs_err::read(&e.path)?;
+        if bytes.contains(&0) {
+            continue;
+        }
+        let text = String::from_utf8_lossy(&bytes);
+        if let Some(n) = needles.iter().find(|n| text.contains(n.as_str())) {
+            hits.push(format!(
+                "{}/{}: names the build path {n}",
+                manifest::TOP_DIR,
+                e.rel
+            ));
+        }
+    }
+    if !hits.is_empty() {
+        bail!(
+            "text files would point to this machine after relocation:\n  {}",
+            hits.join("\n  ")
+        );
+    }
+    Ok(())
+}
+
 /// Builds `PYPY.json` for the staged tree (hashing every file).
 pub fn build_manifest(staged: &Staged, origin: Origin) -> Result<Manifest> {
     let py = &staged.versions.python;
@@ -485,6 +525,9 @@ pub struct PublishOptions {
     pub extra_allowed: Vec<String>,
     /// Skip `verify` (only for callers that verify themselves).
     pub skip_verify: bool,
+    /// Folders of the building machine (besides the tree being archived,
+    /// e.g. the translated source tree) that no text file may name.
+    pub build_paths: Vec<PathBuf>,
 }
 
 /// Writes the manifest into the staged tree, archives it, verifies the
