@@ -102,7 +102,10 @@ pub fn median_time(runs: usize, mut f: impl FnMut() -> Result<()>) -> Result<Dur
 type Section = (&'static str, fn(&mut Report) -> Result<()>);
 
 /// The benchmark sections, one per issue that asks for figures.
-const SECTIONS: &[Section] = &[("archive", crate::archive::bench::section)];
+const SECTIONS: &[Section] = &[
+    ("translate", crate::translate_bench::bench),
+    ("archive", crate::archive::bench::section),
+];
 
 pub fn run(args: Args) -> Result<()> {
     let mut report = Report::default();

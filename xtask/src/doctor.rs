@@ -1,11 +1,416 @@
 //! Preflight: checks that this machine can translate PyPy before an hour is spent on it.
+//!
+//! Each missing piece is reported with the package that provides it, so that a
+//! missing header costs a minute now instead of a failed build an hour later.
+
+use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Result};
+use xshell::{cmd, Shell};
+
+use crate::recipe::Recipe;
+use crate::targets::{self, Os, Target};
+use crate::{host, paths};
 
 /// Options of `cargo xtask doctor`.
 #[derive(clap::Args, Debug)]
-pub struct Args {}
+pub struct Args {
+    /// Recipe whose needs to check (the newest when omitted).
+    #[arg(long)]
+    pub recipe: Option<String>,
+    /// The host interpreter to check, like build-pypy's.
+    #[arg(long, env = host::HOST_ENV)]
+    pub host_python: Option<PathBuf>,
+}
 
-pub fn run(_args: Args) -> Result<()> {
-    bail!("`cargo xtask doctor` is not implemented yet (the translate issue)")
+/// A C library a translation or the stdlib's cffi modules need, and who provides it.
+struct Library {
+    what: &'static str,
+    /// Any of these headers will do (distributions put some in subfolders).
+    headers: &'static [&'static str],
+    debian: &'static str,
+    homebrew: &'static str,
+    /// Include folders the library's own build adds (tk.h needs tcl.h beside it).
+    cflags: &'static [&'static str],
+}
+
+/// From PyPy's `pypy/doc/build.rst`: what translation and the cffi modules include.
+const LIBRARIES: &[Library] = &[
+    Library {
+        what: "libffi",
+        headers: &["ffi.h"],
+        debian: "libffi-dev",
+        homebrew: "libffi",
+        cflags: &[],
+    },
+    Library {
+        what: "zlib",
+        headers: &["zlib.h"],
+        debian: "zlib1g-dev",
+        homebrew: "zlib",
+        cflags: &[],
+    },
+    Library {
+        what: "bz2",
+        headers: &["bzlib.h"],
+        debian: "libbz2-dev",
+        homebrew: "bzip2",
+        cflags: &[],
+    },
+    Library {
+        what: "expat",
+        headers: &["expat.h"],
+        debian: "libexpat1-dev",
+        homebrew: "expat",
+        cflags: &[],
+    },
+    Library {
+        what: "sqlite3",
+        headers: &["sqlite3.h"],
+        debian: "libsqlite3-dev",
+        homebrew: "sqlite",
+        cflags: &[],
+    },
+    Library {
+        what: "openssl",
+        headers: &["openssl/ssl.h"],
+        debian: "libssl-dev",
+        homebrew: "openssl@3",
+        cflags: &[],
+    },
+    Library {
+        what: "ncursesw",
+        headers: &["ncursesw/curses.h", "curses.h"],
+        debian: "libncurses-dev",
+        homebrew: "ncurses",
+        cflags: &[],
+    },
+    Library {
+        what: "gdbm",
+        headers: &["gdbm.h"],
+        debian: "libgdbm-dev",
+        homebrew: "gdbm",
+        cflags: &[],
+    },
+    Library {
+        what: "lzma",
+        headers: &["lzma.h"],
+        debian: "liblzma-dev",
+        homebrew: "xz",
+        cflags: &[],
+    },
+    Library {
+        what: "tk",
+        headers: &["tk.h", "tcl8.6/tk.h", "tk8.6/tk.h"],
+        debian: "tk-dev",
+        homebrew: "tcl-tk",
+        cflags: &["-I/usr/include/tcl8.6", "-I/usr/local/include/tcl8.6"],
+    },
+];
+
+/// One line of the report.
+#[derive(Debug)]
+pub struct Check {
+    pub name: String,
+    pub ok: bool,
+    pub detail: String,
+    /// What to do when not ok, e.g. `apt-get install libffi-dev`.
+    pub fix: Option<String>,
+}
+
+/// The whole preflight report.
+#[derive(Debug, Default)]
+pub struct Report {
+    pub checks: Vec<Check>,
+}
+
+impl Report {
+    fn push(&mut self, name: &str, ok: bool, detail: String, fix: Option<String>) {
+        self.checks.push(Check {
+            name: name.to_string(),
+            ok,
+            detail,
+            fix,
+        });
+    }
+
+    pub fn failures(&self) -> Vec<&Check> {
+        self.checks.iter().filter(|c| !c.ok).collect()
+    }
+
+    pub fn print(&self) {
+        for c in &self.checks {
+            let mark = if c.ok { "ok     " } else { "MISSING" };
+            eprintln!("doctor: {mark} {:<12} {}", c.name, c.detail);
+            if let Some(fix) = &c.fix {
+                eprintln!("doctor:         fix: {fix}");
+            }
+        }
+    }
+
+    /// An error naming every missing piece and its fix, or Ok.
+    pub fn into_result(self) -> Result<()> {
+        let failures = self.failures();
+        if failures.is_empty() {
+            return Ok(());
+        }
+        let lines: Vec<String> = failures
+            .iter()
+            .map(|c| {
+                format!(
+                    "  - {}: {}{}",
+                    c.name,
+                    c.detail,
+                    c.fix
+                        .as_ref()
+                        .map(|f| format!(" (fix: {f})"))
+                        .unwrap_or_default()
+                )
+            })
+            .collect();
+        bail!(
+            "this machine cannot translate PyPy yet:\n{}",
+            lines.join("\n")
+        )
+    }
+}
+
+pub fn run(args: Args) -> Result<()> {
+    let sh = Shell::new()?;
+    let recipe = match &args.recipe {
+        Some(name) => crate::recipe::find(name)?,
+        None => crate::recipe::newest()?,
+    };
+    let target = targets::get(targets::host_triple())?;
+    let report = check(&sh, &recipe, &target, args.host_python.as_deref());
+    report.print();
+    report.into_result()
+}
+
+/// Every check for translating `recipe` for `target` on this machine.
+pub fn check(sh: &Shell, recipe: &Recipe, target: &Target, host_python: Option<&Path>) -> Report {
+    let mut report = Report::default();
+    let compiler_ok = check_compiler(sh, target, &mut report);
+    check_make(sh, target, &mut report);
+    if compiler_ok && target.os != Os::Windows {
+        check_headers(sh, target, &mut report);
+    }
+    match host::find(sh, host_python, &[]) {
+        Ok(h) => report.push(
+            "host python",
+            true,
+            format!(
+                "{} {} at {}",
+                h.implementation,
+                h.version,
+                h.program.display()
+            ),
+            None,
+        ),
+        Err(e) => report.push(
+            "host python",
+            false,
+            format!("{e:#}"),
+            Some("pass --host-python, or use --bootstrap-host".into()),
+        ),
+    }
+    check_resources(sh, recipe, &mut report);
+    report
+}
+
+/// `$CC` split into program and arguments, `cc` by default (as RPython does).
+fn compiler(target: &Target) -> (String, Vec<String>) {
+    let default = if target.os == Os::Windows { "cl" } else { "cc" };
+    let cc = std::env::var("CC").unwrap_or_else(|_| default.into());
+    let mut parts = cc.split_whitespace().map(str::to_string);
+    let program = parts.next().unwrap_or_else(|| default.into());
+    (program, parts.collect())
+}
+
+fn install_hint(target: &Target, debian: &str, homebrew: &str) -> String {
+    match target.os {
+        Os::Linux => format!("apt-get install {debian}"),
+        Os::Macos => format!("brew install {homebrew}"),
+        Os::Windows => "install Visual Studio Build Tools (C++ workload)".into(),
+    }
+}
+
+fn check_compiler(sh: &Shell, target: &Target, report: &mut Report) -> bool {
+    let (program, args) = compiler(target);
+    match cmd!(sh, "{program} {args...} --version")
+        .quiet()
+        .ignore_stderr()
+        .read()
+    {
+        Ok(v) => {
+            report.push(
+                "C compiler",
+                true,
+                v.lines().next().unwrap_or_default().into(),
+                None,
+            );
+            true
+        }
+        Err(_) => {
+            report.push(
+                "C compiler",
+                false,
+                format!("`{program}` does not run"),
+                Some(match target.os {
+                    Os::Macos => "xcode-select --install".into(),
+                    _ => install_hint(target, "build-essential", ""),
+                }),
+            );
+            false
+        }
+    }
+}
+
+fn check_make(sh: &Shell, target: &Target, report: &mut Report) {
+    let make = if target.os == Os::Windows {
+        "nmake"
+    } else {
+        "make"
+    };
+    let ok = cmd!(sh, "{make} --version")
+        .quiet()
+        .ignore_stdout()
+        .ignore_stderr()
+        .run()
+        .is_ok();
+    report.push(
+        "make",
+        ok,
+        if ok {
+            format!("`{make}` runs")
+        } else {
+            format!("`{make}` not found")
+        },
+        (!ok).then(|| install_hint(target, "make", "make")),
+    );
+}
+
+/// Each library's header, found by the compiler itself (so its include paths count).
+fn check_headers(sh: &Shell, target: &Target, report: &mut Report) {
+    let (program, args) = compiler(target);
+    for lib in LIBRARIES {
+        let found = lib.headers.iter().find(|h| {
+            let source = format!("#include <{h}>\n");
+            let args = &args;
+            let cflags = lib.cflags;
+            cmd!(sh, "{program} {args...} {cflags...} -E -x c -")
+                .stdin(source)
+                .quiet()
+                .ignore_stdout()
+                .ignore_stderr()
+                .run()
+                .is_ok()
+        });
+        report.push(
+            lib.what,
+            found.is_some(),
+            match found {
+                Some(h) => format!("<{h}> found"),
+                None => format!("no <{}> header", lib.headers.join("> or <")),
+            },
+            found
+                .is_none()
+                .then(|| install_hint(target, lib.debian, lib.homebrew)),
+        );
+    }
+}
+
+fn check_resources(sh: &Shell, recipe: &Recipe, report: &mut Report) {
+    let gib = 1024 * 1024 * 1024;
+    let need_mem = recipe.translate.min_memory_gib;
+    match total_memory() {
+        Some(bytes) => report.push(
+            "memory",
+            bytes >= need_mem * gib,
+            format!(
+                "{:.1} GiB, the recipe needs {need_mem} GiB",
+                bytes as f64 / gib as f64
+            ),
+            (bytes < need_mem * gib).then(|| "use a bigger machine".to_string()),
+        ),
+        None => report.push(
+            "memory",
+            true,
+            "unknown on this system; not checked".into(),
+            None,
+        ),
+    }
+    let cache = paths::cache_root();
+    let need_disk = recipe.translate.min_disk_gib;
+    match free_disk(sh, &cache) {
+        Some(bytes) => report.push(
+            "disk",
+            bytes >= need_disk * gib,
+            format!(
+                "{:.1} GiB free for {}, the recipe needs {need_disk} GiB",
+                bytes as f64 / gib as f64,
+                cache.display()
+            ),
+            (bytes < need_disk * gib)
+                .then(|| format!("free space or set {} to a bigger disk", paths::CACHE_ENV)),
+        ),
+        None => report.push(
+            "disk",
+            true,
+            "unknown on this system; not checked".into(),
+            None,
+        ),
+    }
+}
+
+fn total_memory() -> Option<u64> {
+    let info = std::fs::read_to_string("/proc/meminfo").ok()?;
+    let line = info.lines().find(|l| l.starts_with("MemTotal:"))?;
+    let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib * 1024)
+}
+
+/// Free bytes on the file system that holds `path` (or its nearest existing parent).
+fn free_disk(sh: &Shell, path: &Path) -> Option<u64> {
+    let existing = path.ancestors().find(|p| p.exists())?;
+    let out = cmd!(sh, "df -Pk {existing}").quiet().read().ok()?;
+    let kib: u64 = out
+        .lines()
+        .nth(1)?
+        .split_whitespace()
+        .nth(3)?
+        .parse()
+        .ok()?;
+    Some(kib * 1024)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_library_names_its_packages() {
+        for lib in LIBRARIES {
+            assert!(!lib.headers.is_empty());
+            assert!(
+                !lib.debian.is_empty() && !lib.homebrew.is_empty(),
+                "{}",
+                lib.what
+            );
+        }
+    }
+
+    #[test]
+    fn hints_follow_the_targets_package_manager() {
+        let linux = targets::get("x86_64-unknown-linux-gnu").unwrap();
+        let mac = targets::get("aarch64-apple-darwin").unwrap();
+        assert_eq!(
+            install_hint(&linux, "libffi-dev", "libffi"),
+            "apt-get install libffi-dev"
+        );
+        assert_eq!(
+            install_hint(&mac, "libffi-dev", "libffi"),
+            "brew install libffi"
+        );
+    }
 }

@@ -47,7 +47,7 @@ pub fn rpython_sdist() -> Result<PathBuf> {
     existing(root().join("pypi").join(RPYTHON_SDIST), "rpython sdist")
 }
 
-/// The `rpython` sdist unpacked: its folder holds `rpython/bin/rpython`.
+/// The `rpython` sdist unpacked: its folder holds the `rpython` package (`python -m rpython`).
 pub fn rpython_tree() -> Result<PathBuf> {
     existing(root().join("rpython-0.2.1"), "unpacked rpython sdist")
 }
@@ -172,7 +172,7 @@ fn prepare_rpython(sh: &Shell, root: &Path) -> Result<()> {
         fs_err::rename(dir.join(RPYTHON_SDIST), &sdist)?;
     }
     let tree = root.join("rpython-0.2.1");
-    if !tree.join("rpython").join("bin").join("rpython").exists() {
+    if !tree.join("rpython").join("__main__.py").exists() {
         let tmp = tempfile::tempdir_in(root)?;
         let dir = tmp.path();
         cmd!(sh, "tar -xzf {sdist} -C {dir}").run()?;

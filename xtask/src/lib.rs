@@ -19,6 +19,7 @@ pub mod repackage;
 pub mod targets;
 pub mod test_cmd;
 pub mod translate;
+pub mod translate_bench;
 pub mod verify;
 
 pub use embed_runtime::manifest;

@@ -1,29 +1,37 @@
 //! Recipes: one TOML file per PyPy release in `recipes/`, parsed strictly.
+//!
+//! A recipe is checked as it is read: unknown keys, a missing or malformed
+//! checksum, a malformed URL, version or target triple are errors naming the
+//! file and line, so a typo never turns into a silently different build.
 
 use std::collections::BTreeMap;
+use std::ops::Range;
 use std::path::{Path, PathBuf};
 
-use anyhow::{Context, Result};
+use anyhow::{anyhow, bail, Context, Result};
 use serde::Deserialize;
+use toml::Spanned;
+
+use crate::{paths, targets};
+
+/// The target table's file, which lives beside the recipes but is not one.
+const TARGET_TABLE_FILE: &str = "targets.toml";
+
+/// Archive types that `fetch` can unpack; a source URL must end in one of them.
+pub const ARCHIVE_SUFFIXES: [&str; 5] = [".tar.bz2", ".tbz2", ".tar.gz", ".tgz", ".zip"];
 
 /// One PyPy release and how to build it.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[derive(Debug, Clone)]
 pub struct Recipe {
-    /// File stem, e.g. `pypy3.11-v7.3.20`; filled in after parsing.
-    #[serde(skip)]
+    /// File stem, e.g. `pypy3.11-v7.3.20`.
     pub name: String,
-    #[serde(skip)]
     pub path: PathBuf,
     pub pypy: Versions,
     pub source: Source,
     pub translate: Translate,
-    #[serde(default)]
     pub host: Host,
-    #[serde(default)]
     pub package: Package,
-    /// Per-target overrides, keyed by target triple.
-    #[serde(default)]
+    /// Per-target overrides, keyed by target triple (each one in the target table).
     pub targets: BTreeMap<String, TargetOverride>,
 }
 
@@ -39,7 +47,9 @@ pub struct Versions {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Source {
+    /// Where upstream publishes the source archive (`http(s)`, ending in an archive name).
     pub url: String,
+    /// Its published sha256, 64 lowercase hex digits.
     pub sha256: String,
 }
 
@@ -60,7 +70,7 @@ pub struct Translate {
     pub min_disk_gib: u64,
 }
 
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Host {
     /// The Python version RPython runs on (`2.7`).
@@ -73,6 +83,17 @@ pub struct Host {
 
 fn default_host_python() -> String {
     "2.7".into()
+}
+
+// Written out because a derived Default would leave `python` empty when the
+// whole `[host]` table is missing.
+impl Default for Host {
+    fn default() -> Host {
+        Host {
+            python: default_host_python(),
+            packages: Vec::new(),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -93,18 +114,224 @@ pub struct TargetOverride {
     pub allowed_libraries: Vec<String>,
 }
 
+/// The file as written, with the positions of the values that are checked
+/// after parsing; converted into a [`Recipe`] once every check passed.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawRecipe {
+    pypy: RawVersions,
+    source: RawSource,
+    translate: Translate,
+    #[serde(default)]
+    host: Host,
+    #[serde(default)]
+    package: Package,
+    #[serde(default)]
+    targets: BTreeMap<Spanned<String>, TargetOverride>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawVersions {
+    version: Spanned<String>,
+    python: Spanned<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawSource {
+    url: Spanned<String>,
+    sha256: Spanned<String>,
+}
+
+/// `path:line:column: message`, the position taken from a byte span of `text`.
+fn located(path: &Path, text: &str, span: Option<Range<usize>>, message: &str) -> anyhow::Error {
+    match span {
+        Some(span) => {
+            let (line, column) = line_column(text, span.start);
+            anyhow!("{}:{line}:{column}: {message}", path.display())
+        }
+        None => anyhow!("{}: {message}", path.display()),
+    }
+}
+
+/// 1-based line and column (in characters) of a byte offset.
+fn line_column(text: &str, offset: usize) -> (usize, usize) {
+    let before = &text[..offset.min(text.len())];
+    let line = before.matches('\n').count() + 1;
+    let line_start = before.rfind('\n').map_or(0, |i| i + 1);
+    (line, before[line_start..].chars().count() + 1)
+}
+
+/// `64` hex digits, normalised to lowercase; `None` when malformed.
+pub fn normalize_sha256(value: &str) -> Option<String> {
+    (value.len() == 64 && value.bytes().all(|b| b.is_ascii_hexdigit()))
+        .then(|| value.to_ascii_lowercase())
+}
+
+/// Why a source URL cannot be used, or `None` when it is fine.
+fn url_problem(value: &str) -> Option<String> {
+    let url = match reqwest::Url::parse(value) {
+        Ok(url) => url,
+        Err(e) => return Some(format!("`{value}` is not a valid URL ({e})")),
+    };
+    if !matches!(url.scheme(), "https" | "http") {
+        return Some(format!(
+            "`{value}` has scheme `{}`; only https (or http) URLs can be downloaded",
+            url.scheme()
+        ));
+    }
+    if url.host_str().is_none_or(str::is_empty) {
+        return Some(format!("`{value}` names no host"));
+    }
+    if url.query().is_some() || url.fragment().is_some() {
+        return Some(format!(
+            "`{value}` has a query or fragment; mirrors serve files by name, so the URL must end in the file name"
+        ));
+    }
+    let file = url.path().rsplit('/').next().unwrap_or("");
+    if !ARCHIVE_SUFFIXES.iter().any(|s| file.ends_with(s)) || ARCHIVE_SUFFIXES.contains(&file) {
+        return Some(format!(
+            "`{value}` does not end in an archive file name (one of {})",
+            ARCHIVE_SUFFIXES.join(", ")
+        ));
+    }
+    None
+}
+
+/// Whether `value` is dot-separated numbers with `parts` components (`7.3.20`, `3.11`).
+fn is_version(value: &str, parts: usize) -> bool {
+    let pieces: Vec<&str> = value.split('.').collect();
+    pieces.len() == parts
+        && pieces
+            .iter()
+            .all(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()))
+}
+
+/// `arch-vendor-os[-env]`: three or four non-empty parts of lowercase letters, digits, `_` or `.`.
+fn is_triple_shaped(value: &str) -> bool {
+    let parts: Vec<&str> = value.split('-').collect();
+    (3..=4).contains(&parts.len())
+        && parts.iter().all(|p| {
+            !p.is_empty()
+                && p.bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'.')
+        })
+}
+
+/// Numeric version components for ordering (`3.11` > `3.10`).
+fn version_key(value: &str) -> Vec<u64> {
+    value.split('.').map(|p| p.parse().unwrap_or(0)).collect()
+}
+
 impl Recipe {
     /// Reads and checks one recipe file.
     pub fn load(path: &Path) -> Result<Recipe> {
-        let text = fs_err::read_to_string(path)?;
-        let mut recipe: Recipe =
-            toml::from_str(&text).with_context(|| format!("invalid recipe {}", path.display()))?;
-        recipe.name = path
+        let text = fs_err::read_to_string(path).context("reading a recipe")?;
+        Recipe::parse(&text, path)
+    }
+
+    /// Checks the text of a recipe; `path` names it in errors and gives its name.
+    pub fn parse(text: &str, path: &Path) -> Result<Recipe> {
+        let raw: RawRecipe = toml::from_str(text).map_err(|e| {
+            let message = e.message().trim_end();
+            let hint = if message.contains("missing field `sha256`") {
+                "; copy the checksum upstream publishes for the file (pypy.org/checksums.html), \
+                 never one computed from a download"
+            } else {
+                "; the recipes shipped in recipes/ show every key"
+            };
+            located(
+                path,
+                text,
+                e.span(),
+                &format!("invalid recipe: {message}{hint}"),
+            )
+        })?;
+        let at = |span: Range<usize>, message: String| located(path, text, Some(span), &message);
+
+        let version = &raw.pypy.version;
+        if !is_version(version.get_ref(), 3) {
+            return Err(at(
+                version.span(),
+                format!(
+                    "pypy.version `{}` is not a PyPy version like `7.3.20`",
+                    version.get_ref()
+                ),
+            ));
+        }
+        let python = &raw.pypy.python;
+        if !is_version(python.get_ref(), 2) {
+            return Err(at(
+                python.span(),
+                format!(
+                    "pypy.python `{}` is not a Python version like `3.11`",
+                    python.get_ref()
+                ),
+            ));
+        }
+        let url = &raw.source.url;
+        if let Some(problem) = url_problem(url.get_ref()) {
+            return Err(at(url.span(), format!("source.url: {problem}")));
+        }
+        let sha = &raw.source.sha256;
+        let Some(sha256) = normalize_sha256(sha.get_ref()) else {
+            return Err(at(
+                sha.span(),
+                format!(
+                    "source.sha256 `{}` is not a sha256 (64 hex digits); copy the checksum \
+                     that upstream publishes for this file (pypy.org/checksums.html)",
+                    sha.get_ref()
+                ),
+            ));
+        };
+        let table = targets::all()?;
+        let mut overrides = BTreeMap::new();
+        for (triple, over) in raw.targets {
+            if !is_triple_shaped(triple.get_ref()) {
+                return Err(at(
+                    triple.span(),
+                    format!(
+                        "`{}` is not a target triple (arch-vendor-os[-env], e.g. \
+                         x86_64-unknown-linux-gnu)",
+                        triple.get_ref()
+                    ),
+                ));
+            }
+            if !table.iter().any(|t| &t.triple == triple.get_ref()) {
+                let known: Vec<&str> = table.iter().map(|t| t.triple.as_str()).collect();
+                return Err(at(
+                    triple.span(),
+                    format!(
+                        "target `{}` is not in recipes/targets.toml; supported targets: {}",
+                        triple.get_ref(),
+                        known.join(", ")
+                    ),
+                ));
+            }
+            overrides.insert(triple.into_inner(), over);
+        }
+
+        let name = path
             .file_stem()
             .map(|s| s.to_string_lossy().into_owned())
             .unwrap_or_default();
-        recipe.path = path.to_path_buf();
-        Ok(recipe)
+        Ok(Recipe {
+            name,
+            path: path.to_path_buf(),
+            pypy: Versions {
+                version: raw.pypy.version.into_inner(),
+                python: raw.pypy.python.into_inner(),
+            },
+            source: Source {
+                url: raw.source.url.into_inner(),
+                sha256,
+            },
+            translate: raw.translate,
+            host: raw.host,
+            package: raw.package,
+            targets: overrides,
+        })
     }
 
     /// The file name of the source archive, as served by upstream and by mirrors.
@@ -114,5 +341,337 @@ impl Recipe {
             .rsplit('/')
             .next()
             .unwrap_or(&self.source.url)
+    }
+
+    /// The RPython options for `triple`: `--opt=<level>` (the target's
+    /// override or the recipe's), the recipe's options, then the target's extra options.
+    pub fn rpython_options(&self, triple: &str) -> Vec<String> {
+        let over = self.targets.get(triple);
+        let opt = over
+            .and_then(|o| o.opt.as_deref())
+            .unwrap_or(&self.translate.opt);
+        let mut options = vec![format!("--opt={opt}")];
+        options.extend(self.translate.options.iter().cloned());
+        if let Some(over) = over {
+            options.extend(over.extra_options.iter().cloned());
+        }
+        options
+    }
+
+    /// Shared libraries the result may need on `triple` beyond the target table's:
+    /// the recipe's list plus the target's override.
+    pub fn allowed_libraries(&self, triple: &str) -> Vec<String> {
+        let mut libs = self.package.allowed_libraries.clone();
+        if let Some(over) = self.targets.get(triple) {
+            libs.extend(over.allowed_libraries.iter().cloned());
+        }
+        libs
+    }
+
+    /// Ordering key: PyPy version first, then Python version.
+    fn newness(&self) -> (Vec<u64>, Vec<u64>) {
+        (
+            version_key(&self.pypy.version),
+            version_key(&self.pypy.python),
+        )
+    }
+}
+
+/// Every recipe in `dir`, newest first (by PyPy version, then Python version).
+pub fn all_in(dir: &Path) -> Result<Vec<Recipe>> {
+    let mut recipes = Vec::new();
+    let entries = fs_err::read_dir(dir)
+        .with_context(|| format!("listing the recipes in {}", dir.display()))?;
+    for entry in entries {
+        let path = entry?.path();
+        let is_recipe = path.extension().is_some_and(|e| e == "toml")
+            && path.file_name().is_some_and(|n| n != TARGET_TABLE_FILE);
+        if is_recipe {
+            recipes.push(Recipe::load(&path)?);
+        }
+    }
+    recipes.sort_by(|a, b| b.newness().cmp(&a.newness()).then(a.name.cmp(&b.name)));
+    Ok(recipes)
+}
+
+/// Every recipe in the workspace's `recipes/`, newest first.
+pub fn all() -> Result<Vec<Recipe>> {
+    all_in(&paths::recipes_dir())
+}
+
+/// The newest recipe: what `build-pypy` builds without `--recipe`.
+pub fn newest() -> Result<Recipe> {
+    newest_in(&paths::recipes_dir())
+}
+
+/// The newest recipe in `dir`.
+pub fn newest_in(dir: &Path) -> Result<Recipe> {
+    all_in(dir)?
+        .into_iter()
+        .next()
+        .with_context(|| format!("no recipes in {}; add a `pypy*.toml` there", dir.display()))
+}
+
+/// A recipe by name (`pypy3.11-v7.3.20`) from `recipes/`, or by the path of a
+/// recipe file (anything ending in `.toml` or containing a path separator),
+/// so that tests and experiments can use recipes kept elsewhere.
+pub fn find(name_or_path: &str) -> Result<Recipe> {
+    find_in(&paths::recipes_dir(), name_or_path)
+}
+
+/// Like [`find`], looking names up in `dir`.
+pub fn find_in(dir: &Path, name_or_path: &str) -> Result<Recipe> {
+    let looks_like_path = name_or_path.ends_with(".toml")
+        || name_or_path.contains('/')
+        || name_or_path.contains(std::path::MAIN_SEPARATOR);
+    if looks_like_path {
+        return Recipe::load(Path::new(name_or_path));
+    }
+    let recipes = all_in(dir)?;
+    if let Some(recipe) = recipes.iter().find(|r| r.name == name_or_path) {
+        return Ok(recipe.clone());
+    }
+    let known: Vec<&str> = recipes.iter().map(|r| r.name.as_str()).collect();
+    bail!(
+        "no recipe named `{name_or_path}` in {}; known recipes: {} (see `cargo xtask recipes`)",
+        dir.display(),
+        known.join(", ")
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const GOOD: &str = r#"# a comment
+[pypy]
+version = "7.3.20"
+python = "3.11"
+
+[source]
+url = "https://downloads.python.org/pypy/pypy3.11-v7.3.20-src.tar.bz2"
+sha256 = "7786dda760003e2ea7409c1037e50200c578ec427ce0245ac4cd758710b206fb"
+
+[translate]
+target = "pypy/goal/targetpypystandalone.py"
+opt = "jit"
+options = ["--shared"]
+min_memory_gib = 8
+min_disk_gib = 10
+
+[targets."aarch64-unknown-linux-gnu"]
+extra_options = ["--no-shared-stuff"]
+"#;
+
+    fn parse(text: &str) -> Result<Recipe> {
+        Recipe::parse(text, Path::new("recipes/test-recipe.toml"))
+    }
+
+    /// The error text of a recipe that must be rejected.
+    fn rejected(text: &str) -> String {
+        match parse(text) {
+            Ok(_) => panic!("recipe was accepted:\n{text}"),
+            Err(e) => format!("{e:#}"),
+        }
+    }
+
+    #[test]
+    fn good_recipe_parses() {
+        let r = parse(GOOD).unwrap();
+        assert_eq!(r.name, "test-recipe");
+        assert_eq!(r.pypy.version, "7.3.20");
+        assert_eq!(r.pypy.python, "3.11");
+        assert_eq!(r.source_file_name(), "pypy3.11-v7.3.20-src.tar.bz2");
+        assert_eq!(r.host.python, "2.7");
+        assert_eq!(
+            r.targets["aarch64-unknown-linux-gnu"].extra_options,
+            ["--no-shared-stuff"]
+        );
+    }
+
+    #[test]
+    fn per_target_overrides_apply_to_their_target_only() {
+        let text = GOOD.replace(
+            "extra_options = [\"--no-shared-stuff\"]",
+            "opt = \"2\"\nextra_options = [\"--gc=incminimark\"]\nallowed_libraries = [\"libx.so.1\"]",
+        );
+        let r = parse(&text).unwrap();
+        assert_eq!(
+            r.rpython_options("aarch64-unknown-linux-gnu"),
+            ["--opt=2", "--shared", "--gc=incminimark"]
+        );
+        assert_eq!(
+            r.rpython_options("x86_64-unknown-linux-gnu"),
+            ["--opt=jit", "--shared"]
+        );
+        assert_eq!(
+            r.allowed_libraries("aarch64-unknown-linux-gnu"),
+            ["libx.so.1"]
+        );
+        assert!(r.allowed_libraries("x86_64-unknown-linux-gnu").is_empty());
+    }
+
+    #[test]
+    fn uppercase_checksum_is_normalised() {
+        let text = GOOD.replace("7786dda7", "7786DDA7");
+        assert!(parse(&text).unwrap().source.sha256.starts_with("7786dda7"));
+    }
+
+    #[test]
+    fn unknown_key_names_file_and_line() {
+        let text = GOOD.replace("opt = \"jit\"", "opt = \"jit\"\noptz = \"2\"");
+        let err = rejected(&text);
+        assert!(err.starts_with("recipes/test-recipe.toml:13:"), "{err}");
+        assert!(err.contains("optz"), "{err}");
+    }
+
+    #[test]
+    fn unknown_table_names_its_line() {
+        let text = format!("{GOOD}\n[extra]\nx = 1\n");
+        let err = rejected(&text);
+        assert!(err.starts_with("recipes/test-recipe.toml:20:"), "{err}");
+        assert!(err.contains("extra"), "{err}");
+    }
+
+    #[test]
+    fn missing_checksum_names_the_source_table() {
+        let text = GOOD.replace(
+            "sha256 = \"7786dda760003e2ea7409c1037e50200c578ec427ce0245ac4cd758710b206fb\"\n",
+            "",
+        );
+        let err = rejected(&text);
+        assert!(err.starts_with("recipes/test-recipe.toml:6:"), "{err}");
+        assert!(err.contains("missing field `sha256`"), "{err}");
+        assert!(err.contains("checksums"), "{err}");
+    }
+
+    #[test]
+    fn short_checksum_is_rejected_at_its_line() {
+        let text = GOOD.replace("7786dda760003e2ea7409c1037e50200", "7786dda7");
+        let err = rejected(&text);
+        assert!(err.starts_with("recipes/test-recipe.toml:8:10:"), "{err}");
+        assert!(err.contains("64 hex digits"), "{err}");
+    }
+
+    #[test]
+    fn non_hex_checksum_is_rejected() {
+        let text = GOOD.replace("7786dda7", "7786ddz7");
+        let err = rejected(&text);
+        assert!(err.starts_with("recipes/test-recipe.toml:8:"), "{err}");
+        assert!(err.contains("7786ddz7"), "{err}");
+    }
+
+    #[test]
+    fn malformed_urls_are_rejected_at_their_line() {
+        for bad in [
+            "downloads.python.org/pypy/pypy3.11-v7.3.20-src.tar.bz2",
+            "ftp://downloads.python.org/pypy/pypy3.11-v7.3.20-src.tar.bz2",
+            "https:///pypy3.11-v7.3.20-src.tar.bz2",
+            "https://downloads.python.org/pypy/",
+            "https://downloads.python.org/pypy/pypy3.11-v7.3.20-src.tar.bz2?x=1",
+            "https://downloads.python.org/pypy/pypy3.11-v7.3.20-src.rar",
+        ] {
+            let text = GOOD.replace(
+                "https://downloads.python.org/pypy/pypy3.11-v7.3.20-src.tar.bz2",
+                bad,
+            );
+            let err = rejected(&text);
+            assert!(err.starts_with("recipes/test-recipe.toml:7:7:"), "{err}");
+            assert!(err.contains("source.url"), "{err}");
+        }
+    }
+
+    #[test]
+    fn malformed_triple_is_rejected_at_its_line() {
+        let text = GOOD.replace("aarch64-unknown-linux-gnu", "aarch64 linux");
+        let err = rejected(&text);
+        assert!(err.starts_with("recipes/test-recipe.toml:17:"), "{err}");
+        assert!(err.contains("not a target triple"), "{err}");
+    }
+
+    #[test]
+    fn unsupported_triple_lists_the_supported_ones() {
+        let text = GOOD.replace("aarch64-unknown-linux-gnu", "riscv64gc-unknown-linux-gnu");
+        let err = rejected(&text);
+        assert!(err.starts_with("recipes/test-recipe.toml:17:"), "{err}");
+        assert!(err.contains("x86_64-unknown-linux-gnu"), "{err}");
+    }
+
+    #[test]
+    fn malformed_versions_are_rejected() {
+        let err = rejected(&GOOD.replace("\"7.3.20\"", "\"7.3\""));
+        assert!(err.starts_with("recipes/test-recipe.toml:3:"), "{err}");
+        let err = rejected(&GOOD.replace("\"3.11\"", "\"three\""));
+        assert!(err.starts_with("recipes/test-recipe.toml:4:"), "{err}");
+    }
+
+    #[test]
+    fn toml_syntax_error_names_its_line() {
+        let text = GOOD.replace("opt = \"jit\"", "opt = jit");
+        let err = rejected(&text);
+        assert!(err.starts_with("recipes/test-recipe.toml:12:"), "{err}");
+    }
+
+    #[test]
+    fn shipped_recipes_parse_and_newest_is_pypy_3_11() {
+        let all = all().unwrap();
+        let names: Vec<&str> = all.iter().map(|r| r.name.as_str()).collect();
+        assert!(names.contains(&"pypy3.10-v7.3.19"), "{names:?}");
+        assert!(names.contains(&"pypy3.11-v7.3.20"), "{names:?}");
+        for r in &all {
+            assert!(r.source_file_name().ends_with("-src.tar.bz2"), "{}", r.name);
+            assert_eq!(
+                r.source_file_name(),
+                format!("{}-src.tar.bz2", r.name),
+                "a recipe's file is named after its source archive"
+            );
+        }
+        assert_eq!(newest().unwrap().name, "pypy3.11-v7.3.20");
+    }
+
+    #[test]
+    fn newest_orders_by_pypy_then_python_version() {
+        let dir = tempfile::tempdir().unwrap();
+        let write = |name: &str, pypy: &str, py: &str| {
+            let text = GOOD
+                .replace("\"7.3.20\"", &format!("\"{pypy}\""))
+                .replace("\"3.11\"", &format!("\"{py}\""));
+            fs_err::write(dir.path().join(format!("{name}.toml")), text).unwrap();
+        };
+        write("a", "7.3.9", "3.11");
+        write("b", "7.3.20", "3.10");
+        write("c", "7.3.20", "3.9");
+        write("d", "7.3.10", "3.12");
+        let order: Vec<String> = all_in(dir.path())
+            .unwrap()
+            .into_iter()
+            .map(|r| r.name)
+            .collect();
+        assert_eq!(order, ["b", "c", "d", "a"]);
+        assert_eq!(newest_in(dir.path()).unwrap().name, "b");
+    }
+
+    #[test]
+    fn find_by_name_and_by_path() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("mine.toml");
+        fs_err::write(&path, GOOD).unwrap();
+        assert_eq!(find_in(dir.path(), "mine").unwrap().name, "mine");
+        assert_eq!(
+            find_in(Path::new("/nonexistent"), path.to_str().unwrap())
+                .unwrap()
+                .name,
+            "mine"
+        );
+        let err = format!("{:#}", find_in(dir.path(), "other").unwrap_err());
+        assert!(err.contains("no recipe named `other`"), "{err}");
+        assert!(err.contains("known recipes: mine"), "{err}");
+    }
+
+    #[test]
+    fn empty_recipe_folder_is_an_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let err = format!("{:#}", newest_in(dir.path()).unwrap_err());
+        assert!(err.contains("no recipes in"), "{err}");
     }
 }

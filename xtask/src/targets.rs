@@ -1,4 +1,8 @@
 //! The target table (`recipes/targets.toml`): every platform fact the xtask needs, keyed by triple.
+//!
+//! The table is compiled in, so every target's names, layouts and paths are
+//! checked by the unit tests on any machine, and the GitHub workflows are
+//! generated from it (`cargo xtask ci-matrix`).
 
 use anyhow::{bail, Context, Result};
 use serde::Deserialize;
@@ -14,6 +18,17 @@ pub enum Os {
     Windows,
 }
 
+impl Os {
+    /// The name GitHub Actions gives this OS in `runner.os`.
+    pub fn github_name(self) -> &'static str {
+        match self {
+            Os::Linux => "Linux",
+            Os::Macos => "macOS",
+            Os::Windows => "Windows",
+        }
+    }
+}
+
 /// How a binary in the archive finds libpypy and its neighbours at run time.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "kebab-case")]
@@ -26,11 +41,58 @@ pub enum SearchPath {
     DllDir,
 }
 
+/// The package manager that installs a target's [`Target::system_packages`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PackageManager {
+    /// Debian and Ubuntu.
+    Apt,
+    /// Homebrew on macOS.
+    Brew,
+    /// Nothing to install: the runner image brings the toolchain (Windows).
+    None,
+}
+
+/// Where CI's real-libpypy tests get a PyPy on a target's own OS.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum TestPypy {
+    /// The distribution's `pypy3` and `pypy3-lib` packages (`apt-get download`).
+    DebianPackages,
+    /// PyPy's own binary release for this platform, through the fetch stage.
+    OfficialRelease,
+}
+
+impl TestPypy {
+    /// The value of [`TEST_PYPY_ENV`] that selects this source.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TestPypy::DebianPackages => "debian-packages",
+            TestPypy::OfficialRelease => "official-release",
+        }
+    }
+}
+
+/// Environment variable that tells the fixtures which [`TestPypy`] source to use;
+/// `ci.yml` sets it per runner from the table.
+pub const TEST_PYPY_ENV: &str = "PYPY_EMBED_TEST_PYPY";
+/// With [`TestPypy::OfficialRelease`]: the URL of [`Target::test_release`], set by `ci.yml`.
+pub const TEST_PYPY_URL_ENV: &str = "PYPY_EMBED_TEST_PYPY_URL";
+/// With [`TestPypy::OfficialRelease`]: the sha256 of [`Target::test_release`], set by `ci.yml`.
+pub const TEST_PYPY_SHA256_ENV: &str = "PYPY_EMBED_TEST_PYPY_SHA256";
+
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Download {
     pub url: String,
     pub sha256: String,
+}
+
+impl Download {
+    /// The last path segment of the URL.
+    pub fn file_name(&self) -> &str {
+        self.url.rsplit('/').next().unwrap_or(&self.url)
+    }
 }
 
 /// One supported target.
@@ -41,21 +103,40 @@ pub struct Target {
     pub os: Os,
     /// The GitHub Actions runner image that builds this target.
     pub runner: String,
+    /// Whether `ci.yml` also runs the test-suite on this target's runner.
+    pub ci: bool,
     /// The platform suffix of PyPy's own release names (`linux64`, `win64`, …).
     pub upstream_platform: String,
+    /// Extension of PyPy's own release archives for this platform (`tar.bz2`, `zip`).
+    pub upstream_archive: String,
     libpypy: String,
     launcher: String,
     translated_launcher: String,
+    #[serde(default)]
+    import_library: Option<String>,
+    #[serde(default)]
+    import_library_path: Option<String>,
     bin_dir: String,
     stdlib_dir: String,
     include_dir: String,
     pub search_path: SearchPath,
+    /// Installs [`Target::system_packages`] and [`Target::test_packages`].
+    pub package_manager: PackageManager,
+    /// What the runner image already brings and a build relies on (compiler, make, …).
+    pub runner_provides: Vec<String>,
+    /// Where CI's real-libpypy tests get a PyPy on this OS.
+    pub test_pypy: TestPypy,
     /// Packages the runner installs before a build (apt on Linux, Homebrew on macOS).
     pub system_packages: Vec<String>,
+    /// Packages only the test-suite needs on top of [`Target::system_packages`].
+    pub test_packages: Vec<String>,
     /// Shared libraries that binaries in the archive may depend on.
     pub allowed_libraries: Vec<String>,
     /// An official PyPy 2.7 binary that `--bootstrap-host` can use as translation host.
     pub bootstrap: Download,
+    /// PyPy's own PyPy 3.11 binary release for this platform: the real libpypy that
+    /// CI's tests embed where [`Target::test_pypy`] is [`TestPypy::OfficialRelease`].
+    pub test_release: Download,
 }
 
 #[derive(Deserialize)]
@@ -66,21 +147,40 @@ struct Table {
 
 /// Every supported target, in table order.
 pub fn all() -> Result<Vec<Target>> {
-    let table: Table = toml::from_str(TABLE).context("recipes/targets.toml is invalid")?;
+    parse(TABLE).context("recipes/targets.toml is invalid")
+}
+
+/// Parses and checks a target table; [`all`] uses the shipped one.
+pub fn parse(text: &str) -> Result<Vec<Target>> {
+    let table: Table = toml::from_str(text)?;
+    let mut seen = std::collections::BTreeSet::new();
+    for t in &table.target {
+        if !seen.insert(t.triple.as_str()) {
+            bail!("target `{}` appears twice in the table", t.triple);
+        }
+        t.check()
+            .with_context(|| format!("target `{}` in the table is inconsistent", t.triple))?;
+    }
     Ok(table.target)
 }
 
 /// The target with this triple, or an error listing the supported ones.
 pub fn get(triple: &str) -> Result<Target> {
-    let all = all()?;
+    find(&all()?, triple)
+}
+
+fn find(all: &[Target], triple: &str) -> Result<Target> {
     if let Some(t) = all.iter().find(|t| t.triple == triple) {
         return Ok(t.clone());
     }
-    let known: Vec<&str> = all.iter().map(|t| t.triple.as_str()).collect();
     bail!(
         "unsupported target `{triple}`; supported targets: {}",
-        known.join(", ")
+        triples(all).join(", ")
     )
+}
+
+fn triples(all: &[Target]) -> Vec<&str> {
+    all.iter().map(|t| t.triple.as_str()).collect()
 }
 
 /// The triple this xtask was compiled for, which is the only one it can translate for.
@@ -88,8 +188,40 @@ pub fn host_triple() -> &'static str {
     env!("XTASK_HOST_TRIPLE")
 }
 
+/// The target `triple` if this machine can build it, else an error saying where to build it.
+///
+/// RPython translates for the machine it runs on and nothing else, so every
+/// target is built on its own runner (the release workflow's matrix).
+pub fn ensure_buildable_here(triple: &str) -> Result<Target> {
+    ensure_buildable_on(&all()?, triple, host_triple())
+}
+
+/// [`ensure_buildable_here`] for a given table and host, so every case can be tested anywhere.
+pub fn ensure_buildable_on(all: &[Target], triple: &str, host: &str) -> Result<Target> {
+    let target = find(all, triple)?;
+    if target.triple == host {
+        return Ok(target);
+    }
+    let host_note = if all.iter().any(|t| t.triple == host) {
+        String::new()
+    } else {
+        format!(
+            "; this machine's triple `{host}` is not a supported target either (supported: {})",
+            triples(all).join(", ")
+        )
+    };
+    bail!(
+        "cannot build `{triple}` on this `{host}` machine: build {triple} on a `{}` runner \
+         (RPython does not cross-translate; the release workflow, .github/workflows/release.yml, \
+         builds every target on its own runner){host_note}",
+        target.runner
+    )
+}
+
 fn expand(pattern: &str, py: &str) -> String {
-    pattern.replace("{py}", py)
+    pattern
+        .replace("{py_nodot}", &py.replace('.', ""))
+        .replace("{py}", py)
 }
 
 fn join(dir: &str, name: &str) -> String {
@@ -112,6 +244,14 @@ impl Target {
     /// The launcher's name as RPython writes it (`pypy3.11-c`).
     pub fn translated_launcher_name(&self, py: &str) -> String {
         expand(&self.translated_launcher, py)
+    }
+    /// The import library RPython writes beside the DLL (`libpypy3.11-c.lib`); Windows only.
+    pub fn import_library_name(&self, py: &str) -> Option<String> {
+        self.import_library.as_deref().map(|p| expand(p, py))
+    }
+    /// Where the release tree keeps the import library (`libs/python311.lib`); Windows only.
+    pub fn import_library_path(&self, py: &str) -> Option<String> {
+        self.import_library_path.as_deref().map(|p| expand(p, py))
     }
     /// Folder of executables and libpypy, relative to the top folder ("" on Windows).
     pub fn bin_dir(&self) -> &str {
@@ -136,5 +276,474 @@ impl Target {
     /// `pypy3.11-v7.3.20-x86_64-unknown-linux-gnu.tar.gz`
     pub fn archive_name(&self, py: &str, pypy: &str) -> String {
         format!("pypy{py}-v{pypy}-{}.tar.gz", self.triple)
+    }
+    /// The checksum file beside the archive: [`Target::archive_name`] plus `.sha256`.
+    pub fn checksum_name(&self, py: &str, pypy: &str) -> String {
+        format!("{}.sha256", self.archive_name(py, pypy))
+    }
+    /// PyPy's own binary release for this platform: `pypy3.11-v7.3.20-macos_arm64.tar.bz2`.
+    pub fn upstream_release_name(&self, py: &str, pypy: &str) -> String {
+        format!(
+            "pypy{py}-v{pypy}-{}.{}",
+            self.upstream_platform, self.upstream_archive
+        )
+    }
+    /// Where PyPy publishes [`Target::upstream_release_name`] (its checksum is on pypy.org).
+    pub fn upstream_release_url(&self, py: &str, pypy: &str) -> String {
+        format!(
+            "https://downloads.python.org/pypy/{}",
+            self.upstream_release_name(py, pypy)
+        )
+    }
+    /// The `actions/setup-python` version of the bootstrap host, e.g. `pypy2.7-v7.3.20`.
+    pub fn bootstrap_python_version(&self) -> Result<String> {
+        let suffix = format!("-{}.{}", self.upstream_platform, self.upstream_archive);
+        let name = self.bootstrap.file_name();
+        name.strip_suffix(&suffix)
+            .map(str::to_string)
+            .with_context(|| {
+                format!(
+                    "bootstrap file `{name}` of `{}` does not end in `{suffix}`",
+                    self.triple
+                )
+            })
+    }
+    /// The shell command that installs `packages` with this target's package manager on
+    /// a GitHub runner (with `sudo` for apt), or `None` when there is nothing to install.
+    pub fn install_command(&self, packages: &[String]) -> Option<String> {
+        if packages.is_empty() {
+            return None;
+        }
+        let list = packages.join(" ");
+        match self.package_manager {
+            PackageManager::Apt => Some(format!(
+                "sudo apt-get update -q && sudo DEBIAN_FRONTEND=noninteractive \
+                 apt-get install -y -q --no-install-recommends {list}"
+            )),
+            PackageManager::Brew => Some(format!("brew install {list}")),
+            PackageManager::None => None,
+        }
+    }
+
+    /// Facts that must agree with each other, so a typo in the table fails early.
+    fn check(&self) -> Result<()> {
+        let runner_prefix = match self.os {
+            Os::Linux => "ubuntu-",
+            Os::Macos => "macos-",
+            Os::Windows => "windows-",
+        };
+        if !self.runner.starts_with(runner_prefix) {
+            bail!(
+                "runner `{}` is not a {:?} image (expected `{runner_prefix}…`)",
+                self.runner,
+                self.os
+            );
+        }
+        let (lib_ext, manager) = match self.os {
+            Os::Linux => (".so", PackageManager::Apt),
+            Os::Macos => (".dylib", PackageManager::Brew),
+            Os::Windows => (".dll", PackageManager::None),
+        };
+        if !self.libpypy.ends_with(lib_ext) {
+            bail!("libpypy `{}` does not end in `{lib_ext}`", self.libpypy);
+        }
+        if self.package_manager != manager {
+            bail!(
+                "package manager {:?} does not fit {:?} (expected {manager:?})",
+                self.package_manager,
+                self.os
+            );
+        }
+        if manager == PackageManager::None
+            && !(self.system_packages.is_empty() && self.test_packages.is_empty())
+        {
+            bail!("packages are listed but there is no package manager to install them");
+        }
+        let windows = self.os == Os::Windows;
+        if windows != self.import_library.is_some() || windows != self.import_library_path.is_some()
+        {
+            bail!("import_library and import_library_path are for Windows targets, and required there");
+        }
+        for (what, download) in [
+            ("bootstrap", &self.bootstrap),
+            ("test_release", &self.test_release),
+        ] {
+            let sha = &download.sha256;
+            if sha.len() != 64 || !sha.chars().all(|c| c.is_ascii_hexdigit()) {
+                bail!("{what} sha256 `{sha}` is not 64 hex digits");
+            }
+            if !download.url.starts_with("https://") {
+                bail!("{what} URL `{}` is not https", download.url);
+            }
+        }
+        self.bootstrap_python_version()?;
+        let suffix = format!("-{}.{}", self.upstream_platform, self.upstream_archive);
+        if !self.test_release.file_name().ends_with(&suffix) {
+            bail!(
+                "test_release `{}` is not a release for this platform (expected a name ending in `{suffix}`)",
+                self.test_release.url
+            );
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const PY: &str = "3.11";
+    const PYPY: &str = "7.3.20";
+
+    fn t(triple: &str) -> Target {
+        get(triple).unwrap()
+    }
+
+    #[test]
+    fn the_table_has_the_five_targets_in_order() {
+        let all = all().unwrap();
+        assert_eq!(
+            triples(&all),
+            [
+                "x86_64-unknown-linux-gnu",
+                "aarch64-unknown-linux-gnu",
+                "x86_64-apple-darwin",
+                "aarch64-apple-darwin",
+                "x86_64-pc-windows-msvc",
+            ]
+        );
+    }
+
+    #[test]
+    fn linux_x86_64_names_and_layout() {
+        let t = t("x86_64-unknown-linux-gnu");
+        assert_eq!(t.os, Os::Linux);
+        assert_eq!(t.runner, "ubuntu-24.04");
+        assert!(t.ci);
+        assert_eq!(t.libpypy_name(PY), "libpypy3.11-c.so");
+        assert_eq!(t.launcher_name(PY), "pypy3.11");
+        assert_eq!(t.translated_launcher_name(PY), "pypy3.11-c");
+        assert_eq!(t.libpypy_path(PY), "bin/libpypy3.11-c.so");
+        assert_eq!(t.launcher_path(PY), "bin/pypy3.11");
+        assert_eq!(t.stdlib_dir(PY), "lib/pypy3.11");
+        assert_eq!(t.include_dir(PY), "include/pypy3.11");
+        assert_eq!(t.import_library_name(PY), None);
+        assert_eq!(t.search_path, SearchPath::Origin);
+        assert_eq!(
+            t.archive_name(PY, PYPY),
+            "pypy3.11-v7.3.20-x86_64-unknown-linux-gnu.tar.gz"
+        );
+        assert_eq!(
+            t.checksum_name(PY, PYPY),
+            "pypy3.11-v7.3.20-x86_64-unknown-linux-gnu.tar.gz.sha256"
+        );
+        assert_eq!(
+            t.upstream_release_url(PY, PYPY),
+            "https://downloads.python.org/pypy/pypy3.11-v7.3.20-linux64.tar.bz2"
+        );
+        assert_eq!(t.test_pypy, TestPypy::DebianPackages);
+        assert!(t
+            .allowed_libraries
+            .iter()
+            .any(|l| l == "ld-linux-x86-64.so.2"));
+    }
+
+    #[test]
+    fn linux_aarch64_names_and_layout() {
+        let t = t("aarch64-unknown-linux-gnu");
+        assert_eq!(t.runner, "ubuntu-24.04-arm");
+        assert_eq!(t.libpypy_path("3.10"), "bin/libpypy3.10-c.so");
+        assert_eq!(t.stdlib_dir("3.10"), "lib/pypy3.10");
+        assert_eq!(
+            t.archive_name("3.10", "7.3.19"),
+            "pypy3.10-v7.3.19-aarch64-unknown-linux-gnu.tar.gz"
+        );
+        assert_eq!(
+            t.upstream_release_name(PY, PYPY),
+            "pypy3.11-v7.3.20-aarch64.tar.bz2"
+        );
+        assert!(t
+            .allowed_libraries
+            .iter()
+            .any(|l| l == "ld-linux-aarch64.so.1"));
+        assert!(!t
+            .allowed_libraries
+            .iter()
+            .any(|l| l == "ld-linux-x86-64.so.2"));
+    }
+
+    #[test]
+    fn macos_names_and_layout() {
+        for (triple, runner, platform) in [
+            ("x86_64-apple-darwin", "macos-15-intel", "macos_x86_64"),
+            ("aarch64-apple-darwin", "macos-15", "macos_arm64"),
+        ] {
+            let t = t(triple);
+            assert_eq!(t.os, Os::Macos);
+            assert_eq!(t.runner, runner);
+            assert_eq!(t.libpypy_path(PY), "bin/libpypy3.11-c.dylib");
+            assert_eq!(t.launcher_path(PY), "bin/pypy3.11");
+            assert_eq!(t.stdlib_dir(PY), "lib/pypy3.11");
+            assert_eq!(t.include_dir(PY), "include/pypy3.11");
+            assert_eq!(t.search_path, SearchPath::Rpath);
+            assert_eq!(t.package_manager, PackageManager::Brew);
+            assert_eq!(t.test_pypy, TestPypy::OfficialRelease);
+            assert_eq!(
+                t.archive_name(PY, PYPY),
+                format!("pypy3.11-v7.3.20-{triple}.tar.gz")
+            );
+            assert_eq!(
+                t.upstream_release_name(PY, PYPY),
+                format!("pypy3.11-v7.3.20-{platform}.tar.bz2")
+            );
+            assert!(t
+                .allowed_libraries
+                .contains(&"/usr/lib/libSystem.B.dylib".to_string()));
+            assert_eq!(
+                t.install_command(&t.system_packages).unwrap(),
+                "brew install pkg-config libffi openssl@3 sqlite xz gdbm tcl-tk"
+            );
+        }
+    }
+
+    #[test]
+    fn windows_names_and_layout() {
+        let t = t("x86_64-pc-windows-msvc");
+        assert_eq!(t.os, Os::Windows);
+        assert_eq!(t.runner, "windows-2022");
+        assert_eq!(t.bin_dir(), "");
+        assert_eq!(t.libpypy_path(PY), "libpypy3.11-c.dll");
+        assert_eq!(t.launcher_path(PY), "pypy3.11.exe");
+        assert_eq!(t.translated_launcher_name(PY), "pypy3.11-c.exe");
+        assert_eq!(t.stdlib_dir(PY), "Lib");
+        assert_eq!(t.include_dir(PY), "include");
+        assert_eq!(
+            t.import_library_name(PY).as_deref(),
+            Some("libpypy3.11-c.lib")
+        );
+        assert_eq!(
+            t.import_library_path(PY).as_deref(),
+            Some("libs/python311.lib")
+        );
+        assert_eq!(
+            t.import_library_path("3.10").as_deref(),
+            Some("libs/python310.lib")
+        );
+        assert_eq!(t.search_path, SearchPath::DllDir);
+        assert_eq!(t.package_manager, PackageManager::None);
+        assert_eq!(t.install_command(&t.system_packages), None);
+        assert_eq!(
+            t.archive_name(PY, PYPY),
+            "pypy3.11-v7.3.20-x86_64-pc-windows-msvc.tar.gz"
+        );
+        assert_eq!(
+            t.upstream_release_url(PY, PYPY),
+            "https://downloads.python.org/pypy/pypy3.11-v7.3.20-win64.zip"
+        );
+        assert!(t.allowed_libraries.contains(&"KERNEL32.dll".to_string()));
+    }
+
+    #[test]
+    fn every_bootstrap_is_the_official_pypy27_v7_3_20_of_its_platform() {
+        for t in all().unwrap() {
+            assert_eq!(
+                t.bootstrap.url,
+                format!(
+                    "https://downloads.python.org/pypy/pypy2.7-v7.3.20-{}.{}",
+                    t.upstream_platform, t.upstream_archive
+                ),
+                "{}",
+                t.triple
+            );
+            assert_eq!(t.bootstrap_python_version().unwrap(), "pypy2.7-v7.3.20");
+        }
+        // Spot-check that the published checksums were carried over, not re-typed.
+        assert_eq!(
+            t("x86_64-unknown-linux-gnu").bootstrap.sha256,
+            "aa3bb92dbb529fa2d4920895b16d67a810b0c709207857d56cfe4a6e3b41e02a"
+        );
+        assert_eq!(
+            t("x86_64-pc-windows-msvc").bootstrap.sha256,
+            "76d02853601ef8d3c9dd821a9faa84cabf9bc469d6b77797b21ed311b25d5419"
+        );
+    }
+
+    #[test]
+    fn every_test_release_is_pypy311_v7_3_20_of_its_platform() {
+        for t in all().unwrap() {
+            assert_eq!(
+                t.test_release.url,
+                t.upstream_release_url(PY, PYPY),
+                "{}",
+                t.triple
+            );
+        }
+        // As published on pypy.org's checksums page.
+        assert_eq!(
+            t("aarch64-apple-darwin").test_release.sha256,
+            "84a48e09c97f57df62cc9f01b7a6d8c3e306b6270671d871aa8ab8c06945940d"
+        );
+        assert_eq!(
+            t("x86_64-pc-windows-msvc").test_release.sha256,
+            "a8d36f6ceb1d9be6cf24a73b0ba103e7567e396b2f7a33426b05e4a06330755b"
+        );
+    }
+
+    #[test]
+    fn apt_targets_install_the_translation_headers() {
+        for t in all().unwrap().iter().filter(|t| t.os == Os::Linux) {
+            let cmd = t.install_command(&t.system_packages).unwrap();
+            assert!(cmd.starts_with("sudo apt-get update -q && "), "{cmd}");
+            for pkg in ["libffi-dev", "libssl-dev", "libsqlite3-dev", "tk-dev"] {
+                assert!(cmd.contains(pkg), "{} lacks {pkg}", t.triple);
+            }
+            assert_eq!(t.test_packages, ["python3-venv"]);
+        }
+    }
+
+    #[test]
+    fn ci_tests_on_one_runner_per_os() {
+        let all = all().unwrap();
+        let ci: Vec<&str> = all
+            .iter()
+            .filter(|t| t.ci)
+            .map(|t| t.runner.as_str())
+            .collect();
+        assert_eq!(ci, ["ubuntu-24.04", "macos-15", "windows-2022"]);
+    }
+
+    #[test]
+    fn the_host_builds_itself() {
+        let all = all().unwrap();
+        let linux = "x86_64-unknown-linux-gnu";
+        assert_eq!(
+            ensure_buildable_on(&all, linux, linux).unwrap().triple,
+            linux
+        );
+    }
+
+    #[test]
+    fn another_os_is_refused_with_the_runner_to_use() {
+        let all = all().unwrap();
+        let err = ensure_buildable_on(&all, "x86_64-apple-darwin", "x86_64-unknown-linux-gnu")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("build x86_64-apple-darwin on a `macos-15-intel` runner"),
+            "{err}"
+        );
+        assert!(err.contains("RPython does not cross-translate"), "{err}");
+        let err = ensure_buildable_on(&all, "x86_64-pc-windows-msvc", "aarch64-apple-darwin")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("on a `windows-2022` runner"), "{err}");
+        // Same OS, other architecture: still a different runner.
+        let err = ensure_buildable_on(
+            &all,
+            "aarch64-unknown-linux-gnu",
+            "x86_64-unknown-linux-gnu",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("on a `ubuntu-24.04-arm` runner"), "{err}");
+    }
+
+    #[test]
+    fn this_machine_refuses_every_other_target() {
+        for t in all().unwrap() {
+            let result = ensure_buildable_here(&t.triple);
+            if t.triple == host_triple() {
+                assert_eq!(result.unwrap().triple, t.triple);
+            } else {
+                let err = result.unwrap_err().to_string();
+                assert!(
+                    err.contains(&format!("build {} on a `{}` runner", t.triple, t.runner)),
+                    "{err}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn an_unknown_triple_lists_the_supported_ones() {
+        let err = ensure_buildable_here("riscv64gc-unknown-linux-gnu")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("unsupported target `riscv64gc-unknown-linux-gnu`"));
+        for t in all().unwrap() {
+            assert!(err.contains(&t.triple), "{err}");
+        }
+    }
+
+    #[test]
+    fn an_unsupported_host_says_so() {
+        let all = all().unwrap();
+        let err = ensure_buildable_on(
+            &all,
+            "x86_64-unknown-linux-gnu",
+            "x86_64-unknown-linux-musl",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("on a `ubuntu-24.04` runner"), "{err}");
+        assert!(
+            err.contains("`x86_64-unknown-linux-musl` is not a supported target either"),
+            "{err}"
+        );
+    }
+
+    fn table_with(from: &str, to: &str) -> String {
+        assert!(TABLE.contains(from), "{from}");
+        TABLE.replacen(from, to, 1)
+    }
+
+    #[test]
+    fn inconsistent_tables_are_rejected() {
+        let cases = [
+            (
+                "runner = \"ubuntu-24.04\"",
+                "runner = \"macos-15\"",
+                "is not a Linux image",
+            ),
+            (
+                "libpypy = \"libpypy{py}-c.so\"",
+                "libpypy = \"libpypy{py}-c.dll\"",
+                "does not end in `.so`",
+            ),
+            (
+                "package_manager = \"apt\"",
+                "package_manager = \"brew\"",
+                "does not fit Linux",
+            ),
+            (
+                "aa3bb92dbb529fa2d4920895b16d67a810b0c709207857d56cfe4a6e3b41e02a",
+                "aa3bb92d",
+                "not 64 hex digits",
+            ),
+            (
+                "pypy3.11-v7.3.20-linux64.tar.bz2",
+                "pypy3.11-v7.3.20-win64.zip",
+                "is not a release for this platform",
+            ),
+            (
+                "import_library_path = \"libs/python{py_nodot}.lib\"\n",
+                "",
+                "import_library",
+            ),
+            (
+                "triple = \"aarch64-unknown-linux-gnu\"",
+                "triple = \"x86_64-unknown-linux-gnu\"",
+                "appears twice",
+            ),
+        ];
+        for (from, to, want) in cases {
+            let err = format!("{:#}", parse(&table_with(from, to)).unwrap_err());
+            assert!(err.contains(want), "{from} -> {to}: {err}");
+        }
+        let err = format!(
+            "{:#}",
+            parse(&table_with("ci = true", "ci = true\ncolour = \"red\"")).unwrap_err()
+        );
+        assert!(err.contains("unknown field `colour`"), "{err}");
     }
 }

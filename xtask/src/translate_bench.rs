@@ -1,0 +1,121 @@
+//! Benchmark section `translate`: the driver's overhead over running the same
+//! rpython command by hand, and the time of a cache-hit rebuild.
+
+use std::path::Path;
+use std::time::Instant;
+
+use anyhow::{Context, Result};
+use xshell::{cmd, Shell};
+
+use crate::bench::{Report, Row};
+use crate::build_cache::BuildCache;
+use crate::translate::{self, Spec};
+use crate::{fixtures, host, targets};
+
+/// The small target the test-suite translates too.
+fn small_spec() -> Result<Spec> {
+    let target = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/targetembedsmall.py");
+    Ok(Spec {
+        source_root: fixtures::rpython_tree()?,
+        source_id: "rpython-0.2.1".into(),
+        target_file: target,
+        opt: "2".into(),
+        rpython_options: vec!["--shared".into()],
+        target_options: vec![],
+        jobs: translate::default_jobs(),
+        triple: targets::host_triple().into(),
+    })
+}
+
+pub fn bench(report: &mut Report) -> Result<()> {
+    let sh = Shell::new()?;
+    let spec = small_spec()?;
+    let h = fixtures::host27()?;
+    let mut host = host::find(&sh, Some(&h.python), &[])?;
+    host.site = Some(h.site.clone());
+
+    // Alternate the two ways so that machine noise hits both alike.
+    let rounds = 3;
+    let mut by_hand = Vec::new();
+    let mut driven = Vec::new();
+    for round in 0..rounds {
+        eprintln!("bench: translate round {}/{rounds}", round + 1);
+        by_hand.push(time_by_hand(&sh, &spec, &host)?);
+        let cache_dir = tempfile::tempdir()?;
+        let cache = BuildCache::new(cache_dir.path().to_path_buf());
+        let start = Instant::now();
+        translate::translate(&sh, &spec, &host, &cache, true)?;
+        driven.push(start.elapsed().as_secs_f64());
+    }
+    let hand = median(&mut by_hand);
+    let ours = median(&mut driven);
+    let overhead = ours / hand;
+    report.add(Row {
+        section: "translate".into(),
+        name: "driver, small target (median s)".into(),
+        value: ours,
+        baseline_name: "same rpython command by hand".into(),
+        baseline: hand,
+        unit: "s".into(),
+        goal: "ratio < 1.03".into(),
+        met: overhead < 1.03,
+    });
+
+    // A cache hit: the whole `translate()` call, host probe and key included.
+    let cache_dir = tempfile::tempdir()?;
+    let cache = BuildCache::new(cache_dir.path().to_path_buf());
+    translate::translate(&sh, &spec, &host, &cache, false)?;
+    let mut hits = Vec::new();
+    for _ in 0..5 {
+        let start = Instant::now();
+        let out = translate::translate(&sh, &spec, &host, &cache, false)?;
+        hits.push(start.elapsed().as_secs_f64());
+        anyhow::ensure!(out.cached, "the second translation was not a cache hit");
+    }
+    let hit = median(&mut hits);
+    report.add(Row {
+        section: "translate".into(),
+        name: "cache-hit rebuild (median s)".into(),
+        value: hit,
+        baseline_name: "full translation (driver)".into(),
+        baseline: ours,
+        unit: "s".into(),
+        goal: "value < 2 s".into(),
+        met: hit < 2.0,
+    });
+    Ok(())
+}
+
+/// The command line the driver would run, run plainly with the same environment.
+fn time_by_hand(sh: &Shell, spec: &Spec, host: &host::HostPython) -> Result<f64> {
+    let work = tempfile::tempdir()?;
+    let usession = work.path().join("usession");
+    fs_err::create_dir_all(&usession)?;
+    let _dir = sh.push_dir(work.path());
+    let _u = sh.push_env("PYPY_USESSION_DIR", &usession);
+    let mut pythonpath = vec![spec.source_root.clone()];
+    pythonpath.extend(host.site.iter().cloned());
+    let _p = sh.push_env("PYTHONPATH", std::env::join_paths(&pythonpath)?);
+    let line = spec.command_line(host);
+    let (program, rest) = (&line[0], &line[1..]);
+    let log = work.path().join("log");
+    let start = Instant::now();
+    let out = cmd!(sh, "{program} {rest...}")
+        .quiet()
+        .ignore_status()
+        .output()
+        .context("running rpython by hand")?;
+    let elapsed = start.elapsed().as_secs_f64();
+    fs_err::write(&log, &out.stderr)?;
+    anyhow::ensure!(
+        out.status.success(),
+        "rpython by hand failed; see {}",
+        log.display()
+    );
+    Ok(elapsed)
+}
+
+fn median(values: &mut [f64]) -> f64 {
+    values.sort_by(|a, b| a.total_cmp(b));
+    values[values.len() / 2]
+}

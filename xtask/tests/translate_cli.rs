@@ -1,0 +1,152 @@
+//! `cargo xtask translate` as a user runs it: interrupted, then completed, then cached.
+
+use std::io::{BufRead, BufReader};
+use std::os::unix::process::CommandExt;
+use std::path::Path;
+use std::process::{Command, Stdio};
+
+use xtask::fixtures;
+
+fn write_recipe(dir: &Path) -> std::path::PathBuf {
+    let target = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/targetembedsmall.py");
+    let recipe = dir.join("small.toml");
+    fs_err::write(
+        &recipe,
+        format!(
+            r#"[pypy]
+version = "7.3.20"
+python = "3.11"
+
+[source]
+url = "https://downloads.python.org/pypy/rpython-0.2.1.tar.gz"
+sha256 = "{sha}"
+
+[translate]
+target = "{target}"
+opt = "2"
+options = ["--shared"]
+min_memory_gib = 1
+min_disk_gib = 1
+
+[host]
+packages = ["py", "cffi"]
+"#,
+            sha = fixtures::RPYTHON_SHA256,
+            target = target.display()
+        ),
+    )
+    .unwrap();
+    recipe
+}
+
+fn translate_cmd(recipe: &Path, cache: &Path) -> Command {
+    let host = fixtures::host27().expect("Python 2.7 host fixture");
+    let tree = fixtures::rpython_tree().expect("rpython sdist fixture");
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_xtask"));
+    cmd.arg("translate")
+        .arg("--recipe")
+        .arg(recipe)
+        .arg("--source-dir")
+        .arg(&tree)
+        .arg("--host-python")
+        .arg(&host.python)
+        .arg("--cache-dir")
+        .arg(cache)
+        // The host's packages come from the fixture folder instead of being installed.
+        .env("PYTHONPATH", &host.site)
+        .env("RUST_BACKTRACE", "0");
+    cmd
+}
+
+fn complete_entries(cache: &Path) -> Vec<String> {
+    let dir = cache.join("translations");
+    let Ok(entries) = std::fs::read_dir(&dir) else {
+        return Vec::new();
+    };
+    entries
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| !n.contains('.'))
+        .collect()
+}
+
+#[test]
+fn interrupted_then_complete_then_cached() {
+    let tmp = tempfile::tempdir().unwrap();
+    let recipe = write_recipe(tmp.path());
+    let cache = tmp.path().join("cache");
+
+    // Interrupt the first run as soon as RPython is annotating.
+    let mut child = translate_cmd(&recipe, &cache)
+        // Its own process group, so the interruption reaches RPython too, as Ctrl-C would.
+        .process_group(0)
+        .stderr(Stdio::piped())
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    let stderr = BufReader::new(child.stderr.take().unwrap());
+    let mut seen = Vec::new();
+    for line in stderr.lines().map_while(Result::ok) {
+        let annotating = line.contains("Annotating");
+        seen.push(line);
+        if annotating {
+            break;
+        }
+    }
+    assert!(seen.iter().any(|l| l.contains("Annotating")), "{seen:#?}");
+    let group = format!("-{}", child.id());
+    let killed = Command::new("kill")
+        .args(["-INT", "--", &group])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    child.wait().unwrap();
+    assert!(
+        complete_entries(&cache).is_empty(),
+        "an interrupted run left an entry"
+    );
+
+    // The next run translates from scratch and leaves one complete entry.
+    let out = translate_cmd(&recipe, &cache).output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    assert_eq!(complete_entries(&cache).len(), 1, "{err}");
+    let outputs: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(outputs["cached"], false);
+    let partials = std::fs::read_dir(cache.join("translations"))
+        .unwrap()
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().contains(".partial-"))
+        .count();
+    assert_eq!(partials, 0, "the stale work folder was not cleaned");
+
+    // Nothing changed: a cache hit (`cargo xtask bench` measures how fast).
+    let out = translate_cmd(&recipe, &cache).output().unwrap();
+    assert!(out.status.success());
+    let outputs: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(outputs["cached"], true);
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("cache hit"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn another_os_target_is_refused_with_its_runner() {
+    let out = Command::new(env!("CARGO_BIN_EXE_xtask"))
+        .args([
+            "translate",
+            "--target",
+            "aarch64-apple-darwin",
+            "--source-dir",
+            "/nonexistent",
+        ])
+        .env("RUST_BACKTRACE", "0")
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(err.contains("does not cross-translate"), "{err}");
+    assert!(err.contains("macos-15"), "{err}");
+}

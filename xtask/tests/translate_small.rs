@@ -1,0 +1,148 @@
+//! Real translations of a small RPython target with the `rpython` sdist and CPython 2.7.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use xshell::Shell;
+use xtask::build_cache::BuildCache;
+use xtask::translate::{self, Spec};
+use xtask::{fixtures, host, targets};
+
+fn fixture_target(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures")
+        .join(name)
+}
+
+fn spec(target: &str, opt: &str) -> Spec {
+    let tree = fixtures::rpython_tree().expect("rpython sdist fixture");
+    Spec {
+        source_id: "rpython-0.2.1".into(),
+        source_root: tree,
+        target_file: fixture_target(target),
+        opt: opt.into(),
+        rpython_options: vec!["--shared".into()],
+        target_options: vec![],
+        jobs: 2,
+        triple: targets::host_triple().into(),
+    }
+}
+
+fn host27(sh: &Shell) -> host::HostPython {
+    let h = fixtures::host27().expect("Python 2.7 host fixture");
+    let mut host = host::find(sh, Some(&h.python), &[]).expect("CPython 2.7 is a host");
+    host.site = Some(h.site);
+    host
+}
+
+#[test]
+fn small_target_translates_caches_and_runs() {
+    let sh = Shell::new().unwrap();
+    let host = host27(&sh);
+    let cache_dir = tempfile::tempdir().unwrap();
+    let cache = BuildCache::new(cache_dir.path().to_path_buf());
+
+    let first = translate::translate(&sh, &spec("targetembedsmall.py", "2"), &host, &cache, false)
+        .expect("the small target translates");
+    assert!(!first.cached);
+    let lib = &first.library;
+    assert!(
+        lib.file_name()
+            .unwrap()
+            .to_string_lossy()
+            .ends_with("-c.so"),
+        "{lib:?}"
+    );
+    let exports = binary_exports(lib);
+    assert!(
+        exports.iter().any(|s| s == "rpython_startup_code"),
+        "{exports:?}"
+    );
+
+    // Load the library and call its entry point, as an embedder would.
+    let code = call_startup(lib);
+    assert_eq!(code, 0, "rpython_startup_code returns 0 the first time");
+
+    let launcher = first.launcher.clone().expect("a launcher");
+    let out = Command::new(&launcher).args(["a", "b"]).output().unwrap();
+    assert!(out.status.success(), "{out:?}");
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        "embedsmall: hello from RPython with 2 arguments"
+    );
+
+    let timings: serde_json::Value =
+        serde_json::from_str(&fs_err::read_to_string(&first.timings).unwrap()).unwrap();
+    let phases = timings["phases"].as_array().unwrap();
+    assert!(phases.iter().any(|p| p[0] == "annotate"), "{timings}");
+
+    // Same inputs: a cache hit with the same files.
+    let second =
+        translate::translate(&sh, &spec("targetembedsmall.py", "2"), &host, &cache, false).unwrap();
+    assert!(second.cached);
+    assert_eq!(second.library, first.library);
+
+    // A changed option: a miss.
+    let mut changed = spec("targetembedsmall.py", "2");
+    changed
+        .rpython_options
+        .push("--gcrootfinder=shadowstack".into());
+    let third = translate::translate(&sh, &changed, &host, &cache, false).unwrap();
+    assert!(!third.cached);
+    assert_ne!(third.key, first.key);
+}
+
+#[test]
+fn an_rpython_error_comes_back_with_its_lines() {
+    let sh = Shell::new().unwrap();
+    let host = host27(&sh);
+    let cache_dir = tempfile::tempdir().unwrap();
+    let cache = BuildCache::new(cache_dir.path().to_path_buf());
+    let err = translate::translate(&sh, &spec("targetbroken.py", "2"), &host, &cache, false)
+        .expect_err("the broken target must fail");
+    let msg = format!("{err:#}");
+    assert!(msg.contains("[translation:ERROR]"), "{msg}");
+    assert!(msg.contains("Full log:"), "{msg}");
+    // Nothing that looks like a finished entry.
+    let entries: Vec<_> = std::fs::read_dir(cache_dir.path())
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| !n.contains(".partial-") && !n.ends_with(".lock"))
+        .collect();
+    assert!(entries.is_empty(), "{entries:?}");
+}
+
+fn call_startup(lib: &Path) -> i32 {
+    // A child process, so the library's one-time start-up does not touch the test runner.
+    let sh = Shell::new().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let src = dir.path().join("load.c");
+    fs_err::write(
+        &src,
+        "#include <dlfcn.h>\n#include <stdio.h>\n\
+         int main(int c, char **v) { void *h = dlopen(v[1], RTLD_NOW);\n\
+         if (!h) { puts(dlerror()); return 100; }\n\
+         int (*f)(void) = (int (*)(void))dlsym(h, \"rpython_startup_code\");\n\
+         if (!f) return 101; return f(); }\n",
+    )
+    .unwrap();
+    let exe = dir.path().join("load");
+    xshell::cmd!(sh, "cc {src} -o {exe} -ldl").run().unwrap();
+    Command::new(&exe)
+        .arg(lib)
+        .status()
+        .unwrap()
+        .code()
+        .unwrap()
+}
+
+fn binary_exports(lib: &Path) -> Vec<String> {
+    let bytes = fs_err::read(lib).unwrap();
+    let elf = goblin::elf::Elf::parse(&bytes).unwrap();
+    elf.dynsyms
+        .iter()
+        .filter(|s| s.st_value != 0)
+        .filter_map(|s| elf.dynstrtab.get_at(s.st_name).map(str::to_string))
+        .collect()
+}
