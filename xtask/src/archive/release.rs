@@ -516,6 +516,9 @@ pub struct Published {
     pub sha256: String,
     pub manifest: Manifest,
     pub stats: writer::WriteStats,
+    /// What `verify` found before the archive was moved into place
+    /// (`None` only with `skip_verify`).
+    pub verified: Option<crate::verify::VerifyReport>,
 }
 
 /// How [`publish`] checks its result before moving it into place.
@@ -562,16 +565,20 @@ pub fn publish(
         pending.path().join(&sha_name),
         format!("{sha256}  {name}\n"),
     )?;
-    if !opts.skip_verify {
-        crate::verify::verify_archive(
-            &tmp_archive,
-            &crate::verify::VerifyOptions {
-                extra_allowed: opts.extra_allowed.clone(),
-                ..Default::default()
-            },
+    let verified = if opts.skip_verify {
+        None
+    } else {
+        Some(
+            crate::verify::verify_archive(
+                &tmp_archive,
+                &crate::verify::VerifyOptions {
+                    extra_allowed: opts.extra_allowed.clone(),
+                    ..Default::default()
+                },
+            )
+            .with_context(|| format!("the new archive {name} failed verification"))?,
         )
-        .with_context(|| format!("the new archive {name} failed verification"))?;
-    }
+    };
     let archive = out_dir.join(&name);
     fs_err::rename(pending.path().join(&sha_name), out_dir.join(&sha_name))?;
     fs_err::rename(&tmp_archive, &archive)?;
@@ -581,6 +588,7 @@ pub fn publish(
         sha256,
         manifest: manifest.clone(),
         stats,
+        verified,
     })
 }
 
