@@ -379,6 +379,10 @@ pub fn relocate(staged: &Staged) -> Result<()> {
             binaries.push((*e, info));
         }
     }
+    let library_names: Vec<String> = binaries
+        .iter()
+        .filter_map(|(e, _)| e.rel.rsplit('/').next().map(str::to_string))
+        .collect();
     for (entry, info) in &binaries {
         // Libraries this binary needs that the archive itself provides.
         let in_tree: Vec<String> = info
@@ -397,6 +401,11 @@ pub fn relocate(staged: &Staged) -> Result<()> {
                 .with_context(|| format!("relocating {}", entry.rel))?;
         if let Some(plan) = plan {
             binary::apply_search_path(&sh, &entry.path, info, &plan)
+                .with_context(|| format!("relocating {}", entry.rel))?;
+        }
+        let names = binary::plan_install_names(&staged.target, &entry.rel, info, &library_names);
+        if !names.is_empty() {
+            binary::apply_install_names(&sh, &entry.path, &names)
                 .with_context(|| format!("relocating {}", entry.rel))?;
         }
     }
