@@ -601,10 +601,16 @@ pub fn publish(
     })
 }
 
+/// The lock file beside `SHA256SUMS` (left in place: removing a lock file
+/// others may be waiting on would let two writers in).
+pub const SUMS_LOCK: &str = ".SHA256SUMS.lock";
+
 /// Replaces (or adds) the line for `name` in `dir/SHA256SUMS`, written
 /// through a temporary file so a reader never sees half a file.
 pub fn update_sha256sums(dir: &Path, name: &str, sha256: &str) -> Result<()> {
     let path = dir.join("SHA256SUMS");
+    // Two runs publishing into one folder would otherwise lose a line.
+    let _lock = crate::fetch::FileLock::acquire(&dir.join(SUMS_LOCK))?;
     let old = match fs_err::read_to_string(&path) {
         Ok(s) => s,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
