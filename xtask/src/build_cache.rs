@@ -161,7 +161,16 @@ fn is_build_product(path: &Path) -> bool {
         .components()
         .any(|c| c.as_os_str() == "__pycache__" || c.as_os_str() == "_cache");
     let ext = path.extension().map(|e| e.to_string_lossy().into_owned());
+    // cffi's `ffi.compile()` writes its C source beside the build script when
+    // PyPy's package step builds the standard library's cffi modules.
+    let stem = path
+        .file_stem()
+        .map(|n| n.to_string_lossy())
+        .unwrap_or_default();
+    let cffi_generated =
+        ext.as_deref() == Some("c") && (stem.contains("_cffi") || stem == "_pypy_openssl");
     in_pycache
+        || cffi_generated
         || matches!(
             ext.as_deref(),
             Some("pyc" | "pyo" | "o" | "so" | "dylib" | "dll" | "lib" | "exe" | "pdb")
@@ -219,6 +228,7 @@ mod tests {
         fs_err::write(root.join("rpython/a.pyc"), "junk").unwrap();
         fs_err::write(root.join("rpython/__pycache__/a.cpython.pyc"), "junk").unwrap();
         fs_err::write(root.join("rpython/libx-c.so"), "junk").unwrap();
+        fs_err::write(root.join("rpython/_sqlite3_cffi.c"), "generated").unwrap();
         assert_eq!(tree_hash(root, &["rpython"]).unwrap(), before);
         fs_err::write(root.join("rpython/a.py"), "x = 2\n").unwrap();
         assert_ne!(tree_hash(root, &["rpython"]).unwrap(), before);

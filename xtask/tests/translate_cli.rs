@@ -150,3 +150,24 @@ fn another_os_target_is_refused_with_its_runner() {
     assert!(err.contains("does not cross-translate"), "{err}");
     assert!(err.contains("macos-15"), "{err}");
 }
+
+#[test]
+fn build_pypy_for_another_os_names_the_runner_to_use() {
+    for (triple, runner) in [
+        ("x86_64-pc-windows-msvc", "windows-2022"),
+        ("x86_64-apple-darwin", "macos-15-intel"),
+    ] {
+        let out = Command::new(env!("CARGO_BIN_EXE_xtask"))
+            .args(["build-pypy", "--target", triple])
+            .env("RUST_BACKTRACE", "0")
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success());
+        assert!(
+            err.contains(&format!("build {triple} on a `{runner}` runner")),
+            "{err}"
+        );
+        assert!(err.contains("does not cross-translate"), "{err}");
+    }
+}
