@@ -46,7 +46,6 @@ pub fn run(args: Args) -> Result<()> {
         recipe,
         out_dir: args.out,
         python: args.python,
-        source: None,
     })?;
     println!(
         "{} ({} bytes, sha256 {})",
@@ -68,10 +67,6 @@ pub struct PackageInput {
     pub out_dir: PathBuf,
     /// Python for `package.py`; `None` uses the translated launcher.
     pub python: Option<PathBuf>,
-    /// Where the sources came from, as `fetch::fetch_source` reports it
-    /// (`SourceTree::source`); `None` derives it from the recipe (or the
-    /// tree's git commit).
-    pub source: Option<Source>,
 }
 
 /// The two outputs of a `--shared` translation in `pypy/goal`.
@@ -261,15 +256,11 @@ pub fn package_translated(input: &PackageInput) -> Result<Published> {
         );
     }
     let recipe = input.recipe.as_ref();
-    let mut origin = origin_for(tree, recipe, &input.target);
-    if let Some(source) = &input.source {
-        origin.source = source.clone();
-    }
     repackage::repackage_with_options(
         &laid_out,
         &input.target,
         &input.out_dir,
-        origin,
+        origin_for(tree, recipe, &input.target),
         &PublishOptions {
             extra_allowed: extra_allowed(recipe, &input.target),
             skip_verify: false,
