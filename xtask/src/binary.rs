@@ -290,6 +290,75 @@ pub fn install_name(target: &Target, library_file_name: &str) -> Option<String> 
     }
 }
 
+/// Mach-O only: the install name a library of the archive must get
+/// (`install_name_tool -id`) and the load commands that name a library of
+/// the archive by a build path (`install_name_tool -change old new`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct InstallNamePlan {
+    pub id: Option<String>,
+    pub changes: Vec<(String, String)>,
+}
+
+impl InstallNamePlan {
+    pub fn is_empty(&self) -> bool {
+        self.id.is_none() && self.changes.is_empty()
+    }
+}
+
+/// Decides [`InstallNamePlan`] for the binary at `binary` (relative path)
+/// given the file names of the libraries the archive holds. Empty on ELF
+/// and PE targets, whose loaders look libraries up by file name.
+pub fn plan_install_names(
+    target: &Target,
+    binary: &str,
+    info: &BinaryInfo,
+    archive_libraries: &[String],
+) -> InstallNamePlan {
+    let mut plan = InstallNamePlan::default();
+    if target.search_path != SearchPath::Rpath {
+        return plan;
+    }
+    let file_name = binary.rsplit('/').next().unwrap_or(binary);
+    if let Some(own) = &info.own_name {
+        let wanted = install_name(target, file_name).expect("rpath target");
+        if *own != wanted {
+            plan.id = Some(wanted);
+        }
+    }
+    for needed in &info.needed {
+        let base = needed.rsplit('/').next().unwrap_or(needed);
+        if archive_libraries.iter().any(|l| l == base) {
+            let wanted = install_name(target, base).expect("rpath target");
+            if *needed != wanted {
+                plan.changes.push((needed.clone(), wanted));
+            }
+        }
+    }
+    plan
+}
+
+/// Applies an [`InstallNamePlan`] with `install_name_tool` (macOS hosts).
+pub fn apply_install_names(sh: &Shell, path: &Path, plan: &InstallNamePlan) -> Result<()> {
+    let context = || {
+        format!(
+            "install_name_tool could not rewrite the install names of {} \
+             (it comes with Xcode's command line tools)",
+            path.display()
+        )
+    };
+    if let Some(id) = &plan.id {
+        cmd!(sh, "install_name_tool -id {id} {path}")
+            .run()
+            .with_context(context)?;
+    }
+    for (old, new) in &plan.changes {
+        cmd!(sh, "install_name_tool -change {old} {new} {path}")
+            .run()
+            .with_context(context)?;
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -378,6 +447,60 @@ mod tests {
                 "{}",
                 target.triple
             );
+        }
+    }
+
+    #[test]
+    fn install_name_plan_for_every_target() {
+        for target in targets::all().unwrap() {
+            let lib = target.libpypy_name("3.11");
+            let build = format!("/Users/build/pypy/goal/{lib}");
+            let library = BinaryInfo {
+                format: Format::MachO,
+                needed: vec!["/usr/lib/libSystem.B.dylib".into()],
+                search_paths: vec![],
+                own_name: Some(build.clone()),
+                exports: vec![],
+            };
+            let launcher = BinaryInfo {
+                needed: vec![build.clone(), "/usr/lib/libSystem.B.dylib".into()],
+                own_name: None,
+                ..library.clone()
+            };
+            let libs = vec![lib.clone()];
+            let lib_plan =
+                plan_install_names(&target, &target.libpypy_path("3.11"), &library, &libs);
+            let exe_plan =
+                plan_install_names(&target, &target.launcher_path("3.11"), &launcher, &libs);
+            if target.search_path == SearchPath::Rpath {
+                assert_eq!(
+                    lib_plan.id,
+                    Some(format!("@rpath/{lib}")),
+                    "{}",
+                    target.triple
+                );
+                assert!(lib_plan.changes.is_empty());
+                assert_eq!(exe_plan.id, None);
+                assert_eq!(
+                    exe_plan.changes,
+                    vec![(build.clone(), format!("@rpath/{lib}"))]
+                );
+                // Already right: nothing to do.
+                let done = BinaryInfo {
+                    own_name: Some(format!("@rpath/{lib}")),
+                    ..library.clone()
+                };
+                assert!(
+                    plan_install_names(&target, &target.libpypy_path("3.11"), &done, &libs)
+                        .is_empty()
+                );
+            } else {
+                assert!(
+                    lib_plan.is_empty() && exe_plan.is_empty(),
+                    "{}",
+                    target.triple
+                );
+            }
         }
     }
 

@@ -258,7 +258,11 @@ fn prepare_debian_archive(root: &Path) -> Result<()> {
     let archive = dist.join(DEBIAN_ARCHIVE);
     // An archive whose checksum file still matches is one a previous run
     // wrote completely (both are renamed into place only after `verify`).
-    if archive.exists() && crate::verify::check_sha256_file(&archive).is_ok() {
+    // One written by an xtask with another format version is rebuilt.
+    if archive.exists()
+        && crate::verify::check_sha256_file(&archive).is_ok()
+        && crate::verify::read_manifest(&archive).is_ok()
+    {
         return Ok(());
     }
     eprintln!(

@@ -264,6 +264,7 @@ pub fn package_translated(input: &PackageInput) -> Result<Published> {
         &PublishOptions {
             extra_allowed: extra_allowed(recipe, &input.target),
             skip_verify: false,
+            build_paths: vec![tree.clone()],
         },
     )
     .with_context(|| format!("archiving the release tree of {}", tree.display()))

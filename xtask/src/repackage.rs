@@ -3,7 +3,6 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
-use xshell::{cmd, Shell};
 
 use crate::archive::{self, PublishOptions, Published};
 use crate::manifest::{Origin, Source};
@@ -24,29 +23,33 @@ pub struct Args {
     /// Where the archive, its `.sha256` and `SHA256SUMS` go.
     #[arg(long, default_value_os_t = paths::dist_dir())]
     pub out: PathBuf,
+    /// Cache folder for a downloaded release [default: $PYPY_EMBED_CACHE or the user's cache folder].
+    #[arg(long, value_name = "DIR")]
+    pub cache_dir: Option<PathBuf>,
 }
 
 pub fn run(args: Args) -> Result<()> {
     let target = targets::get(&args.target)?;
+    let needs_sha = |what: &str| {
+        args.sha256.clone().with_context(|| {
+            format!(
+                "{what} is a release archive: give its expected checksum with --sha256 \
+                 (pypy.org publishes them)"
+            )
+        })
+    };
     let published = if is_url(&args.source) {
-        bail!(
-            "downloading {} is not wired yet; download it yourself and pass the file \
-             with --sha256",
-            args.source
-        )
+        let sha = needs_sha(&args.source)?;
+        let cache = args.cache_dir.clone().unwrap_or_else(paths::cache_root);
+        let file = fetch::download_verified(&args.source, &sha, &fetch::FetchOptions::new(&cache))?;
+        repackage_release_file(&file, &sha, &target, &args.out)?
     } else {
         let path = PathBuf::from(&args.source);
         if path.is_dir() {
             repackage_tree(&path, &target, &args.out)?
         } else if path.is_file() {
-            let sha = args.sha256.as_deref().with_context(|| {
-                format!(
-                    "{} is an archive: give its expected checksum with --sha256 \
-                     (pypy.org publishes them)",
-                    path.display()
-                )
-            })?;
-            repackage_release_file(&path, sha, &target, &args.out)?
+            let sha = needs_sha(&args.source)?;
+            repackage_release_file(&path, &sha, &target, &args.out)?
         } else {
             bail!("{} does not exist", path.display())
         }
@@ -105,14 +108,8 @@ pub fn repackage_release_file(
     let unpacked = tempfile::Builder::new()
         .prefix(".pypy-release-")
         .tempdir_in(out_dir)?;
-    // GNU tar reads .tar.bz2 and .tar.gz alike; to be replaced by
-    // `fetch::extract_archive` (zip support) once the fetch module lands.
-    let sh = Shell::new()?;
-    let dir = unpacked.path();
-    cmd!(sh, "tar -xf {file} -C {dir}")
-        .quiet()
-        .run()
-        .with_context(|| format!("unpacking {}", file.display()))?;
+    let dir = unpacked.path().join("release");
+    fetch::extract_archive(file, &dir).with_context(|| format!("unpacking {}", file.display()))?;
     let origin = Origin {
         recipe: None,
         source: Source::Prebuilt {
@@ -121,7 +118,7 @@ pub fn repackage_release_file(
         },
         translation_options: Vec::new(),
     };
-    repackage_with_origin(dir, target, out_dir, origin)
+    repackage_with_origin(&dir, target, out_dir, origin)
 }
 
 /// [`repackage_with_options`] with the target table's allow-list only.
@@ -145,6 +142,9 @@ pub fn repackage_with_options(
 ) -> Result<Published> {
     let found = archive::locate(tree, target)?;
     let staged = archive::stage(&found, target, out_dir)?;
+    let mut build_paths = opts.build_paths.clone();
+    build_paths.push(tree.to_path_buf());
+    archive::release::check_no_build_paths(&staged, &build_paths)?;
     archive::relocate(&staged)?;
     let manifest = archive::build_manifest(&staged, origin)?;
     archive::publish(&staged, &manifest, out_dir, opts)

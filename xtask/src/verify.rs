@@ -248,13 +248,7 @@ fn check_binaries(
         .keys()
         .map(|rel| rel.rsplit('/').next().unwrap_or(rel))
         .collect();
-    let allowed = |lib: &str| {
-        let base = lib.rsplit('/').next().unwrap_or(lib);
-        target.allowed_libraries.iter().any(|a| a == lib)
-            || extra_allowed.iter().any(|a| a == lib)
-            || own.contains(&base)
-                && (lib == base || lib.starts_with("@rpath/") || lib.starts_with("@loader_path/"))
-    };
+    let allowed = |lib: &str| dependency_allowed(target, extra_allowed, &own, lib);
     for (rel, entry) in &manifest.files {
         if entry.link.is_some() {
             continue;
@@ -307,6 +301,30 @@ fn check_binaries(
         }
     }
     Ok(problems)
+}
+
+/// Whether a binary of the archive may need `lib`: listed in the target
+/// table or by the recipe, or one of the archive's own libraries (`own`:
+/// their file names) referred to by name or through `@rpath`/`@loader_path`.
+pub fn dependency_allowed(
+    target: &targets::Target,
+    extra_allowed: &[String],
+    own: &[&str],
+    lib: &str,
+) -> bool {
+    // Windows looks DLLs up without regard to case (`KERNEL32.dll`, `kernel32.dll`).
+    let same = |a: &str, b: &str| {
+        if target.os == targets::Os::Windows {
+            a.eq_ignore_ascii_case(b)
+        } else {
+            a == b
+        }
+    };
+    let base = lib.rsplit('/').next().unwrap_or(lib);
+    target.allowed_libraries.iter().any(|a| same(a, lib))
+        || extra_allowed.iter().any(|a| same(a, lib))
+        || own.iter().any(|o| same(o, base))
+            && (lib == base || lib.starts_with("@rpath/") || lib.starts_with("@loader_path/"))
 }
 
 /// Python run by the relocated launcher; each import loads a cffi or
@@ -463,6 +481,53 @@ pub fn read_manifest(archive: &Path) -> Result<Manifest> {
 mod tests {
     use super::*;
     use crate::archive::release::sha256_bytes;
+
+    #[test]
+    fn dependency_rules_for_every_target() {
+        for target in targets::all().unwrap() {
+            let lib = target.libpypy_name("3.11");
+            let own = [lib.as_str()];
+            // The first allowed library of the table is allowed, a made-up one is not.
+            let first = &target.allowed_libraries[0];
+            assert!(
+                dependency_allowed(&target, &[], &own, first),
+                "{}",
+                target.triple
+            );
+            assert!(!dependency_allowed(&target, &[], &own, "libbuildhost.so.1"));
+            assert!(dependency_allowed(
+                &target,
+                &["libbuildhost.so.1".to_string()],
+                &own,
+                "libbuildhost.so.1"
+            ));
+            // The archive's own library, by name or through @rpath, never by a build path.
+            assert!(dependency_allowed(&target, &[], &own, &lib));
+            assert!(dependency_allowed(
+                &target,
+                &[],
+                &own,
+                &format!("@rpath/{lib}")
+            ));
+            assert!(!dependency_allowed(
+                &target,
+                &[],
+                &own,
+                &format!("/home/b/{lib}")
+            ));
+            match target.os {
+                targets::Os::Windows => {
+                    assert!(dependency_allowed(&target, &[], &own, "kernel32.DLL"))
+                }
+                _ => assert!(!dependency_allowed(
+                    &target,
+                    &[],
+                    &own,
+                    &first.to_ascii_uppercase()
+                )),
+            }
+        }
+    }
 
     #[test]
     fn sha256_file_must_match() {

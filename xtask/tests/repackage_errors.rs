@@ -115,3 +115,19 @@ fn library_without_a_launcher_still_gives_versions() {
     assert_eq!(found.versions.python, "3.9");
     assert_eq!(found.versions.pypy, "7.3.11");
 }
+
+#[test]
+fn text_file_naming_the_build_tree() {
+    let dir = scratch();
+    tree_with(
+        dir.path(),
+        &[(LIB, LIB), (LAUNCHER, LAUNCHER), (STDLIB, STDLIB)],
+    );
+    let pth = dir.path().join(STDLIB).join("build-paths.pth");
+    fs_err::write(&pth, format!("{}/site-packages\n", dir.path().display())).unwrap();
+    let err = repackage_err(dir.path());
+    assert!(
+        err.contains("pypy/lib/pypy3.9/build-paths.pth: names the build path"),
+        "{err}"
+    );
+}

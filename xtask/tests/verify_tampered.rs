@@ -2,25 +2,70 @@
 //! failure must name the file and say what is wrong.
 
 use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
 
 use xtask::archive::{extract_tar_gz, write_tar_gz_file, WriteOptions};
 use xtask::{fixtures, manifest, verify};
 
-/// A copy of the fixture archive's tree, changed by `edit`, archived again
-/// with a `.sha256` that matches the new bytes (so only deeper checks can
-/// catch the change).
+/// The fixture archive unpacked once (kept beside the fixtures, keyed by
+/// the archive's checksum); tests work on hard-linked copies of it and must
+/// [`unshare`] a file before changing it in place.
+fn base_tree() -> &'static Path {
+    static BASE: OnceLock<PathBuf> = OnceLock::new();
+    BASE.get_or_init(|| {
+        let archive = fixtures::debian_archive().unwrap();
+        let sha = xtask::fetch::sha256_file(&archive).unwrap();
+        let cache = fixtures::root().join("test-cache");
+        let base = cache.join(format!("unpacked-{}", &sha[..16]));
+        if !base.is_dir() {
+            fs_err::create_dir_all(&cache).unwrap();
+            let tmp = tempfile::tempdir_in(&cache).unwrap();
+            extract_tar_gz(&archive, manifest::TOP_DIR, tmp.path()).unwrap();
+            let kept = tmp.keep();
+            if std::fs::rename(&kept, &base).is_err() {
+                // Another test process won the race; its copy is as good.
+                fs_err::remove_dir_all(&kept).unwrap();
+            }
+        }
+        base
+    })
+}
+
+/// Gives `path` its own inode so that editing it leaves the shared base alone.
+fn unshare(path: &Path) {
+    let bytes = fs_err::read(path).unwrap();
+    let mode = fs_err::metadata(path).unwrap().permissions();
+    fs_err::remove_file(path).unwrap();
+    fs_err::write(path, bytes).unwrap();
+    fs_err::set_permissions(path, mode).unwrap();
+}
+
+/// A copy of the fixture archive's tree, changed by `edit` (which must
+/// [`unshare`] what it changes in place), archived again with a `.sha256`
+/// that matches the new bytes (so only deeper checks can catch the change).
 fn rebuilt(dir: &Path, edit: impl FnOnce(&Path)) -> PathBuf {
-    let src = fixtures::debian_archive().unwrap();
     let unpacked = dir.join("unpacked");
     fs_err::create_dir(&unpacked).unwrap();
-    extract_tar_gz(&src, manifest::TOP_DIR, &unpacked).unwrap();
     let top = unpacked.join(manifest::TOP_DIR);
+    let base = base_tree().join(manifest::TOP_DIR);
+    let sh = xshell::Shell::new().unwrap();
+    xshell::cmd!(sh, "cp -al {base} {top}").run().unwrap();
+    unshare(&top.join(manifest::MANIFEST_NAME));
     edit(&top);
     let dest = dir.join(fixtures::DEBIAN_ARCHIVE);
-    let (_, sha) =
-        write_tar_gz_file(&top, manifest::TOP_DIR, &dest, &WriteOptions::default()).unwrap();
+    // Fast compression: these archives only live for one test.
+    let opts = WriteOptions {
+        level: 1,
+        ..WriteOptions::default()
+    };
+    let (_, sha) = write_tar_gz_file(&top, manifest::TOP_DIR, &dest, &opts).unwrap();
     write_sha(&dest, &sha);
     dest
+}
+
+/// Beside the fixtures, so that hard links to the base tree work.
+fn scratch() -> tempfile::TempDir {
+    tempfile::tempdir_in(fixtures::root()).unwrap()
 }
 
 fn write_sha(archive: &Path, sha: &str) {
@@ -46,9 +91,10 @@ fn verify_err(archive: &Path) -> String {
 
 #[test]
 fn tampered_file_is_named() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = scratch();
     let archive = rebuilt(dir.path(), |top| {
         let os_py = top.join("lib/pypy3.9/os.py");
+        unshare(&os_py);
         let mut text = fs_err::read_to_string(&os_py).unwrap();
         text.push_str("\nprint('owned')\n");
         fs_err::write(&os_py, text).unwrap();
@@ -64,7 +110,7 @@ fn tampered_file_is_named() {
 
 #[test]
 fn added_and_removed_files_are_named() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = scratch();
     let archive = rebuilt(dir.path(), |top| {
         fs_err::remove_file(top.join("lib/pypy3.9/json/decoder.py")).unwrap();
         fs_err::write(top.join("lib/pypy3.9/sitecustomize.py"), "import evil\n").unwrap();
@@ -82,7 +128,7 @@ fn added_and_removed_files_are_named() {
 
 #[test]
 fn archive_changed_after_its_checksum_is_caught() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = scratch();
     let src = fixtures::debian_archive().unwrap();
     let copy = dir.path().join(fixtures::DEBIAN_ARCHIVE);
     let mut bytes = fs_err::read(&src).unwrap();
@@ -113,7 +159,7 @@ fn archive_changed_after_its_checksum_is_caught() {
 
 #[test]
 fn truncated_archive_is_named() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = scratch();
     let src = fixtures::debian_archive().unwrap();
     let copy = dir.path().join(fixtures::DEBIAN_ARCHIVE);
     let bytes = fs_err::read(&src).unwrap();
@@ -128,7 +174,7 @@ fn truncated_archive_is_named() {
 
 #[test]
 fn unknown_manifest_version_is_named() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = scratch();
     let archive = rebuilt(dir.path(), |top| {
         let path = top.join(manifest::MANIFEST_NAME);
         let text = fs_err::read_to_string(&path).unwrap();
@@ -150,9 +196,10 @@ fn unknown_manifest_version_is_named() {
 
 #[test]
 fn absolute_runpath_is_named() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = scratch();
     let archive = rebuilt(dir.path(), |top| {
         let launcher = top.join("bin/pypy3.9");
+        unshare(&launcher);
         let sh = xshell::Shell::new().unwrap();
         xshell::cmd!(sh, "patchelf --set-rpath /usr/lib/pypy-build {launcher}")
             .run()
@@ -174,10 +221,11 @@ fn absolute_runpath_is_named() {
 
 #[test]
 fn dependency_outside_the_allow_list_is_named() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = scratch();
     let module = "lib/pypy3.9/_sqlite3_cffi.pypy39-pp73-x86_64-linux-gnu.so";
     let archive = rebuilt(dir.path(), |top| {
         let path = top.join(module);
+        unshare(&path);
         let sh = xshell::Shell::new().unwrap();
         xshell::cmd!(sh, "patchelf --add-needed libbuildmachine.so.9 {path}")
             .run()
@@ -199,8 +247,9 @@ fn dependency_outside_the_allow_list_is_named() {
 
 #[test]
 fn the_command_line_names_the_tampered_file() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = scratch();
     let archive = rebuilt(dir.path(), |top| {
+        unshare(&top.join("lib/pypy3.9/this.py"));
         fs_err::write(top.join("lib/pypy3.9/this.py"), "print('changed')\n").unwrap();
     });
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_xtask"))

@@ -379,6 +379,10 @@ pub fn relocate(staged: &Staged) -> Result<()> {
             binaries.push((*e, info));
         }
     }
+    let library_names: Vec<String> = binaries
+        .iter()
+        .filter_map(|(e, _)| e.rel.rsplit('/').next().map(str::to_string))
+        .collect();
     for (entry, info) in &binaries {
         // Libraries this binary needs that the archive itself provides.
         let in_tree: Vec<String> = info
@@ -399,6 +403,51 @@ pub fn relocate(staged: &Staged) -> Result<()> {
             binary::apply_search_path(&sh, &entry.path, info, &plan)
                 .with_context(|| format!("relocating {}", entry.rel))?;
         }
+        let names = binary::plan_install_names(&staged.target, &entry.rel, info, &library_names);
+        if !names.is_empty() {
+            binary::apply_install_names(&sh, &entry.path, &names)
+                .with_context(|| format!("relocating {}", entry.rel))?;
+        }
+    }
+    Ok(())
+}
+
+/// Refuses a staged tree whose text files (no NUL byte: `.py`, `.cfg`,
+/// `.pth`, `.txt`…) name one of `build_paths` (the source tree, a build
+/// folder): such a path would point nowhere once the archive is unpacked
+/// on another machine. Binaries are checked separately (search paths only;
+/// debug strings naming the build folder are harmless).
+pub fn check_no_build_paths(staged: &Staged, build_paths: &[PathBuf]) -> Result<()> {
+    let needles: Vec<String> = build_paths
+        .iter()
+        .flat_map(|p| [Some(p.clone()), p.canonicalize().ok()])
+        .flatten()
+        .map(|p| p.display().to_string())
+        .filter(|p| p.len() > 1)
+        .collect();
+    let mut hits = Vec::new();
+    for e in writer::list_tree(&staged.top)? {
+        if !matches!(e.kind, EntryKind::File { .. }) {
+            continue;
+        }
+        let bytes = fs_err::read(&e.path)?;
+        if bytes.contains(&0) {
+            continue;
+        }
+        let text = String::from_utf8_lossy(&bytes);
+        if let Some(n) = needles.iter().find(|n| text.contains(n.as_str())) {
+            hits.push(format!(
+                "{}/{}: names the build path {n}",
+                manifest::TOP_DIR,
+                e.rel
+            ));
+        }
+    }
+    if !hits.is_empty() {
+        bail!(
+            "text files would point to this machine after relocation:\n  {}",
+            hits.join("\n  ")
+        );
     }
     Ok(())
 }
@@ -476,6 +525,9 @@ pub struct Published {
     pub sha256: String,
     pub manifest: Manifest,
     pub stats: writer::WriteStats,
+    /// What `verify` found before the archive was moved into place
+    /// (`None` only with `skip_verify`).
+    pub verified: Option<crate::verify::VerifyReport>,
 }
 
 /// How [`publish`] checks its result before moving it into place.
@@ -485,6 +537,9 @@ pub struct PublishOptions {
     pub extra_allowed: Vec<String>,
     /// Skip `verify` (only for callers that verify themselves).
     pub skip_verify: bool,
+    /// Folders of the building machine (besides the tree being archived,
+    /// e.g. the translated source tree) that no text file may name.
+    pub build_paths: Vec<PathBuf>,
 }
 
 /// Writes the manifest into the staged tree, archives it, verifies the
@@ -519,16 +574,20 @@ pub fn publish(
         pending.path().join(&sha_name),
         format!("{sha256}  {name}\n"),
     )?;
-    if !opts.skip_verify {
-        crate::verify::verify_archive(
-            &tmp_archive,
-            &crate::verify::VerifyOptions {
-                extra_allowed: opts.extra_allowed.clone(),
-                ..Default::default()
-            },
+    let verified = if opts.skip_verify {
+        None
+    } else {
+        Some(
+            crate::verify::verify_archive(
+                &tmp_archive,
+                &crate::verify::VerifyOptions {
+                    extra_allowed: opts.extra_allowed.clone(),
+                    ..Default::default()
+                },
+            )
+            .with_context(|| format!("the new archive {name} failed verification"))?,
         )
-        .with_context(|| format!("the new archive {name} failed verification"))?;
-    }
+    };
     let archive = out_dir.join(&name);
     fs_err::rename(pending.path().join(&sha_name), out_dir.join(&sha_name))?;
     fs_err::rename(&tmp_archive, &archive)?;
@@ -538,13 +597,20 @@ pub fn publish(
         sha256,
         manifest: manifest.clone(),
         stats,
+        verified,
     })
 }
+
+/// The lock file beside `SHA256SUMS` (left in place: removing a lock file
+/// others may be waiting on would let two writers in).
+pub const SUMS_LOCK: &str = ".SHA256SUMS.lock";
 
 /// Replaces (or adds) the line for `name` in `dir/SHA256SUMS`, written
 /// through a temporary file so a reader never sees half a file.
 pub fn update_sha256sums(dir: &Path, name: &str, sha256: &str) -> Result<()> {
     let path = dir.join("SHA256SUMS");
+    // Two runs publishing into one folder would otherwise lose a line.
+    let _lock = crate::fetch::FileLock::acquire(&dir.join(SUMS_LOCK))?;
     let old = match fs_err::read_to_string(&path) {
         Ok(s) => s,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
