@@ -11,6 +11,7 @@ use anyhow::{Context, Result};
 use xshell::Shell;
 
 use crate::fetch::{self, FetchArgs};
+use crate::manifest::Origin;
 use crate::translate::{self, RunOptions, Spec};
 use crate::{doctor, package, paths, recipe, targets};
 
@@ -102,6 +103,11 @@ pub fn run(args: Args) -> Result<()> {
         recipe: Some(recipe.clone()),
         out_dir: dist,
         python: None,
+        origin: Some(Origin {
+            recipe: Some(recipe.name.clone()),
+            source: tree.source.clone(),
+            translation_options: spec.recorded_options(),
+        }),
     })
     .context("packaging and verifying")?;
     eprintln!(

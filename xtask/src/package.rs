@@ -46,6 +46,7 @@ pub fn run(args: Args) -> Result<()> {
         recipe,
         out_dir: args.out,
         python: args.python,
+        origin: None,
     })?;
     println!(
         "{} ({} bytes, sha256 {})",
@@ -67,6 +68,10 @@ pub struct PackageInput {
     pub out_dir: PathBuf,
     /// Python for `package.py`; `None` uses the translated launcher.
     pub python: Option<PathBuf>,
+    /// Where the build really came from and with which options (`build-pypy`
+    /// knows: a `--source-dir` checkout, command-line overrides); `None`
+    /// derives it from the recipe with [`origin_for`].
+    pub origin: Option<Origin>,
 }
 
 /// The two outputs of a `--shared` translation in `pypy/goal`.
@@ -260,7 +265,10 @@ pub fn package_translated(input: &PackageInput) -> Result<Published> {
         &laid_out,
         &input.target,
         &input.out_dir,
-        origin_for(tree, recipe, &input.target),
+        input
+            .origin
+            .clone()
+            .unwrap_or_else(|| origin_for(tree, recipe, &input.target)),
         &PublishOptions {
             extra_allowed: extra_allowed(recipe, &input.target),
             skip_verify: false,

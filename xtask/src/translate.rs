@@ -260,6 +260,15 @@ impl Spec {
         })
     }
 
+    /// The options that shaped the result, for the manifest: `--opt`, RPython's
+    /// options, then the target's (`--make-jobs` and `--batch` change nothing).
+    pub fn recorded_options(&self) -> Vec<String> {
+        let mut options = vec![format!("--opt={}", self.opt)];
+        options.extend(self.rpython_options.iter().cloned());
+        options.extend(self.target_options.iter().cloned());
+        options
+    }
+
     /// The command line, as run from the work folder.
     pub fn command_line(&self, host: &HostPython) -> Vec<String> {
         let mut line = vec![
