@@ -192,6 +192,7 @@ pub fn check(sh: &Shell, recipe: &Recipe, target: &Target, host_python: Option<&
     let mut report = Report::default();
     let compiler_ok = check_compiler(sh, target, &mut report);
     check_make(sh, target, &mut report);
+    check_relocation_tool(sh, target, &mut report);
     if compiler_ok && target.os != Os::Windows {
         check_headers(sh, target, &mut report);
     }
@@ -287,6 +288,36 @@ fn check_make(sh: &Shell, target: &Target, report: &mut Report) {
             format!("`{make}` not found")
         },
         (!ok).then(|| install_hint(target, "make", "make")),
+    );
+}
+
+/// The tool the package stage rewrites runtime search paths with.
+fn check_relocation_tool(sh: &Shell, target: &Target, report: &mut Report) {
+    let (tool, probe) = match target.os {
+        Os::Linux => ("patchelf", "--version"),
+        Os::Macos => ("install_name_tool", "-h"),
+        Os::Windows => return,
+    };
+    // install_name_tool prints its usage and exits non-zero for -h: running at all is enough.
+    let ok = cmd!(sh, "{tool} {probe}")
+        .quiet()
+        .ignore_status()
+        .ignore_stdout()
+        .ignore_stderr()
+        .run()
+        .is_ok();
+    report.push(
+        tool,
+        ok,
+        if ok {
+            format!("`{tool}` runs")
+        } else {
+            format!("`{tool}` not found")
+        },
+        (!ok).then(|| match target.os {
+            Os::Macos => "xcode-select --install".to_string(),
+            _ => install_hint(target, "patchelf", ""),
+        }),
     );
 }
 
