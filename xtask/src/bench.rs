@@ -67,12 +67,12 @@ impl Report {
 
     fn print(&self) {
         println!(
-            "{:<10} {:<38} {:>12} {:<30} {:>12} {:>8}  goal",
+            "{:<24} {:<40} {:>12} {:<32} {:>12} {:>8}  goal",
             "section", "figure", "value", "baseline", "baseline", "ratio"
         );
         for r in &self.rows {
             println!(
-                "{:<10} {:<38} {:>12.4} {:<30} {:>12.4} {:>8.3}  {} ({})",
+                "{:<24} {:<40} {:>12.4} {:<32} {:>12.4} {:>8.3}  {} ({})",
                 r.section,
                 r.name,
                 r.value,

@@ -19,6 +19,8 @@ use crate::bench::{Report, Row};
 use crate::{fixtures, manifest, paths};
 
 const SECTION: &str = "embed";
+/// Measure this archive instead of the repackaged Debian one.
+pub const ARCHIVE_ENV: &str = "PYPY_EMBED_BENCH_ARCHIVE";
 const STARTUP_RUNS: usize = 30;
 const EXTRACT_RUNS: usize = 5;
 const CALLS: &str = "2000000";
@@ -44,7 +46,17 @@ int main(int argc, char **argv) {
 "#;
 
 pub fn section(report: &mut Report) -> Result<()> {
-    let archive = fixtures::debian_archive()?;
+    // Another archive (a real build's, say) can be measured the same way.
+    let archive = match std::env::var_os(ARCHIVE_ENV) {
+        Some(path) => PathBuf::from(path),
+        None => fixtures::debian_archive()?,
+    };
+    // Rows name the archive's PyPy, so two runs on two archives read side by side.
+    let name = archive
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let section = format!("{SECTION} {}", name.split("-x86").next().unwrap_or(&name));
     let sh = Shell::new()?;
     sh.change_dir(paths::workspace_root());
     cmd!(
@@ -61,7 +73,7 @@ pub fn section(report: &mut Report) -> Result<()> {
     // (b) first, since its first run leaves the tree that (a) and (c) use.
     let (ours, tar) = extraction(&sh, &bench, &archive, work.path())?;
     report.add(Row {
-        section: SECTION.into(),
+        section: section.clone(),
         name: "first-run extraction (checked)".into(),
         value: ours.as_secs_f64(),
         baseline_name: "tar -xzf".into(),
@@ -134,7 +146,7 @@ pub fn section(report: &mut Report) -> Result<()> {
     let ours = median_after_warmup(ours_times);
     let c = median_after_warmup(c_times);
     report.add(Row {
-        section: SECTION.into(),
+        section: section.clone(),
         name: "start-up to first statement".into(),
         value: ms(ours),
         baseline_name: "C: the same 3 calls".into(),
@@ -145,7 +157,7 @@ pub fn section(report: &mut Report) -> Result<()> {
     });
     let from_archive = median_after_warmup(archive_times);
     report.add(Row {
-        section: SECTION.into(),
+        section: section.clone(),
         name: "start-up from the archive (cached)".into(),
         value: ms(from_archive),
         baseline_name: "C: the same 3 calls".into(),
@@ -158,7 +170,7 @@ pub fn section(report: &mut Report) -> Result<()> {
         Some(launcher) => {
             let l = median_after_warmup(launcher_times);
             report.add(Row {
-                section: SECTION.into(),
+                section: section.clone(),
                 name: "start-up to first statement".into(),
                 value: ms(ours),
                 baseline_name: format!(
@@ -182,7 +194,7 @@ pub fn section(report: &mut Report) -> Result<()> {
     let fast = value_of(&output, "fast_call_ns")?;
     let raw = value_of(&output, "execute_source_ns")?;
     report.add(Row {
-        section: SECTION.into(),
+        section: section.clone(),
         name: "one call, 16-byte bytes in and out".into(),
         value: fast,
         baseline_name: "one pypy_execute_source".into(),
