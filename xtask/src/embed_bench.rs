@@ -49,7 +49,7 @@ pub fn section(report: &mut Report) -> Result<()> {
     // Another archive (a real build's, say) can be measured the same way.
     let archive = match std::env::var_os(ARCHIVE_ENV) {
         Some(path) => PathBuf::from(path),
-        None => fixtures::debian_archive()?,
+        None => fixtures::test_archive()?,
     };
     // Rows name the archive's PyPy, so two runs on two archives read side by side.
     let name = archive

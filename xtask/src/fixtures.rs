@@ -2,13 +2,20 @@
 //!
 //! `cargo xtask test` calls [`prepare_all`]; tests call the accessors, which
 //! never download anything and fail with the command that fixes a missing fixture.
+//!
+//! The real libpypy the tests embed comes from [`TestPypySource`]: Debian's
+//! packages on Linux, PyPy's own binary release where apt does not exist
+//! (`PYPY_EMBED_TEST_PYPY`, set per runner by `ci.yml` from the target table).
 
+use std::ffi::OsStr;
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
 use xshell::{cmd, Shell};
 
-use crate::paths;
+use crate::manifest::Source;
+use crate::targets::{self, Download, PackageManager, Target, TestPypy};
+use crate::{fetch, host, paths};
 
 /// Environment variable naming the fixture folder (set by `cargo xtask test` for the tests).
 pub const FIXTURES_ENV: &str = "PYPY_EMBED_FIXTURES";
@@ -78,7 +85,8 @@ pub fn debian_pypy3() -> Result<PathBuf> {
 pub const DEBIAN_ARCHIVE: &str = "pypy3.9-v7.3.11-x86_64-unknown-linux-gnu.tar.gz";
 
 /// Debian's PyPy repackaged by `cargo xtask repackage` into our archive format
-/// (verified when it was written); its `.sha256` sits beside it.
+/// (verified when it was written); its `.sha256` sits beside it. Prepared on
+/// Linux only; tests that need any real archive use [`test_archive`].
 pub fn debian_archive() -> Result<PathBuf> {
     existing(
         root().join("dist").join(DEBIAN_ARCHIVE),
@@ -86,22 +94,140 @@ pub fn debian_archive() -> Result<PathBuf> {
     )
 }
 
+/// The archive of the real libpypy the tests embed on this machine: Debian's
+/// ([`debian_archive`]) or the official release's, as [`TestPypySource::from_env`] says.
+pub fn test_archive() -> Result<PathBuf> {
+    let host = targets::get(targets::host_triple())?;
+    let name = TestPypySource::from_env(&host)?.archive_name(&host)?;
+    existing(root().join("dist").join(name), "test archive")
+}
+
+/// Where the real libpypy the tests embed comes from.
+#[derive(Debug, Clone)]
+pub enum TestPypySource {
+    /// Debian's `pypy3` and `pypy3-lib` (apt), repackaged into [`DEBIAN_ARCHIVE`].
+    DebianPackages,
+    /// PyPy's own binary release, downloaded, checked against its sha256 and repackaged.
+    OfficialRelease(Download),
+}
+
+impl TestPypySource {
+    /// What `$PYPY_EMBED_TEST_PYPY` (with `_URL` and `_SHA256`) asks for on `host`.
+    pub fn from_env(host: &Target) -> Result<TestPypySource> {
+        let var = |name: &str| std::env::var(name).ok();
+        TestPypySource::from_values(
+            host,
+            var(targets::TEST_PYPY_ENV).as_deref(),
+            var(targets::TEST_PYPY_URL_ENV).as_deref(),
+            var(targets::TEST_PYPY_SHA256_ENV).as_deref(),
+        )
+    }
+
+    /// [`TestPypySource::from_env`] on given values; an unset (or empty) mode is
+    /// the host's `test_pypy`, an unset URL and sha256 its `test_release`.
+    pub fn from_values(
+        host: &Target,
+        mode: Option<&str>,
+        url: Option<&str>,
+        sha256: Option<&str>,
+    ) -> Result<TestPypySource> {
+        fn given(v: Option<&str>) -> Option<&str> {
+            v.map(str::trim).filter(|v| !v.is_empty())
+        }
+        let mode = match given(mode) {
+            None => host.test_pypy,
+            Some(m) if m == TestPypy::DebianPackages.as_str() => TestPypy::DebianPackages,
+            Some(m) if m == TestPypy::OfficialRelease.as_str() => TestPypy::OfficialRelease,
+            Some(other) => bail!(
+                "{}=`{other}` is not a test PyPy source; use `{}` or `{}`",
+                targets::TEST_PYPY_ENV,
+                TestPypy::DebianPackages.as_str(),
+                TestPypy::OfficialRelease.as_str()
+            ),
+        };
+        if mode == TestPypy::DebianPackages {
+            return Ok(TestPypySource::DebianPackages);
+        }
+        let release = match (given(url), given(sha256)) {
+            (Some(url), Some(sha256)) => Download {
+                url: url.to_string(),
+                sha256: sha256.to_string(),
+            },
+            (None, None) => host.test_release.clone(),
+            _ => bail!(
+                "set both {} and {} (or neither, for {}'s test_release in recipes/targets.toml)",
+                targets::TEST_PYPY_URL_ENV,
+                targets::TEST_PYPY_SHA256_ENV,
+                host.triple
+            ),
+        };
+        Ok(TestPypySource::OfficialRelease(release))
+    }
+
+    /// File name of the archive this source gives for `target`, in `dist/` of the fixtures.
+    pub fn archive_name(&self, target: &Target) -> Result<String> {
+        match self {
+            TestPypySource::DebianPackages => Ok(DEBIAN_ARCHIVE.to_string()),
+            TestPypySource::OfficialRelease(release) => release_archive_name(release, target),
+        }
+    }
+}
+
+/// Our archive name for an official release, from upstream's file name
+/// (`pypy3.11-v7.3.20-macos_arm64.tar.bz2` -> `pypy3.11-v7.3.20-aarch64-apple-darwin.tar.gz`).
+fn release_archive_name(release: &Download, target: &Target) -> Result<String> {
+    let file = release.file_name();
+    let suffix = format!("-{}.{}", target.upstream_platform, target.upstream_archive);
+    let versions = file
+        .strip_suffix(&suffix)
+        .and_then(|stem| stem.strip_prefix("pypy"))
+        .and_then(|stem| stem.split_once("-v"));
+    let Some((py, pypy)) = versions else {
+        bail!(
+            "`{file}` is not named like PyPy's releases for {} (`pypy<py>-v<pypy>{suffix}`); \
+             point {} at one of them",
+            target.triple,
+            targets::TEST_PYPY_URL_ENV
+        )
+    };
+    Ok(target.archive_name(py, pypy))
+}
+
 /// `check-jsonschema`, which lints workflows against GitHub's published schema.
 pub fn workflow_linter() -> Result<PathBuf> {
     existing(
-        root().join("tools").join("bin").join("check-jsonschema"),
+        venv_program(&root().join("tools"), "check-jsonschema"),
         "check-jsonschema",
     )
 }
 
-/// CPython 2.7 as pyenv installs it on these machines, or `python2.7` on PATH.
+/// A program installed in a Python venv: `Scripts\NAME.exe` on Windows, `bin/NAME` elsewhere.
+fn venv_program(venv: &Path, name: &str) -> PathBuf {
+    if cfg!(windows) {
+        venv.join("Scripts").join(format!("{name}.exe"))
+    } else {
+        venv.join("bin").join(name)
+    }
+}
+
+/// A Python 2.7: CPython as pyenv installs it on these machines, else
+/// `python2.7` (or `python2`) on PATH, which on CI is the PyPy 2.7 that
+/// `setup-python` installs (the runners no longer have CPython 2.7).
 pub fn find_cpython27() -> Result<PathBuf> {
-    let mut searched = Vec::new();
-    let pyenv_roots = [
+    let pyenv_roots: Vec<PathBuf> = [
         std::env::var_os("PYENV_ROOT").map(PathBuf::from),
         std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".pyenv")),
-    ];
-    for root in pyenv_roots.into_iter().flatten() {
+    ]
+    .into_iter()
+    .flatten()
+    .collect();
+    find_python27_in(&pyenv_roots, std::env::var_os("PATH").as_deref())
+}
+
+/// [`find_cpython27`] with the pyenv roots and the PATH given.
+fn find_python27_in(pyenv_roots: &[PathBuf], path: Option<&OsStr>) -> Result<PathBuf> {
+    let mut searched = Vec::new();
+    for root in pyenv_roots {
         let versions = root.join("versions");
         if let Ok(entries) = std::fs::read_dir(&versions) {
             let mut found: Vec<PathBuf> = entries
@@ -118,37 +244,98 @@ pub fn find_cpython27() -> Result<PathBuf> {
         searched.push(versions.display().to_string());
     }
     for name in ["python2.7", "python2"] {
-        if let Some(p) = which(name) {
+        if let Some(p) = path.and_then(|path| which_in(path, name)) {
             return Ok(p);
         }
         searched.push(format!("{name} on PATH"));
     }
     bail!(
-        "no CPython 2.7 found (searched {}); install one with `pyenv install 2.7.18` \
-         or `apt-get install python2.7` where the distribution still has it",
+        "no Python 2.7 found (searched {}); install one with `pyenv install 2.7.18`, \
+         `apt-get install python2.7` where the distribution still has it, or put a \
+         PyPy 2.7 on PATH as `python2.7`",
         searched.join(", ")
     )
 }
 
 /// A program on PATH, without running it.
 pub fn which(name: &str) -> Option<PathBuf> {
-    let path = std::env::var_os("PATH")?;
-    std::env::split_paths(&path)
-        .map(|dir| dir.join(name))
+    which_in(&std::env::var_os("PATH")?, name)
+}
+
+/// A program in one of the folders of `path` (a PATH value); `NAME.exe` also counts on Windows.
+fn which_in(path: &OsStr, name: &str) -> Option<PathBuf> {
+    let names = if cfg!(windows) {
+        vec![name.to_string(), format!("{name}.exe")]
+    } else {
+        vec![name.to_string()]
+    };
+    std::env::split_paths(path)
+        .flat_map(|dir| names.iter().map(move |n| dir.join(n)))
         .find(|p| p.is_file())
 }
 
 /// Downloads or builds every fixture that is not there yet. Idempotent and offline
-/// apart from the package registries (PyPI and Debian's archive).
+/// apart from the package registries (PyPI and Debian's archive) and, in
+/// `official-release` mode, PyPy's release (or `$PYPY_EMBED_MIRROR`).
 pub fn prepare_all(sh: &Shell) -> Result<()> {
     let root = root();
     fs_err::create_dir_all(&root)?;
     prepare_rpython(sh, &root).context("preparing the rpython sdist fixture")?;
     prepare_host27(sh, &root).context("preparing the Python 2.7 host fixture")?;
-    prepare_debian(sh, &root).context("preparing the Debian pypy3 fixture")?;
-    prepare_debian_archive(&root).context("repackaging the Debian pypy3 fixture")?;
+    let host = targets::get(targets::host_triple())?;
+    let source = TestPypySource::from_env(&host)?;
+    let fetch_opts = fetch_options()?;
+    // Debian's tree is also what the Linux-only repackaging tests work on,
+    // so an apt machine has it whichever source the embedding tests use.
+    let debian = TestPypySource::DebianPackages;
+    if host.package_manager == PackageManager::Apt
+        && !matches!(source, TestPypySource::DebianPackages)
+    {
+        prepare_test_pypy(sh, &root, &debian, &host, &fetch_opts)?;
+    }
+    prepare_test_pypy(sh, &root, &source, &host, &fetch_opts)?;
     prepare_workflow_linter(sh, &root).context("preparing the workflow linter fixture")?;
     Ok(())
+}
+
+/// Download options from the environment: `$PYPY_EMBED_CACHE` and `$PYPY_EMBED_MIRROR`.
+fn fetch_options() -> Result<fetch::FetchOptions> {
+    fetch::FetchArgs {
+        mirror: std::env::var(fetch::MIRROR_ENV)
+            .ok()
+            .filter(|m| !m.is_empty()),
+        ..fetch::FetchArgs::default()
+    }
+    .options()
+}
+
+/// Prepares the archive of `source` for `target` in `<root>/dist` and returns its path.
+/// Everything comes from the parameters (no environment), so tests can run it in parallel.
+pub fn prepare_test_pypy(
+    sh: &Shell,
+    root: &Path,
+    source: &TestPypySource,
+    target: &Target,
+    fetch_opts: &fetch::FetchOptions,
+) -> Result<PathBuf> {
+    match source {
+        TestPypySource::DebianPackages => {
+            if target.package_manager != PackageManager::Apt {
+                bail!(
+                    "{} has no apt for Debian's pypy3; set {}={}",
+                    target.triple,
+                    targets::TEST_PYPY_ENV,
+                    TestPypy::OfficialRelease.as_str()
+                );
+            }
+            prepare_debian(sh, root).context("preparing the Debian pypy3 fixture")?;
+            prepare_debian_archive(root).context("repackaging the Debian pypy3 fixture")
+        }
+        TestPypySource::OfficialRelease(release) => {
+            prepare_release_archive(release, target, fetch_opts, &root.join("dist"))
+                .with_context(|| format!("preparing the official PyPy release {}", release.url))
+        }
+    }
 }
 
 fn prepare_rpython(sh: &Shell, root: &Path) -> Result<()> {
@@ -186,30 +373,45 @@ fn prepare_rpython(sh: &Shell, root: &Path) -> Result<()> {
 
 fn prepare_host27(sh: &Shell, root: &Path) -> Result<()> {
     let site = root.join("host27-site");
-    if site.join("cffi").exists() && site.join("py").exists() {
+    let python = find_cpython27()?;
+    let modules: Vec<&str> = HOST27_PACKAGES.iter().map(|p| host::module_of(p)).collect();
+    if site.is_dir() && imports(sh, &python, Some(&site), &modules) {
         return Ok(());
     }
-    let python = find_cpython27()?;
-    eprintln!(
-        "fixtures: installing {HOST27_PACKAGES:?} for {}",
-        python.display()
-    );
+    // A PyPy host has cffi built in; a cffi package beside it would not match
+    // its backend's version, so only what the host lacks is installed.
+    let missing: Vec<&str> = HOST27_PACKAGES
+        .into_iter()
+        .filter(|p| !imports(sh, &python, None, &[host::module_of(p)]))
+        .collect();
+    eprintln!("fixtures: installing {missing:?} for {}", python.display());
     let tmp = tempfile::tempdir_in(root)?;
     let dir = tmp.path();
-    let packages = HOST27_PACKAGES;
-    cmd!(
-        sh,
-        "{python} -m pip install --quiet --disable-pip-version-check --target {dir} {packages...}"
-    )
-    .run()
-    .context("installing the host packages with Python 2.7's pip failed")?;
+    if !missing.is_empty() {
+        cmd!(
+            sh,
+            "{python} -m pip install --quiet --disable-pip-version-check --target {dir} {missing...}"
+        )
+        .run()
+        .context("installing the host packages with Python 2.7's pip failed")?;
+    }
     if site.exists() {
         fs_err::remove_dir_all(&site)?;
     }
-    fs_err::rename(dir, &site)?;
-    // The tempdir guard must not delete the renamed folder.
-    std::mem::forget(tmp);
+    fs_err::rename(tmp.keep(), &site)?;
     Ok(())
+}
+
+/// Whether `python` imports every module in `modules`, with `site` on PYTHONPATH if given.
+fn imports(sh: &Shell, python: &Path, site: Option<&Path>, modules: &[&str]) -> bool {
+    let _env = site.map(|s| sh.push_env("PYTHONPATH", s));
+    let code = format!("import {}", modules.join(", "));
+    cmd!(sh, "{python} -c {code}")
+        .quiet()
+        .ignore_stdout()
+        .ignore_stderr()
+        .run()
+        .is_ok()
 }
 
 fn prepare_debian(sh: &Shell, root: &Path) -> Result<()> {
@@ -253,25 +455,70 @@ fn prepare_debian(sh: &Shell, root: &Path) -> Result<()> {
     Ok(())
 }
 
-fn prepare_debian_archive(root: &Path) -> Result<()> {
+/// The manifest of an archive a previous run wrote completely: its checksum
+/// file still matches (both are renamed into place only after `verify`) and
+/// its format is this xtask's (an older one is rebuilt).
+fn finished_archive(archive: &Path) -> Option<crate::manifest::Manifest> {
+    if !archive.exists() || crate::verify::check_sha256_file(archive).is_err() {
+        return None;
+    }
+    crate::verify::read_manifest(archive).ok()
+}
+
+fn prepare_debian_archive(root: &Path) -> Result<PathBuf> {
     let dist = root.join("dist");
     let archive = dist.join(DEBIAN_ARCHIVE);
-    // An archive whose checksum file still matches is one a previous run
-    // wrote completely (both are renamed into place only after `verify`).
-    // One written by an xtask with another format version is rebuilt.
-    if archive.exists()
-        && crate::verify::check_sha256_file(&archive).is_ok()
-        && crate::verify::read_manifest(&archive).is_ok()
-    {
-        return Ok(());
+    if finished_archive(&archive).is_some() {
+        return Ok(archive);
     }
     eprintln!(
         "fixtures: repackaging Debian's pypy3 into {}",
         dist.display()
     );
-    let target = crate::targets::get("x86_64-unknown-linux-gnu")?;
+    let target = targets::get("x86_64-unknown-linux-gnu")?;
     crate::repackage::repackage_tree(&root.join("debian-pypy3"), &target, &dist)?;
-    Ok(())
+    Ok(archive)
+}
+
+/// Downloads `release` (checked against its sha256, through the fetch cache and
+/// any mirror) and repackages it for `target` into `dist`; returns the archive.
+pub fn prepare_release_archive(
+    release: &Download,
+    target: &Target,
+    fetch_opts: &fetch::FetchOptions,
+    dist: &Path,
+) -> Result<PathBuf> {
+    let archive = dist.join(release_archive_name(release, target)?);
+    // Kept only if it was made from this very release file.
+    if let Some(m) = finished_archive(&archive) {
+        if let Source::Prebuilt {
+            sha256: Some(sha), ..
+        } = &m.origin.source
+        {
+            if sha.eq_ignore_ascii_case(release.sha256.trim()) {
+                return Ok(archive);
+            }
+        }
+    }
+    eprintln!("fixtures: downloading {}", release.url);
+    let file = fetch::download_verified(&release.url, &release.sha256, fetch_opts)?;
+    eprintln!(
+        "fixtures: repackaging {} into {}",
+        file.display(),
+        dist.display()
+    );
+    let published = crate::repackage::repackage_release_file(&file, &release.sha256, target, dist)?;
+    if published.archive != archive {
+        bail!(
+            "{} holds PyPy {} for Python {}, which its file name does not say; \
+             point {} at an unrenamed PyPy release",
+            release.url,
+            published.manifest.pypy_version,
+            published.manifest.python_version,
+            targets::TEST_PYPY_URL_ENV
+        );
+    }
+    Ok(archive)
 }
 
 fn prepare_workflow_linter(sh: &Shell, root: &Path) -> Result<()> {
@@ -289,7 +536,7 @@ fn prepare_workflow_linter(sh: &Shell, root: &Path) -> Result<()> {
         fs_err::remove_dir_all(&tools)?;
     }
     cmd!(sh, "python3 -m venv {tools}").run()?;
-    let pip = tools.join("bin").join("pip");
+    let pip = venv_program(&tools, "pip");
     cmd!(
         sh,
         "{pip} install --quiet --disable-pip-version-check check-jsonschema==0.39.0"
@@ -298,4 +545,141 @@ fn prepare_workflow_linter(sh: &Shell, root: &Path) -> Result<()> {
     .context("installing check-jsonschema from PyPI failed")?;
     fs_err::write(&done, "")?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn target(triple: &str) -> Target {
+        targets::get(triple).unwrap()
+    }
+
+    #[test]
+    fn unset_mode_is_the_targets_own_test_pypy() {
+        for t in targets::all().unwrap() {
+            let source = TestPypySource::from_values(&t, None, None, None).unwrap();
+            match (t.test_pypy, source) {
+                (TestPypy::DebianPackages, TestPypySource::DebianPackages) => {}
+                (TestPypy::OfficialRelease, TestPypySource::OfficialRelease(r)) => {
+                    assert_eq!(r.url, t.test_release.url)
+                }
+                (mode, source) => panic!("{}: {mode:?} gave {source:?}", t.triple),
+            }
+        }
+    }
+
+    #[test]
+    fn official_release_takes_the_given_url_or_the_tables() {
+        let linux = target("x86_64-unknown-linux-gnu");
+        let sha = "ab".repeat(32);
+        let url = "http://127.0.0.1:1/pypy3.9-v7.3.11-linux64.tar.bz2";
+        let given =
+            TestPypySource::from_values(&linux, Some("official-release"), Some(url), Some(&sha))
+                .unwrap();
+        let TestPypySource::OfficialRelease(r) = &given else {
+            panic!("{given:?}")
+        };
+        assert_eq!((r.url.as_str(), r.sha256.as_str()), (url, sha.as_str()));
+        assert_eq!(
+            given.archive_name(&linux).unwrap(),
+            fixtures_name("3.9", "7.3.11")
+        );
+
+        // ci.yml sets the URL on Linux too; the Debian mode ignores it.
+        let debian =
+            TestPypySource::from_values(&linux, Some("debian-packages"), Some(url), Some(&sha))
+                .unwrap();
+        assert_eq!(debian.archive_name(&linux).unwrap(), DEBIAN_ARCHIVE);
+
+        let table =
+            TestPypySource::from_values(&linux, Some("official-release"), Some(""), None).unwrap();
+        assert_eq!(
+            table.archive_name(&linux).unwrap(),
+            "pypy3.11-v7.3.20-x86_64-unknown-linux-gnu.tar.gz"
+        );
+    }
+
+    fn fixtures_name(py: &str, pypy: &str) -> String {
+        target("x86_64-unknown-linux-gnu").archive_name(py, pypy)
+    }
+
+    #[test]
+    fn bad_settings_say_what_to_set() {
+        let linux = target("x86_64-unknown-linux-gnu");
+        let err = TestPypySource::from_values(&linux, Some("conda"), None, None).unwrap_err();
+        let text = format!("{err:#}");
+        assert!(
+            text.contains("`conda`") && text.contains("official-release"),
+            "{text}"
+        );
+
+        let err = TestPypySource::from_values(
+            &linux,
+            Some("official-release"),
+            Some("https://example.org/pypy3.11-v7.3.20-linux64.tar.bz2"),
+            None,
+        )
+        .unwrap_err();
+        let text = format!("{err:#}");
+        assert!(text.contains(targets::TEST_PYPY_SHA256_ENV), "{text}");
+
+        let renamed = Download {
+            url: "https://example.org/pypy.tar.bz2".into(),
+            sha256: "ab".repeat(32),
+        };
+        let err = TestPypySource::OfficialRelease(renamed)
+            .archive_name(&linux)
+            .unwrap_err();
+        let text = format!("{err:#}");
+        assert!(
+            text.contains("pypy.tar.bz2") && text.contains("-linux64.tar.bz2"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn every_targets_test_release_names_an_archive_of_that_target() {
+        for t in targets::all().unwrap() {
+            let name = release_archive_name(&t.test_release, &t).unwrap();
+            assert!(
+                name.starts_with("pypy3.11-v7.3.")
+                    && name.ends_with(&format!("-{}.tar.gz", t.triple)),
+                "{}: {name}",
+                t.triple
+            );
+        }
+    }
+
+    #[test]
+    fn python27_on_path_is_found_without_pyenv() {
+        // CI's macOS runner: no pyenv, a `python2.7` link on PATH to setup-python's PyPy 2.7.
+        let real = find_cpython27().expect("a Python 2.7 fixture on this machine");
+        let bin = tempfile::tempdir().unwrap();
+        #[cfg(unix)]
+        std::os::unix::fs::symlink(&real, bin.path().join("python2.7")).unwrap();
+        #[cfg(windows)]
+        fs_err::copy(&real, bin.path().join("python2.7.exe")).unwrap();
+        let no_pyenv = [bin.path().join("no-pyenv")];
+        let path = std::env::join_paths([Path::new("/nonexistent"), bin.path()]).unwrap();
+        let found = find_python27_in(&no_pyenv, Some(&path)).unwrap();
+        assert_eq!(found.parent(), Some(bin.path()));
+
+        let err = find_python27_in(&no_pyenv, Some(OsStr::new(""))).unwrap_err();
+        let text = format!("{err:#}");
+        assert!(
+            text.contains("no-pyenv") && text.contains("python2.7 on PATH"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn venv_programs_sit_where_the_os_puts_them() {
+        let p = venv_program(Path::new("tools"), "pip");
+        if cfg!(windows) {
+            assert_eq!(p, Path::new("tools").join("Scripts").join("pip.exe"));
+        } else {
+            assert_eq!(p, Path::new("tools/bin/pip"));
+        }
+    }
 }

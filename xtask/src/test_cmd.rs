@@ -27,7 +27,7 @@ pub fn run(args: Args) -> Result<()> {
     let _env = sh.push_env(fixtures::FIXTURES_ENV, &root);
     // embed-runtime's build script takes this archive as "the one found at
     // build time", so its discovery test does not depend on what is in dist/.
-    let _archive = sh.push_env("PYPY_EMBED_BUILD_ARCHIVE", fixtures::debian_archive()?);
+    let _archive = sh.push_env("PYPY_EMBED_BUILD_ARCHIVE", fixtures::test_archive()?);
     let extra = &args.cargo_args;
     cmd!(sh, "cargo test --workspace --all-targets {extra...}")
         .run()

@@ -13,7 +13,7 @@ use crate::{fixtures, manifest};
 const RUNS: usize = 3;
 
 pub fn section(report: &mut Report) -> Result<()> {
-    let archive = fixtures::debian_archive()?;
+    let archive = fixtures::test_archive()?;
     let work = tempfile::tempdir().context("creating the benchmark folder")?;
     let tree = work.path().join("tree");
     fs_err::create_dir(&tree)?;
