@@ -2,6 +2,9 @@
 //! distribution leaves it) comes out of repackage relative to `$ORIGIN`,
 //! and runs from the unpacked archive.
 
+// Debian's pypy3 (an x86_64 ELF tree in `usr/` layout) is a fixture of Linux machines only.
+#![cfg(target_os = "linux")]
+
 use xtask::{binary, fixtures, manifest, repackage, targets};
 
 #[test]
