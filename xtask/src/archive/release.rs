@@ -327,7 +327,16 @@ fn symlink(_target: &str, _link: &Path) -> Result<()> {
 const DROPPED: [&str; 1] = ["EXTERNALLY-MANAGED"];
 
 fn copy_tree(from: &Path, to: &Path) -> Result<()> {
-    for entry in walkdir::WalkDir::new(from).sort_by_file_name() {
+    // Bytecode caches are left out: archiving fixes every mtime, which makes
+    // mtime-checked `.pyc` files stale (PyPy would rewrite them at the first
+    // start of each copy), and running the interpreter in the tree while
+    // packaging may rewrite them, which would break reproducibility. PyPy
+    // writes fresh ones wherever the extracted tree is writable.
+    let walker = walkdir::WalkDir::new(from)
+        .sort_by_file_name()
+        .into_iter()
+        .filter_entry(|e| e.file_name() != "__pycache__");
+    for entry in walker {
         let entry = entry.with_context(|| format!("reading {}", from.display()))?;
         let rel = entry.path().strip_prefix(from)?;
         if entry.depth() == 1 && DROPPED.iter().any(|d| entry.file_name() == *d) {
