@@ -169,8 +169,11 @@ fn is_build_product(path: &Path) -> bool {
         .unwrap_or_default();
     let cffi_generated =
         ext.as_deref() == Some("c") && (stem.contains("_cffi") || stem == "_pypy_openssl");
+    // RPython's vmprof support configures libbacktrace in the tree when translating.
+    let configured = path.ends_with("libbacktrace/config.h");
     in_pycache
         || cffi_generated
+        || configured
         || matches!(
             ext.as_deref(),
             Some("pyc" | "pyo" | "o" | "so" | "dylib" | "dll" | "lib" | "exe" | "pdb")
@@ -229,6 +232,8 @@ mod tests {
         fs_err::write(root.join("rpython/__pycache__/a.cpython.pyc"), "junk").unwrap();
         fs_err::write(root.join("rpython/libx-c.so"), "junk").unwrap();
         fs_err::write(root.join("rpython/_sqlite3_cffi.c"), "generated").unwrap();
+        fs_err::create_dir_all(root.join("rpython/libbacktrace")).unwrap();
+        fs_err::write(root.join("rpython/libbacktrace/config.h"), "generated").unwrap();
         assert_eq!(tree_hash(root, &["rpython"]).unwrap(), before);
         fs_err::write(root.join("rpython/a.py"), "x = 2\n").unwrap();
         assert_ne!(tree_hash(root, &["rpython"]).unwrap(), before);
