@@ -13,7 +13,8 @@ use xshell::Shell;
 use crate::fetch::{self, FetchArgs};
 use crate::manifest::Origin;
 use crate::translate::{self, RunOptions, Spec};
-use crate::{doctor, package, paths, recipe, targets};
+use crate::{archive, doctor, package, paths, recipe, targets, verify};
+use sha2::{Digest, Sha256};
 
 /// Options of `cargo xtask build-pypy`.
 #[derive(clap::Args, Debug)]
@@ -93,29 +94,120 @@ pub fn run(args: Args) -> Result<()> {
         }
     );
 
-    // Stages 3 and 4: lay out, archive and verify. PyPy's package.py looks for
-    // the outputs where RPython itself leaves them, in `pypy/goal`.
-    place_outputs(&outputs, &tree.root)?;
+    // Stages 3 and 4: lay out, archive and verify. The archive is reproducible,
+    // so one made from the same translation, recipe and xtask is reused.
     let dist = args.dist_dir.clone().unwrap_or_else(paths::dist_dir);
-    let published = package::package_translated(&package::PackageInput {
-        source_tree: tree.root.clone(),
-        target: target.clone(),
-        recipe: Some(recipe.clone()),
-        out_dir: dist,
-        python: None,
-        origin: Some(Origin {
-            recipe: Some(recipe.name.clone()),
-            source: tree.source.clone(),
-            translation_options: spec.recorded_options(),
-        }),
-    })
-    .context("packaging and verifying")?;
+    let origin = Origin {
+        recipe: Some(recipe.name.clone()),
+        source: tree.source.clone(),
+        translation_options: spec.recorded_options(),
+    };
+    let stored = outputs
+        .dir
+        .join("packages")
+        .join(package_key(&outputs, &recipe, &origin)?);
+    let archive = match reuse_package(&stored, &dist, &recipe, &target)? {
+        Some(archive) => archive,
+        None => {
+            // PyPy's package.py looks for the outputs where RPython itself
+            // leaves them, in `pypy/goal`.
+            place_outputs(&outputs, &tree.root)?;
+            let published = package::package_translated(&package::PackageInput {
+                source_tree: tree.root.clone(),
+                target: target.clone(),
+                recipe: Some(recipe.clone()),
+                out_dir: dist,
+                python: None,
+                origin: Some(origin),
+            })
+            .context("packaging and verifying")?;
+            store_package(&published.archive, &stored)?;
+            published.archive
+        }
+    };
     eprintln!(
         "build-pypy: {} verified, in {:.0} s",
-        published.archive.display(),
+        archive.display(),
         started.elapsed().as_secs_f64()
     );
-    println!("{}", published.archive.display());
+    println!("{}", archive.display());
+    Ok(())
+}
+
+/// Everything that shapes the archive besides the translation itself: the
+/// recipe's text, the manifest's origin, and this xtask's own binary (a
+/// rebuilt xtask may package differently, so it packages again).
+fn package_key(
+    outputs: &translate::Outputs,
+    recipe: &recipe::Recipe,
+    origin: &Origin,
+) -> Result<String> {
+    let mut hasher = Sha256::new();
+    hasher.update(outputs.key.as_bytes());
+    hasher.update(fs_err::read(&recipe.path)?);
+    hasher.update(serde_json::to_vec(origin)?);
+    let exe = std::env::current_exe().context("locating the xtask binary")?;
+    hasher.update(fetch::sha256_file(&exe)?.as_bytes());
+    Ok(hex::encode(hasher.finalize()))
+}
+
+/// Publishes a stored archive into `dist` and verifies it there, or says there is none.
+fn reuse_package(
+    stored: &Path,
+    dist: &Path,
+    recipe: &recipe::Recipe,
+    target: &targets::Target,
+) -> Result<Option<PathBuf>> {
+    let Some(name) = stored_archive_name(stored)? else {
+        return Ok(None);
+    };
+    eprintln!("build-pypy: reusing the archive packaged from this translation");
+    fs_err::create_dir_all(dist)?;
+    let sha256 = fetch::sha256_file(&stored.join(&name))?;
+    for file in [name.clone(), format!("{name}.sha256")] {
+        let tmp = dist.join(format!(".{file}.tmp"));
+        fs_err::copy(stored.join(&file), &tmp)?;
+        fs_err::rename(&tmp, dist.join(&file))?;
+    }
+    archive::release::update_sha256sums(dist, &name, &sha256)?;
+    let archive = dist.join(&name);
+    verify::verify_archive(
+        &archive,
+        &verify::VerifyOptions {
+            extra_allowed: package::extra_allowed(Some(recipe), target),
+            no_run: false,
+        },
+    )
+    .with_context(|| format!("verifying {}", archive.display()))?;
+    Ok(Some(archive))
+}
+
+fn stored_archive_name(stored: &Path) -> Result<Option<String>> {
+    if !stored.is_dir() {
+        return Ok(None);
+    }
+    for entry in fs_err::read_dir(stored)? {
+        let name = entry?.file_name().to_string_lossy().into_owned();
+        if name.ends_with(".tar.gz") && stored.join(format!("{name}.sha256")).is_file() {
+            return Ok(Some(name));
+        }
+    }
+    Ok(None)
+}
+
+/// Keeps a copy of a verified archive beside its translation; it appears by one rename.
+fn store_package(archive: &Path, stored: &Path) -> Result<()> {
+    let parent = stored.parent().context("package folder has a parent")?;
+    fs_err::create_dir_all(parent)?;
+    let tmp = tempfile::tempdir_in(parent)?;
+    let name = archive.file_name().context("archive has a file name")?;
+    fs_err::copy(archive, tmp.path().join(name))?;
+    let sha = format!("{}.sha256", name.to_string_lossy());
+    fs_err::copy(archive.with_file_name(&sha), tmp.path().join(&sha))?;
+    if stored.exists() {
+        fs_err::remove_dir_all(stored)?;
+    }
+    fs_err::rename(tmp.keep(), stored)?;
     Ok(())
 }
 
