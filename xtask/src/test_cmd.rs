@@ -27,7 +27,14 @@ pub fn run(args: Args) -> Result<()> {
     let _env = sh.push_env(fixtures::FIXTURES_ENV, &root);
     // embed-runtime's build script takes this archive as "the one found at
     // build time", so its discovery test does not depend on what is in dist/.
-    let _archive = sh.push_env("PYPY_EMBED_BUILD_ARCHIVE", fixtures::test_archive()?);
+    let archive = fixtures::test_archive()?;
+    let _build_archive = sh.push_env("PYPY_EMBED_BUILD_ARCHIVE", &archive);
+    // The archive embed-runtime's tests run against: the Debian repackage on
+    // Linux, the official release's on macOS and Windows. Kept when the caller
+    // names another (a real build's, say).
+    let _test_archive = std::env::var_os("PYPY_EMBED_TEST_ARCHIVE")
+        .is_none()
+        .then(|| sh.push_env("PYPY_EMBED_TEST_ARCHIVE", &archive));
     let extra = &args.cargo_args;
     cmd!(sh, "cargo test --workspace --all-targets {extra...}")
         .run()

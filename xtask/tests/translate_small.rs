@@ -138,11 +138,8 @@ fn call_startup(lib: &Path) -> i32 {
 }
 
 fn binary_exports(lib: &Path) -> Vec<String> {
-    let bytes = fs_err::read(lib).unwrap();
-    let elf = goblin::elf::Elf::parse(&bytes).unwrap();
-    elf.dynsyms
-        .iter()
-        .filter(|s| s.st_value != 0)
-        .filter_map(|s| elf.dynstrtab.get_at(s.st_name).map(str::to_string))
-        .collect()
+    xtask::binary::read(lib)
+        .unwrap()
+        .expect("the library is an ELF, Mach-O or PE file")
+        .exports
 }
