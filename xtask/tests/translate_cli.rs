@@ -8,35 +8,7 @@ use std::process::{Command, Stdio};
 use xtask::fixtures;
 
 fn write_recipe(dir: &Path) -> std::path::PathBuf {
-    let target = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/targetembedsmall.py");
-    let recipe = dir.join("small.toml");
-    fs_err::write(
-        &recipe,
-        format!(
-            r#"[pypy]
-version = "7.3.20"
-python = "3.11"
-
-[source]
-url = "https://downloads.python.org/pypy/rpython-0.2.1.tar.gz"
-sha256 = "{sha}"
-
-[translate]
-target = "{target}"
-opt = "2"
-options = ["--shared"]
-min_memory_gib = 1
-min_disk_gib = 1
-
-[host]
-packages = ["py", "cffi"]
-"#,
-            sha = fixtures::RPYTHON_SHA256,
-            target = target.display()
-        ),
-    )
-    .unwrap();
-    recipe
+    xtask::translate_bench::write_small_recipe(dir).unwrap()
 }
 
 fn translate_cmd(recipe: &Path, cache: &Path) -> Command {
