@@ -443,15 +443,14 @@ fn prepare_debian(sh: &Shell, root: &Path) -> Result<()> {
         }
     }
     let tmp = tempfile::tempdir_in(root)?;
-    let dir = tmp.path();
+    let dir = tmp.path().to_path_buf();
     for entry in fs_err::read_dir(&debs)? {
         let deb = entry?.path();
         if deb.extension().is_some_and(|e| e == "deb") {
             cmd!(sh, "dpkg-deb -x {deb} {dir}").run()?;
         }
     }
-    fs_err::rename(dir, &tree)?;
-    std::mem::forget(tmp);
+    fs_err::rename(tmp.keep(), &tree)?;
     Ok(())
 }
 

@@ -48,12 +48,7 @@ pub fn run(args: Args) -> Result<()> {
         python: args.python,
         origin: None,
     })?;
-    println!(
-        "{} ({} bytes, sha256 {})",
-        published.archive.display(),
-        published.stats.gz_bytes,
-        published.sha256
-    );
+    println!("{}", published.summary());
     Ok(())
 }
 

@@ -54,12 +54,7 @@ pub fn run(args: Args) -> Result<()> {
             bail!("{} does not exist", path.display())
         }
     };
-    println!(
-        "{} ({} bytes, sha256 {})",
-        published.archive.display(),
-        published.stats.gz_bytes,
-        published.sha256
-    );
+    println!("{}", published.summary());
     Ok(())
 }
 

@@ -1,6 +1,8 @@
 //! `cargo xtask fetch` end to end: the real binary, a recipe file pointing at
 //! the rpython sdist, and a mirror folder holding the right or a tampered copy.
 
+mod common;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
@@ -19,27 +21,8 @@ struct Setup {
 fn setup() -> Setup {
     let tmp = tempfile::tempdir().unwrap();
     let recipe = tmp.path().join("rpython-0.2.1.toml");
-    std::fs::write(
-        &recipe,
-        format!(
-            r#"[pypy]
-version = "0.2.1"
-python = "2.7"
-
-[source]
-url = "https://files.pythonhosted.org/packages/source/r/rpython/{RPYTHON_SDIST}"
-sha256 = "{RPYTHON_SHA256}"
-
-[translate]
-target = "rpython/translator/goal/targetnopstandalone.py"
-opt = "2"
-options = ["--shared"]
-min_memory_gib = 1
-min_disk_gib = 1
-"#
-        ),
-    )
-    .unwrap();
+    let url = format!("https://files.pythonhosted.org/packages/source/r/rpython/{RPYTHON_SDIST}");
+    std::fs::write(&recipe, common::rpython_recipe_text(&url)).unwrap();
     let mirror = tmp.path().join("mirror");
     std::fs::create_dir(&mirror).unwrap();
     Setup {

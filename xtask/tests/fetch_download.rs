@@ -424,27 +424,7 @@ fn mirror_url_serves_the_same_file_name() {
 /// A recipe whose "source release" is the rpython sdist.
 fn rpython_recipe(dir: &Path, url: &str) -> Recipe {
     let path = dir.join("rpython-0.2.1.toml");
-    std::fs::write(
-        &path,
-        format!(
-            r#"[pypy]
-version = "0.2.1"
-python = "2.7"
-
-[source]
-url = "{url}"
-sha256 = "{RPYTHON_SHA256}"
-
-[translate]
-target = "rpython/translator/goal/targetnopstandalone.py"
-opt = "2"
-options = ["--shared"]
-min_memory_gib = 1
-min_disk_gib = 1
-"#
-        ),
-    )
-    .unwrap();
+    std::fs::write(&path, common::rpython_recipe_text(url)).unwrap();
     Recipe::load(&path).unwrap()
 }
 

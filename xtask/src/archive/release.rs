@@ -539,6 +539,18 @@ pub struct Published {
     pub verified: Option<crate::verify::VerifyReport>,
 }
 
+impl Published {
+    /// The line `package` and `repackage` print: path, size and checksum.
+    pub fn summary(&self) -> String {
+        format!(
+            "{} ({} bytes, sha256 {})",
+            self.archive.display(),
+            self.stats.gz_bytes,
+            self.sha256
+        )
+    }
+}
+
 /// How [`publish`] checks its result before moving it into place.
 #[derive(Debug, Clone, Default)]
 pub struct PublishOptions {

@@ -174,3 +174,26 @@ pub mod server {
         }
     }
 }
+
+/// A recipe whose "source release" is the rpython sdist served at `url`; its
+/// target is one the sdist ships, so the fetched tree passes the recipe's check.
+pub fn rpython_recipe_text(url: &str) -> String {
+    format!(
+        r#"[pypy]
+version = "0.2.1"
+python = "2.7"
+
+[source]
+url = "{url}"
+sha256 = "{sha}"
+
+[translate]
+target = "rpython/translator/goal/targetnopstandalone.py"
+opt = "2"
+options = ["--shared"]
+min_memory_gib = 1
+min_disk_gib = 1
+"#,
+        sha = xtask::fixtures::RPYTHON_SHA256
+    )
+}
