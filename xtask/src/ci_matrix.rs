@@ -233,6 +233,17 @@ jobs:
         with:
           path: ${{ runner.temp }}/pypy-embed-fixtures
           key: fixtures-${{ matrix.triple }}-${{ hashFiles('xtask/src/fixtures.rs') }}
+      # A Python 3 for pip and venv (PyPI fixtures, the workflow linter), named by
+      # path: Windows has no `python3`, and `python` becomes PyPy 2.7 below.
+      - name: Python 3
+        id: python3
+        uses: actions/setup-python@v5
+        with:
+          python-version: "3.12"
+      - name: Use it for the fixtures
+        env:
+          PYTHON3: ${{ steps.python3.outputs.python-path }}
+        run: echo "PYPY_EMBED_PYTHON3=$PYTHON3" >> "$GITHUB_ENV"
       # The translation tests need a Python 2.7 host; the runners no longer
       # ship CPython 2.7, so they get the same PyPy 2.7 that --bootstrap-host uses.
       - name: Python 2.7 host
@@ -240,14 +251,11 @@ jobs:
         uses: actions/setup-python@v5
         with:
           python-version: ${{ matrix.host27 }}
-      - name: Put the Python 2.7 host on PATH as python2.7
-        if: runner.os != 'Windows'
+      # Named by path, as Windows has no `python2.7` to find on PATH.
+      - name: Use it as the host of the translation tests
         env:
           HOST27: ${{ steps.host27.outputs.python-path }}
-        run: |
-          mkdir -p "$RUNNER_TEMP/host27-bin"
-          ln -sf "$HOST27" "$RUNNER_TEMP/host27-bin/python2.7"
-          echo "$RUNNER_TEMP/host27-bin" >> "$GITHUB_PATH"
+        run: echo "PYPY_EMBED_HOST_PYTHON=$HOST27" >> "$GITHUB_ENV"
       - name: Formatting
         run: cargo fmt --all --check
       - name: Lints

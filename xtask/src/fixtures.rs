@@ -34,6 +34,18 @@ pub const HOST27_PACKAGES: [&str; 2] = ["py==1.11.0", "cffi<1.16"];
 const FIX: &str =
     "run `cargo xtask test` (or `cargo xtask test --prepare-only`) to prepare the fixtures";
 
+/// Environment variable naming the Python 3 that fetches fixtures from PyPI
+/// (CI sets it: on Windows `python3` is not a command, and `python` is the PyPy 2.7 host).
+pub const PYTHON3_ENV: &str = "PYPY_EMBED_PYTHON3";
+
+/// The Python 3 for pip and venv: `$PYPY_EMBED_PYTHON3`, else `python3` on PATH.
+pub fn python3() -> PathBuf {
+    std::env::var_os(PYTHON3_ENV)
+        .filter(|v| !v.is_empty())
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("python3"))
+}
+
 /// Where fixtures live: `$PYPY_EMBED_FIXTURES`, else `target/fixtures` in the workspace.
 pub fn root() -> PathBuf {
     std::env::var_os(FIXTURES_ENV)
@@ -57,6 +69,114 @@ pub fn rpython_sdist() -> Result<PathBuf> {
 /// The `rpython` sdist unpacked: its folder holds the `rpython` package (`python -m rpython`).
 pub fn rpython_tree() -> Result<PathBuf> {
     existing(root().join("rpython-0.2.1"), "unpacked rpython sdist")
+}
+
+/// The RPython the small translations of the tests and benchmarks run with,
+/// chosen by [`Target::test_rpython`] or `$PYPY_EMBED_TEST_RPYTHON`.
+#[derive(Debug, Clone)]
+pub struct TranslationRpython {
+    /// The folder holding the `rpython` package (`python -m rpython` runs from it).
+    pub tree: PathBuf,
+    /// What the tree is, for the build cache key: `rpython-0.2.1`, a release's sha256, a path.
+    pub source_id: String,
+}
+
+/// File in the fixture folder recording which RPython [`prepare_all`] chose.
+const TRANSLATION_RPYTHON_FILE: &str = "translation-rpython.txt";
+
+/// The RPython that [`prepare_all`] chose for this machine's small translations.
+pub fn translation_rpython() -> Result<TranslationRpython> {
+    let record = existing(
+        root().join(TRANSLATION_RPYTHON_FILE),
+        "record of the translation RPython",
+    )?;
+    let text = fs_err::read_to_string(&record)?;
+    let Some((source_id, tree)) = text.trim_end_matches('\n').split_once('\n') else {
+        bail!("{} is not `<source id>\\n<path>`; {FIX}", record.display())
+    };
+    Ok(TranslationRpython {
+        tree: existing(PathBuf::from(tree), "translation RPython tree")?,
+        source_id: source_id.to_string(),
+    })
+}
+
+/// What `$PYPY_EMBED_TEST_RPYTHON` asks for, as [`translation_rpython`] resolves it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RpythonChoice {
+    Table(targets::TestRpython),
+    /// A PyPy source tree (or any folder holding `rpython/`) named by path.
+    Tree(PathBuf),
+}
+
+impl RpythonChoice {
+    /// `value` is the variable's value; unset or empty means the host's table entry.
+    pub fn from_value(host: &Target, value: Option<&str>) -> Result<RpythonChoice> {
+        use targets::TestRpython;
+        let value = value.map(str::trim).filter(|v| !v.is_empty());
+        Ok(match value {
+            None => RpythonChoice::Table(host.test_rpython),
+            Some(v) if v == TestRpython::PypiSdist.as_str() => {
+                RpythonChoice::Table(TestRpython::PypiSdist)
+            }
+            Some(v) if v == TestRpython::SourceRelease.as_str() => {
+                RpythonChoice::Table(TestRpython::SourceRelease)
+            }
+            Some(path) => {
+                let tree = PathBuf::from(path);
+                if !tree.join("rpython").join("__main__.py").is_file() {
+                    bail!(
+                        "{}=`{path}` is neither `{}`, `{}` nor a folder holding `rpython/__main__.py` \
+                         (the top of a PyPy source tree)",
+                        targets::TEST_RPYTHON_ENV,
+                        TestRpython::PypiSdist.as_str(),
+                        TestRpython::SourceRelease.as_str()
+                    );
+                }
+                RpythonChoice::Tree(tree)
+            }
+        })
+    }
+}
+
+/// Resolves the RPython of the small translations and records it for [`translation_rpython`].
+fn prepare_translation_rpython(
+    root: &Path,
+    host: &Target,
+    fetch_opts: &fetch::FetchOptions,
+) -> Result<()> {
+    let value = std::env::var(targets::TEST_RPYTHON_ENV).ok();
+    let chosen = match RpythonChoice::from_value(host, value.as_deref())? {
+        RpythonChoice::Table(targets::TestRpython::PypiSdist) => TranslationRpython {
+            tree: rpython_tree()?,
+            source_id: "rpython-0.2.1".into(),
+        },
+        RpythonChoice::Table(targets::TestRpython::SourceRelease) => {
+            let recipe = crate::recipe::newest()?;
+            eprintln!(
+                "fixtures: the small translations use the RPython of {} ({} has it as test_rpython)",
+                recipe.name, host.triple
+            );
+            let tree = fetch::fetch_source(&recipe, fetch_opts)
+                .with_context(|| format!("fetching the PyPy source of recipe {}", recipe.name))?;
+            TranslationRpython {
+                tree: tree.root,
+                source_id: format!("{}-{}", recipe.name, recipe.source.sha256),
+            }
+        }
+        RpythonChoice::Tree(tree) => TranslationRpython {
+            source_id: format!("tree:{}", tree.display()),
+            tree,
+        },
+    };
+    let record = root.join(TRANSLATION_RPYTHON_FILE);
+    let tmp = tempfile::NamedTempFile::new_in(root)?;
+    fs_err::write(
+        tmp.path(),
+        format!("{}\n{}\n", chosen.source_id, chosen.tree.display()),
+    )?;
+    tmp.persist(&record)
+        .with_context(|| format!("writing {}", record.display()))?;
+    Ok(())
 }
 
 /// A CPython 2.7 with `py` and `cffi` importable through [`Host27::site`].
@@ -210,9 +330,10 @@ fn venv_program(venv: &Path, name: &str) -> PathBuf {
     }
 }
 
-/// A Python 2.7: CPython as pyenv installs it on these machines, else
-/// `python2.7` (or `python2`) on PATH, which on CI is the PyPy 2.7 that
-/// `setup-python` installs (the runners no longer have CPython 2.7).
+/// A Python 2.7: `$PYPY_EMBED_HOST_PYTHON` when set (CI points it at the PyPy
+/// 2.7 that `setup-python` installs, as the runners no longer have CPython
+/// 2.7), else CPython as pyenv installs it on these machines, else
+/// `python2.7` (or `python2`) on PATH.
 pub fn find_cpython27() -> Result<PathBuf> {
     let pyenv_roots: Vec<PathBuf> = [
         std::env::var_os("PYENV_ROOT").map(PathBuf::from),
@@ -221,11 +342,29 @@ pub fn find_cpython27() -> Result<PathBuf> {
     .into_iter()
     .flatten()
     .collect();
-    find_python27_in(&pyenv_roots, std::env::var_os("PATH").as_deref())
+    find_python27_in(
+        std::env::var_os(host::HOST_ENV).as_deref(),
+        &pyenv_roots,
+        std::env::var_os("PATH").as_deref(),
+    )
 }
 
-/// [`find_cpython27`] with the pyenv roots and the PATH given.
-fn find_python27_in(pyenv_roots: &[PathBuf], path: Option<&OsStr>) -> Result<PathBuf> {
+/// [`find_cpython27`] with `$PYPY_EMBED_HOST_PYTHON`, the pyenv roots and the PATH given.
+fn find_python27_in(
+    explicit: Option<&OsStr>,
+    pyenv_roots: &[PathBuf],
+    path: Option<&OsStr>,
+) -> Result<PathBuf> {
+    if let Some(explicit) = explicit.filter(|v| !v.is_empty()).map(PathBuf::from) {
+        if !explicit.is_file() {
+            bail!(
+                "${} names {}, which is not a file; point it at a Python 2.7 interpreter or unset it",
+                host::HOST_ENV,
+                explicit.display()
+            );
+        }
+        return Ok(explicit);
+    }
     let mut searched = Vec::new();
     for root in pyenv_roots {
         let versions = root.join("versions");
@@ -285,6 +424,8 @@ pub fn prepare_all(sh: &Shell) -> Result<()> {
     let host = targets::get(targets::host_triple())?;
     let source = TestPypySource::from_env(&host)?;
     let fetch_opts = fetch_options()?;
+    prepare_translation_rpython(&root, &host, &fetch_opts)
+        .context("preparing the RPython of the small translations")?;
     // Debian's tree is also what the Linux-only repackaging tests work on,
     // so an apt machine has it whichever source the embedding tests use.
     let debian = TestPypySource::DebianPackages;
@@ -345,9 +486,10 @@ fn prepare_rpython(sh: &Shell, root: &Path) -> Result<()> {
         eprintln!("fixtures: downloading {RPYTHON_SDIST} from PyPI");
         let tmp = tempfile::tempdir_in(root)?;
         let dir = tmp.path();
+        let python3 = python3();
         cmd!(
             sh,
-            "python3 -m pip download --quiet --no-deps rpython==0.2.1 -d {dir}"
+            "{python3} -m pip download --quiet --no-deps rpython==0.2.1 -d {dir}"
         )
         .run()
         .context("`pip download rpython==0.2.1` failed; is PyPI reachable?")?;
@@ -360,13 +502,15 @@ fn prepare_rpython(sh: &Shell, root: &Path) -> Result<()> {
     }
     let tree = root.join("rpython-0.2.1");
     if !tree.join("rpython").join("__main__.py").exists() {
+        // Our own extractor rather than `tar`: Git's tar on Windows reads `C:` as a host name.
         let tmp = tempfile::tempdir_in(root)?;
-        let dir = tmp.path();
-        cmd!(sh, "tar -xzf {sdist} -C {dir}").run()?;
+        let unpacked = tmp.path().join("unpacked");
+        fetch::extract_archive(&sdist, &unpacked)
+            .with_context(|| format!("unpacking {}", sdist.display()))?;
         if tree.exists() {
             fs_err::remove_dir_all(&tree)?;
         }
-        fs_err::rename(dir.join("rpython-0.2.1"), &tree)?;
+        fs_err::rename(unpacked.join("rpython-0.2.1"), &tree)?;
     }
     Ok(())
 }
@@ -534,7 +678,8 @@ fn prepare_workflow_linter(sh: &Shell, root: &Path) -> Result<()> {
     if tools.exists() {
         fs_err::remove_dir_all(&tools)?;
     }
-    cmd!(sh, "python3 -m venv {tools}").run()?;
+    let python3 = python3();
+    cmd!(sh, "{python3} -m venv {tools}").run()?;
     let pip = venv_program(&tools, "pip");
     cmd!(
         sh,
@@ -552,6 +697,43 @@ mod tests {
 
     fn target(triple: &str) -> Target {
         targets::get(triple).unwrap()
+    }
+
+    #[test]
+    fn the_rpython_choice_follows_the_table_unless_told() {
+        use targets::TestRpython;
+        for t in targets::all().unwrap() {
+            assert_eq!(
+                RpythonChoice::from_value(&t, None).unwrap(),
+                RpythonChoice::Table(t.test_rpython)
+            );
+            // The PyPI sdist asserts an x86 Mac and builds 32-bit Windows only.
+            if t.os != targets::Os::Linux {
+                assert_eq!(t.test_rpython, TestRpython::SourceRelease, "{}", t.triple);
+            }
+        }
+        let linux = targets::get("x86_64-unknown-linux-gnu").unwrap();
+        assert_eq!(
+            RpythonChoice::from_value(&linux, Some(" source-release ")).unwrap(),
+            RpythonChoice::Table(TestRpython::SourceRelease)
+        );
+        assert_eq!(
+            RpythonChoice::from_value(&linux, Some("")).unwrap(),
+            RpythonChoice::Table(TestRpython::PypiSdist)
+        );
+        let tree = rpython_tree().unwrap();
+        assert_eq!(
+            RpythonChoice::from_value(&linux, tree.to_str()).unwrap(),
+            RpythonChoice::Tree(tree)
+        );
+        let err = RpythonChoice::from_value(&linux, Some("/nonexistent/pypy")).unwrap_err();
+        let text = format!("{err:#}");
+        assert!(
+            text.contains(targets::TEST_RPYTHON_ENV)
+                && text.contains("/nonexistent/pypy")
+                && text.contains("rpython/__main__.py"),
+            "{text}"
+        );
     }
 
     #[test]
@@ -661,13 +843,39 @@ mod tests {
         fs_err::copy(&real, bin.path().join("python2.7.exe")).unwrap();
         let no_pyenv = [bin.path().join("no-pyenv")];
         let path = std::env::join_paths([Path::new("/nonexistent"), bin.path()]).unwrap();
-        let found = find_python27_in(&no_pyenv, Some(&path)).unwrap();
+        let found = find_python27_in(None, &no_pyenv, Some(&path)).unwrap();
         assert_eq!(found.parent(), Some(bin.path()));
 
-        let err = find_python27_in(&no_pyenv, Some(OsStr::new(""))).unwrap_err();
+        let err = find_python27_in(None, &no_pyenv, Some(OsStr::new(""))).unwrap_err();
         let text = format!("{err:#}");
         assert!(
             text.contains("no-pyenv") && text.contains("python2.7 on PATH"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn the_host_variable_comes_first_and_must_name_a_file() {
+        // CI's Windows runner: setup-python's PyPy 2.7 is `python.exe` in a
+        // folder of its own, named by $PYPY_EMBED_HOST_PYTHON.
+        let real = find_cpython27().expect("a Python 2.7 fixture on this machine");
+        let pyenv = [PathBuf::from("/nonexistent")];
+        let found = find_python27_in(Some(real.as_os_str()), &pyenv, None).unwrap();
+        assert_eq!(found, real);
+        // Set but empty counts as unset.
+        let err = find_python27_in(Some(OsStr::new("")), &pyenv, None).unwrap_err();
+        assert!(
+            format!("{err:#}").contains("no Python 2.7 found"),
+            "{err:#}"
+        );
+
+        let missing = tempfile::tempdir().unwrap().path().join("python.exe");
+        let err = find_python27_in(Some(missing.as_os_str()), &pyenv, None).unwrap_err();
+        let text = format!("{err:#}");
+        assert!(
+            text.contains(host::HOST_ENV)
+                && text.contains("python.exe")
+                && text.contains("not a file"),
             "{text}"
         );
     }

@@ -2,8 +2,8 @@
 
 use clap::{Parser, Subcommand};
 use xtask::{
-    bench, build_pypy, ci_matrix, doctor, fetch, package, recipes_cmd, repackage, test_cmd,
-    translate, verify,
+    bench, build_pypy, ci_matrix, cross_lint, doctor, fetch, package, recipes_cmd, repackage,
+    test_cmd, translate, verify,
 };
 
 /// Build PyPy as an embeddable shared library and ship it as a relocatable archive.
@@ -36,6 +36,8 @@ enum Command {
     Bench(bench::Args),
     /// Write (or with --check, compare) the GitHub workflows from the target table.
     CiMatrix(ci_matrix::Args),
+    /// Compile and lint the workspace for the other OSes of the target table.
+    CrossLint(cross_lint::Args),
     /// Prepare the real test fixtures, then run the whole test-suite.
     Test(test_cmd::Args),
 }
@@ -52,6 +54,7 @@ fn main() -> anyhow::Result<()> {
         Command::Verify(args) => verify::run(args),
         Command::Bench(args) => bench::run(args),
         Command::CiMatrix(args) => ci_matrix::run(args),
+        Command::CrossLint(args) => cross_lint::run(args),
         Command::Test(args) => test_cmd::run(args),
     }
 }

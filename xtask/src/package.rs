@@ -276,7 +276,6 @@ pub fn package_translated(input: &PackageInput) -> Result<Published> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::fixtures;
 
     fn linux() -> targets::Target {
         targets::get("x86_64-unknown-linux-gnu").unwrap()
@@ -287,8 +286,8 @@ mod tests {
     /// A source tree whose `pypy/goal` holds Debian's real launcher and
     /// libpypy under the names a translation gives them.
     fn goal_tree() -> tempfile::TempDir {
-        let debian = fixtures::debian_pypy3().unwrap();
-        let tree = tempfile::tempdir_in(fixtures::root()).unwrap();
+        let debian = crate::fixtures::debian_pypy3().unwrap();
+        let tree = tempfile::tempdir_in(crate::fixtures::root()).unwrap();
         let goal = tree.path().join("pypy/goal");
         fs_err::create_dir_all(&goal).unwrap();
         fs_err::hard_link(debian.join("usr/bin/pypy3.9"), goal.join("pypy3.9-c")).unwrap();

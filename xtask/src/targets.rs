@@ -27,6 +27,15 @@ impl Os {
             Os::Windows => "Windows",
         }
     }
+
+    /// The `cfg` predicate Rust code uses for this OS.
+    pub fn cfg_name(self) -> &'static str {
+        match self {
+            Os::Linux => "target_os = \"linux\"",
+            Os::Macos => "target_os = \"macos\"",
+            Os::Windows => "windows",
+        }
+    }
 }
 
 /// How a binary in the archive finds libpypy and its neighbours at run time.
@@ -81,6 +90,31 @@ pub const TEST_PYPY_URL_ENV: &str = "PYPY_EMBED_TEST_PYPY_URL";
 /// With [`TestPypy::OfficialRelease`]: the sha256 of [`Target::test_release`], set by `ci.yml`.
 pub const TEST_PYPY_SHA256_ENV: &str = "PYPY_EMBED_TEST_PYPY_SHA256";
 
+/// Which RPython the test-suite's small translations run on a target's own OS.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum TestRpython {
+    /// The `rpython` 0.2.1 sdist from PyPI: small and reachable through PyPI,
+    /// but from 2017: it asserts an x86 Mac and builds 32-bit Windows only.
+    PypiSdist,
+    /// The RPython inside the newest recipe's PyPy source release, through the fetch stage.
+    SourceRelease,
+}
+
+impl TestRpython {
+    /// The value of [`TEST_RPYTHON_ENV`] that selects this RPython.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TestRpython::PypiSdist => "pypi-sdist",
+            TestRpython::SourceRelease => "source-release",
+        }
+    }
+}
+
+/// Environment variable that overrides [`Target::test_rpython`]: `pypi-sdist`,
+/// `source-release`, or the path of a PyPy source tree.
+pub const TEST_RPYTHON_ENV: &str = "PYPY_EMBED_TEST_RPYTHON";
+
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Download {
@@ -126,6 +160,8 @@ pub struct Target {
     pub runner_provides: Vec<String>,
     /// Where CI's real-libpypy tests get a PyPy on this OS.
     pub test_pypy: TestPypy,
+    /// Which RPython the test-suite's small translations use on this OS.
+    pub test_rpython: TestRpython,
     /// Packages the runner installs before a build (apt on Linux, Homebrew on macOS).
     pub system_packages: Vec<String>,
     /// Packages only the test-suite needs on top of [`Target::system_packages`].

@@ -52,9 +52,10 @@ packages = ["py", "cffi"]
 /// The small target the test-suite translates too.
 fn small_spec() -> Result<Spec> {
     let target = small_target();
+    let rpython = fixtures::translation_rpython()?;
     Ok(Spec {
-        source_root: fixtures::rpython_tree()?,
-        source_id: "rpython-0.2.1".into(),
+        source_root: rpython.tree,
+        source_id: rpython.source_id,
         target_file: target,
         opt: "2".into(),
         rpython_options: vec!["--shared".into()],
@@ -141,7 +142,7 @@ fn cli_cache_hit(sh: &Shell, h: &fixtures::Host27) -> Result<f64> {
     let dir = tempfile::tempdir()?;
     let recipe = write_small_recipe(dir.path())?;
     let cache = dir.path().join("cache");
-    let tree = fixtures::rpython_tree()?;
+    let tree = fixtures::translation_rpython()?.tree;
     let exe = std::env::current_exe().context("locating the xtask binary")?;
     let python = &h.python;
     let _site = sh.push_env("PYTHONPATH", &h.site);

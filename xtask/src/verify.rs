@@ -11,7 +11,7 @@ use xshell::{cmd, Shell};
 
 use crate::archive::extract_tar_gz;
 use crate::manifest::{self, Manifest};
-use crate::{binary, fetch, recipe, targets};
+use crate::{binary, c_compiler, fetch, recipe, targets};
 
 /// Options of `cargo xtask verify`.
 #[derive(clap::Args, Debug)]
@@ -400,37 +400,33 @@ fn run_embed_program(
     target: &targets::Target,
     work: &Path,
 ) -> Result<String> {
-    if target.os == targets::Os::Windows {
-        // MSVC has no `cc`; the Windows runner checks embedding through embed-runtime.
-        return Ok(String::new());
-    }
     let src = work.join("embed_check.c");
     fs_err::write(&src, EMBED_SOURCE)?;
-    let exe = work.join("embed_check");
-    let include = top.join(&manifest.paths.include);
     let lib = top.join(&manifest.paths.libpypy);
     let lib_dir = lib.parent().context("libpypy has no folder")?;
-    let lib_name = lib
-        .file_name()
-        .context("libpypy has no name")?
-        .to_string_lossy()
-        .into_owned();
-    let link = if target.os == targets::Os::Macos {
-        lib.display().to_string()
-    } else {
-        // `-l:NAME` links by file name, so DT_NEEDED is `libpypy…so` even
-        // though libpypy has no SONAME (a full path would be recorded as is).
-        format!("-l:{lib_name}")
+    // Windows links through the import library and finds the DLL on PATH at run time.
+    let link_against = match target.import_library_path(&manifest.python_version) {
+        Some(import_lib) => top.join(import_lib),
+        None => lib.clone(),
     };
-    let rpath = format!("-Wl,-rpath,{}", lib_dir.display());
-    cmd!(
+    let exe = c_compiler::compile(
         sh,
-        "cc -o {exe} {src} -I{include} -L{lib_dir} {link} {rpath}"
+        &target.triple,
+        &c_compiler::Program {
+            source: src,
+            exe: work.join("embed_check"),
+            include_dirs: vec![top.join(&manifest.paths.include)],
+            link: c_compiler::Link::Library(link_against),
+        },
     )
-    .quiet()
-    .run()
-    .context("compiling the C embedding check with `cc` (is a C compiler installed?)")?;
-    let out = clean_env(cmd!(sh, "{exe} {lib}"))
+    .context("compiling the C embedding check")?;
+    let mut run = clean_env(cmd!(sh, "{exe} {lib}"));
+    if target.os == targets::Os::Windows {
+        let path = std::env::var_os("PATH").unwrap_or_default();
+        let dirs = std::iter::once(lib_dir.to_path_buf()).chain(std::env::split_paths(&path));
+        run = run.env("PATH", std::env::join_paths(dirs)?);
+    }
+    let out = run
         .quiet()
         .output()
         .context("running the C embedding check")?;

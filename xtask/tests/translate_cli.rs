@@ -1,9 +1,8 @@
 //! `cargo xtask translate` as a user runs it: interrupted, then completed, then cached.
 
 use std::io::{BufRead, BufReader};
-use std::os::unix::process::CommandExt;
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::{Child, Command, Stdio};
 
 use xtask::fixtures;
 
@@ -13,7 +12,9 @@ fn write_recipe(dir: &Path) -> std::path::PathBuf {
 
 fn translate_cmd(recipe: &Path, cache: &Path) -> Command {
     let host = fixtures::host27().expect("Python 2.7 host fixture");
-    let tree = fixtures::rpython_tree().expect("rpython sdist fixture");
+    let tree = fixtures::translation_rpython()
+        .expect("RPython fixture")
+        .tree;
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_xtask"));
     cmd.arg("translate")
         .arg("--recipe")
@@ -49,9 +50,9 @@ fn interrupted_then_complete_then_cached() {
     let cache = tmp.path().join("cache");
 
     // Interrupt the first run as soon as RPython is annotating.
-    let mut child = translate_cmd(&recipe, &cache)
-        // Its own process group, so the interruption reaches RPython too, as Ctrl-C would.
-        .process_group(0)
+    let mut cmd = translate_cmd(&recipe, &cache);
+    own_process_group(&mut cmd);
+    let mut child = cmd
         .stderr(Stdio::piped())
         .stdout(Stdio::null())
         .spawn()
@@ -66,12 +67,7 @@ fn interrupted_then_complete_then_cached() {
         }
     }
     assert!(seen.iter().any(|l| l.contains("Annotating")), "{seen:#?}");
-    let group = format!("-{}", child.id());
-    let killed = Command::new("kill")
-        .args(["-INT", "--", &group])
-        .status()
-        .unwrap();
-    assert!(killed.success());
+    interrupt(&mut child);
     child.wait().unwrap();
     assert!(
         complete_entries(&cache).is_empty(),
@@ -102,6 +98,35 @@ fn interrupted_then_complete_then_cached() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
+}
+
+/// Its own process group, so that an interruption reaches RPython too, as Ctrl-C would.
+#[cfg(unix)]
+fn own_process_group(cmd: &mut Command) {
+    use std::os::unix::process::CommandExt;
+    cmd.process_group(0);
+}
+
+/// Windows has no process groups to signal; the run is killed outright instead.
+#[cfg(not(unix))]
+fn own_process_group(_cmd: &mut Command) {}
+
+/// Ctrl-C to the whole process group.
+#[cfg(unix)]
+fn interrupt(child: &mut Child) {
+    let group = format!("-{}", child.id());
+    let killed = Command::new("kill")
+        .args(["-INT", "--", &group])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+}
+
+/// A harder interruption than Ctrl-C: the xtask is terminated without any
+/// chance to clean up, which must still leave no complete entry.
+#[cfg(not(unix))]
+fn interrupt(child: &mut Child) {
+    child.kill().unwrap();
 }
 
 #[test]

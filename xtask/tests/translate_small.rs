@@ -1,4 +1,4 @@
-//! Real translations of a small RPython target with the `rpython` sdist and CPython 2.7.
+//! Real translations of a small RPython target with the fixtures' RPython and Python 2.7 host.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -6,7 +6,7 @@ use std::process::Command;
 use xshell::Shell;
 use xtask::build_cache::BuildCache;
 use xtask::translate::{self, Spec};
-use xtask::{fixtures, host, targets};
+use xtask::{c_compiler, fixtures, host, targets};
 
 fn fixture_target(name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -15,10 +15,10 @@ fn fixture_target(name: &str) -> PathBuf {
 }
 
 fn spec(target: &str, opt: &str) -> Spec {
-    let tree = fixtures::rpython_tree().expect("rpython sdist fixture");
+    let rpython = fixtures::translation_rpython().expect("RPython fixture");
     Spec {
-        source_id: "rpython-0.2.1".into(),
-        source_root: tree,
+        source_id: rpython.source_id,
+        source_root: rpython.tree,
         target_file: fixture_target(target),
         opt: opt.into(),
         rpython_options: vec!["--shared".into()],
@@ -46,12 +46,13 @@ fn small_target_translates_caches_and_runs() {
         .expect("the small target translates");
     assert!(!first.cached);
     let lib = &first.library;
+    // The same kind of file as the table's libpypy for this OS (`-c.so`, `-c.dylib`, `-c.dll`).
+    let this_os = targets::get(targets::host_triple()).unwrap();
+    let libpypy = this_os.libpypy_name("3.11");
+    let suffix = &libpypy[libpypy.rfind("-c.").unwrap()..];
     assert!(
-        lib.file_name()
-            .unwrap()
-            .to_string_lossy()
-            .ends_with("-c.so"),
-        "{lib:?}"
+        lib.file_name().unwrap().to_string_lossy().ends_with(suffix),
+        "{lib:?} does not end with {suffix}"
     );
     let exports = binary_exports(lib);
     assert!(
@@ -113,22 +114,25 @@ fn an_rpython_error_comes_back_with_its_lines() {
     assert!(entries.is_empty(), "{entries:?}");
 }
 
+/// Loads the library at run time and calls its entry point, as an embedder
+/// would; a child process, so the library's one-time start-up does not touch
+/// the test runner.
 fn call_startup(lib: &Path) -> i32 {
-    // A child process, so the library's one-time start-up does not touch the test runner.
     let sh = Shell::new().unwrap();
     let dir = tempfile::tempdir().unwrap();
-    let src = dir.path().join("load.c");
-    fs_err::write(
-        &src,
-        "#include <dlfcn.h>\n#include <stdio.h>\n\
-         int main(int c, char **v) { void *h = dlopen(v[1], RTLD_NOW);\n\
-         if (!h) { puts(dlerror()); return 100; }\n\
-         int (*f)(void) = (int (*)(void))dlsym(h, \"rpython_startup_code\");\n\
-         if (!f) return 101; return f(); }\n",
+    let source = dir.path().join("load.c");
+    fs_err::write(&source, LOAD_C).unwrap();
+    let exe = c_compiler::compile(
+        &sh,
+        targets::host_triple(),
+        &c_compiler::Program {
+            source,
+            exe: dir.path().join("load"),
+            include_dirs: vec![],
+            link: c_compiler::Link::Dl,
+        },
     )
     .unwrap();
-    let exe = dir.path().join("load");
-    xshell::cmd!(sh, "cc {src} -o {exe} -ldl").run().unwrap();
     Command::new(&exe)
         .arg(lib)
         .status()
@@ -136,6 +140,28 @@ fn call_startup(lib: &Path) -> i32 {
         .code()
         .unwrap()
 }
+
+const LOAD_C: &str = r#"#include <stdio.h>
+#ifdef _WIN32
+#include <windows.h>
+#define OPEN(p) LoadLibraryA(p)
+#define SYM(h, n) ((void *)GetProcAddress(h, n))
+typedef HMODULE handle;
+#else
+#include <dlfcn.h>
+#define OPEN(p) dlopen(p, RTLD_NOW)
+#define SYM(h, n) dlsym(h, n)
+typedef void *handle;
+#endif
+int main(int argc, char **argv) {
+    if (argc != 2) return 99;
+    handle h = OPEN(argv[1]);
+    if (!h) { fprintf(stderr, "cannot load %s\n", argv[1]); return 100; }
+    int (*startup)(void) = (int (*)(void))SYM(h, "rpython_startup_code");
+    if (!startup) return 101;
+    return startup();
+}
+"#;
 
 fn binary_exports(lib: &Path) -> Vec<String> {
     xtask::binary::read(lib)

@@ -1,0 +1,104 @@
+//! `cargo xtask cross-lint`: compiles and lints the workspace for the other operating systems of the target table.
+//!
+//! No macOS or Windows machine runs here, so the next best check of their
+//! code paths is the compiler: `cargo clippy --all-targets -- -D warnings`
+//! for one CI target of every OS but the host's, from this machine. The
+//! xtask uses the system's TLS on macOS and Windows (see `xtask/Cargo.toml`)
+//! so that no C cross-compiler is needed for that.
+
+use anyhow::{Context, Result};
+use xshell::{cmd, Shell};
+
+use crate::paths;
+use crate::targets::{self, Target};
+
+/// Options of `cargo xtask cross-lint`.
+#[derive(clap::Args, Debug)]
+pub struct Args {
+    /// Lint for these triples instead of one CI target per other OS.
+    #[arg(long = "target")]
+    pub targets: Vec<String>,
+}
+
+pub fn run(args: Args) -> Result<()> {
+    let sh = Shell::new()?;
+    sh.change_dir(paths::workspace_root());
+    let all = targets::all()?;
+    let chosen = if args.targets.is_empty() {
+        let host = targets::get(targets::host_triple())?;
+        lint_targets(&all, &host)
+    } else {
+        args.targets
+            .iter()
+            .map(|t| targets::get(t))
+            .collect::<Result<Vec<_>>>()?
+    };
+    for target in &chosen {
+        lint(&sh, target)?;
+    }
+    Ok(())
+}
+
+/// One CI target of every OS other than the host's, in table order: the
+/// host's own OS is linted by the normal build.
+pub fn lint_targets(all: &[Target], host: &Target) -> Vec<Target> {
+    let mut chosen: Vec<Target> = Vec::new();
+    for target in all.iter().filter(|t| t.ci && t.os != host.os) {
+        if !chosen.iter().any(|c| c.os == target.os) {
+            chosen.push(target.clone());
+        }
+    }
+    chosen
+}
+
+/// Installs the target's standard library if rustup lacks it, then lints the
+/// workspace for it in its own target folder (so the host's build stays warm).
+fn lint(sh: &Shell, target: &Target) -> Result<()> {
+    let triple = &target.triple;
+    let installed = cmd!(sh, "rustup target list --installed")
+        .read()
+        .context("asking rustup for the installed targets; cross-lint needs rustup")?;
+    if !installed.lines().any(|l| l.trim() == triple) {
+        cmd!(sh, "rustup target add {triple}").run().with_context(|| {
+            format!("installing Rust's standard library for {triple} (`rustup target add {triple}`)")
+        })?;
+    }
+    let target_dir = paths::workspace_root().join("target").join("cross");
+    eprintln!("cross-lint: cargo clippy for {triple} ({})", target.runner);
+    cmd!(
+        sh,
+        "cargo clippy --quiet --workspace --all-targets --target {triple} --target-dir {target_dir} -- -D warnings"
+    )
+    .run()
+    .with_context(|| {
+        format!(
+            "the workspace does not compile or lint cleanly for {triple}; fix the code \
+             under cfg({}) (or the code every OS shares)",
+            target.os.cfg_name()
+        )
+    })?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn one_target_per_other_os() {
+        let all = targets::all().unwrap();
+        let linux = targets::get("x86_64-unknown-linux-gnu").unwrap();
+        let chosen: Vec<_> = lint_targets(&all, &linux)
+            .into_iter()
+            .map(|t| t.triple)
+            .collect();
+        assert_eq!(chosen, ["aarch64-apple-darwin", "x86_64-pc-windows-msvc"]);
+
+        let windows = targets::get("x86_64-pc-windows-msvc").unwrap();
+        let chosen: Vec<_> = lint_targets(&all, &windows)
+            .into_iter()
+            .map(|t| t.triple)
+            .collect();
+        assert_eq!(chosen, ["x86_64-unknown-linux-gnu", "aarch64-apple-darwin"]);
+    }
+}
