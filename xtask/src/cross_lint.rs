@@ -6,7 +6,7 @@
 //! xtask uses the system's TLS on macOS and Windows (see `xtask/Cargo.toml`)
 //! so that no C cross-compiler is needed for that.
 
-use anyhow::{Context, Result};
+use anyhow::{bail, Context, Result};
 use xshell::{cmd, Shell};
 
 use crate::paths;
@@ -52,31 +52,48 @@ pub fn lint_targets(all: &[Target], host: &Target) -> Vec<Target> {
 }
 
 /// Installs the target's standard library if rustup lacks it, then lints the
-/// workspace for it in its own target folder (so the host's build stays warm).
+/// workspace for it in its own target folder (so the host's build stays warm
+/// and a concurrent `cargo test` is not blocked on its lock). The compiler's
+/// output is kept and shown only when something is wrong, so that it does not
+/// interleave with the test-suite's.
 fn lint(sh: &Shell, target: &Target) -> Result<()> {
     let triple = &target.triple;
     let installed = cmd!(sh, "rustup target list --installed")
         .read()
         .context("asking rustup for the installed targets; cross-lint needs rustup")?;
     if !installed.lines().any(|l| l.trim() == triple) {
-        cmd!(sh, "rustup target add {triple}").run().with_context(|| {
-            format!("installing Rust's standard library for {triple} (`rustup target add {triple}`)")
-        })?;
+        cmd!(sh, "rustup target add {triple}")
+            .quiet()
+            .ignore_stdout()
+            .run()
+            .with_context(|| {
+                format!("installing Rust's standard library for {triple} (`rustup target add {triple}`)")
+            })?;
     }
     let target_dir = paths::workspace_root().join("target").join("cross");
-    eprintln!("cross-lint: cargo clippy for {triple} ({})", target.runner);
-    cmd!(
+    let started = std::time::Instant::now();
+    let out = cmd!(
         sh,
         "cargo clippy --quiet --workspace --all-targets --target {triple} --target-dir {target_dir} -- -D warnings"
     )
-    .run()
-    .with_context(|| {
-        format!(
-            "the workspace does not compile or lint cleanly for {triple}; fix the code \
-             under cfg({}) (or the code every OS shares)",
-            target.os.cfg_name()
-        )
-    })?;
+    .quiet()
+    .ignore_status()
+    .output()
+    .context("running cargo clippy")?;
+    if !out.status.success() {
+        bail!(
+            "the workspace does not compile or lint cleanly for {triple} ({}); fix the code \
+             under cfg({}) or the code every OS shares:\n{}{}",
+            target.runner,
+            target.os.cfg_name(),
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    eprintln!(
+        "cross-lint: {triple} compiles and lints cleanly ({:.0} s)",
+        started.elapsed().as_secs_f64()
+    );
     Ok(())
 }
 

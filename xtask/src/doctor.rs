@@ -228,7 +228,8 @@ fn compiler(target: &Target) -> (String, Vec<String>) {
     (program, parts.collect())
 }
 
-fn install_hint(target: &Target, debian: &str, homebrew: &str) -> String {
+/// The command that installs a library's headers on `target`'s OS.
+pub fn install_hint(target: &Target, debian: &str, homebrew: &str) -> String {
     match target.os {
         Os::Linux => format!("apt-get install {debian}"),
         Os::Macos => format!("brew install {homebrew}"),
@@ -236,7 +237,18 @@ fn install_hint(target: &Target, debian: &str, homebrew: &str) -> String {
     }
 }
 
+/// What installs a C compiler on `target`'s OS.
+pub fn compiler_hint(target: &Target) -> String {
+    match target.os {
+        Os::Macos => "xcode-select --install".into(),
+        _ => install_hint(target, "build-essential", ""),
+    }
+}
+
 fn check_compiler(sh: &Shell, target: &Target, report: &mut Report) -> bool {
+    if target.os == Os::Windows && std::env::var_os("CC").is_none() {
+        return check_msvc(target, report);
+    }
     let (program, args) = compiler(target);
     match cmd!(sh, "{program} {args...} --version")
         .quiet()
@@ -257,10 +269,39 @@ fn check_compiler(sh: &Shell, target: &Target, report: &mut Report) -> bool {
                 "C compiler",
                 false,
                 format!("`{program}` does not run"),
-                Some(match target.os {
-                    Os::Macos => "xcode-select --install".into(),
-                    _ => install_hint(target, "build-essential", ""),
-                }),
+                Some(compiler_hint(target)),
+            );
+            false
+        }
+    }
+}
+
+/// MSVC has no `--version` and is usually not on PATH: the `cc` crate finds
+/// it the way Cargo build scripts do (through the Visual Studio installer).
+fn check_msvc(target: &Target, report: &mut Report) -> bool {
+    let found = cc::Build::new()
+        .target(&target.triple)
+        .host(&target.triple)
+        .opt_level(0)
+        .cargo_metadata(false)
+        .cargo_warnings(false)
+        .try_get_compiler();
+    match found {
+        Ok(tool) => {
+            report.push(
+                "C compiler",
+                true,
+                format!("{}", tool.path().display()),
+                None,
+            );
+            true
+        }
+        Err(e) => {
+            report.push(
+                "C compiler",
+                false,
+                format!("no MSVC found: {e}"),
+                Some(compiler_hint(target)),
             );
             false
         }
@@ -268,11 +309,22 @@ fn check_compiler(sh: &Shell, target: &Target, report: &mut Report) -> bool {
 }
 
 fn check_make(sh: &Shell, target: &Target, report: &mut Report) {
-    let make = if target.os == Os::Windows {
-        "nmake"
-    } else {
-        "make"
-    };
+    if target.os == Os::Windows {
+        // nmake sits beside cl.exe in Visual Studio, off PATH; RPython finds
+        // both through the Visual Studio installer, and so does the cc crate.
+        let nmake = cc::windows_registry::find_tool(&target.triple, "nmake.exe");
+        report.push(
+            "make",
+            nmake.is_some(),
+            match &nmake {
+                Some(tool) => format!("{}", tool.path().display()),
+                None => "no nmake.exe in Visual Studio".into(),
+            },
+            nmake.is_none().then(|| compiler_hint(target)),
+        );
+        return;
+    }
+    let make = "make";
     let ok = cmd!(sh, "{make} --version")
         .quiet()
         .ignore_stdout()
