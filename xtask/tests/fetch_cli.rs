@@ -3,7 +3,7 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Command, Output};
 
 use sha2::{Digest, Sha256};
@@ -58,20 +58,6 @@ fn fetch(s: &Setup, by: MirrorBy) -> Output {
     cmd.output().unwrap()
 }
 
-/// Regular files under `dir` other than lock files.
-fn files(dir: &Path) -> Vec<PathBuf> {
-    if !dir.exists() {
-        return Vec::new();
-    }
-    walkdir::WalkDir::new(dir)
-        .into_iter()
-        .map(|e| e.unwrap())
-        .filter(|e| e.file_type().is_file())
-        .map(|e| e.into_path())
-        .filter(|p| p.extension().is_none_or(|e| e != "lock"))
-        .collect()
-}
-
 #[test]
 fn fetch_from_a_mirror_folder_verifies_and_unpacks() {
     for by in [MirrorBy::Flag, MirrorBy::Env] {
@@ -102,7 +88,7 @@ fn check_good_fetch(s: &Setup, out: Output) {
         .join("downloads/sha256")
         .join(RPYTHON_SHA256)
         .join(RPYTHON_SDIST);
-    assert_eq!(files(&s.cache), [cached]);
+    assert_eq!(common::files_except_locks(&s.cache), [cached]);
 }
 
 #[test]
@@ -120,8 +106,12 @@ fn tampered_mirror_file_fails_with_both_hashes_and_leaves_nothing() {
     assert!(stderr.contains(RPYTHON_SHA256), "{stderr}");
     assert!(stderr.contains(&tampered), "{stderr}");
     assert!(out.stdout.is_empty());
-    assert!(files(&s.cache).is_empty(), "{:?}", files(&s.cache));
-    assert!(files(&s.work).is_empty());
+    assert!(
+        common::files_except_locks(&s.cache).is_empty(),
+        "{:?}",
+        common::files_except_locks(&s.cache)
+    );
+    assert!(common::files_except_locks(&s.work).is_empty());
 }
 
 #[test]

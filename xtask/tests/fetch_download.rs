@@ -13,7 +13,7 @@ use xtask::recipe::Recipe;
 
 mod common;
 
-use common::server::{Reply, Server};
+use common::server::{Reply, Request, Server};
 
 fn sdist() -> Arc<Vec<u8>> {
     let path = fixtures::rpython_sdist().expect("fixture");
@@ -39,15 +39,36 @@ fn cached_path(cache: &Path) -> PathBuf {
         .join(RPYTHON_SDIST)
 }
 
-/// Every regular file under `dir` that is not a lock file.
-fn files_except_locks(dir: &Path) -> Vec<PathBuf> {
-    walkdir::WalkDir::new(dir)
-        .into_iter()
-        .map(|e| e.unwrap())
-        .filter(|e| e.file_type().is_file())
-        .map(|e| e.into_path())
-        .filter(|p| p.extension().is_none_or(|e| e != "lock"))
-        .collect()
+/// A loopback server whose reply comes from `reply`, given the sdist's
+/// bytes, the request and how many requests came before it.
+fn serve_sdist(
+    reply: impl Fn(&Arc<Vec<u8>>, &Request, usize) -> Reply + Send + Sync + 'static,
+) -> (Server, Arc<Vec<u8>>) {
+    let body = sdist();
+    let served = body.clone();
+    let server = Server::start(move |req, earlier| reply(&served, req, earlier));
+    (server, body)
+}
+
+/// A loopback server answering every request with the whole sdist.
+fn serve_whole_sdist() -> (Server, Arc<Vec<u8>>) {
+    serve_sdist(|body, _, _| Reply::file(body))
+}
+
+/// Downloads the sdist from `server` into `cache` and checks what arrived.
+fn download_ok(server: &Server, cache: &Path) -> PathBuf {
+    let path =
+        fetch::download_verified(&server.url(PATH), RPYTHON_SHA256, &options(cache)).unwrap();
+    assert_eq!(fetch::sha256_file(&path).unwrap(), RPYTHON_SHA256);
+    path
+}
+
+/// Leaves `bytes` where an interrupted download keeps its partial file.
+fn leave_part(cache: &Path, bytes: &[u8]) -> PathBuf {
+    let part = cached_path(cache).with_extension("gz.part");
+    std::fs::create_dir_all(part.parent().unwrap()).unwrap();
+    std::fs::write(&part, bytes).unwrap();
+    part
 }
 
 const PATH: &str = "/packages/rpython-0.2.1.tar.gz";
@@ -56,18 +77,14 @@ const DEAD_UPSTREAM: &str = "http://127.0.0.1:9/packages/rpython-0.2.1.tar.gz";
 
 #[test]
 fn download_success_lands_in_the_content_addressed_cache() {
-    let body = sdist();
-    let server = Server::start({
-        let body = body.clone();
-        move |_, _| Reply::file(&body)
-    });
+    let (server, _) = serve_whole_sdist();
     let cache = tempfile::tempdir().unwrap();
     let opts = options(cache.path());
     let path = fetch::download_verified(&server.url(PATH), RPYTHON_SHA256, &opts).unwrap();
     assert_eq!(path, cached_path(cache.path()));
     assert_eq!(fetch::sha256_file(&path).unwrap(), RPYTHON_SHA256);
     assert_eq!(
-        files_except_locks(cache.path()),
+        common::files_except_locks(cache.path()),
         std::slice::from_ref(&path)
     );
 
@@ -79,11 +96,7 @@ fn download_success_lands_in_the_content_addressed_cache() {
 
 #[test]
 fn wrong_checksum_names_both_hashes_and_caches_nothing() {
-    let body = sdist();
-    let server = Server::start({
-        let body = body.clone();
-        move |_, _| Reply::file(&body)
-    });
+    let (server, _) = serve_whole_sdist();
     let cache = tempfile::tempdir().unwrap();
     let wrong = sha256_hex(b"not the rpython sdist");
     let url = server.url(PATH);
@@ -92,7 +105,7 @@ fn wrong_checksum_names_both_hashes_and_caches_nothing() {
     assert!(msg.contains(&wrong), "{msg}");
     assert!(msg.contains(RPYTHON_SHA256), "{msg}");
     assert!(msg.contains(&url), "{msg}");
-    assert!(files_except_locks(cache.path()).is_empty());
+    assert!(common::files_except_locks(cache.path()).is_empty());
     // A mismatch is not a network problem: one request, no retry.
     assert_eq!(server.requests().len(), 1);
 }
@@ -110,9 +123,7 @@ fn connection_closed_mid_body_is_resumed_with_a_range_request() {
         }
     });
     let cache = tempfile::tempdir().unwrap();
-    let path = fetch::download_verified(&server.url(PATH), RPYTHON_SHA256, &options(cache.path()))
-        .unwrap();
-    assert_eq!(fetch::sha256_file(&path).unwrap(), RPYTHON_SHA256);
+    download_ok(&server, cache.path());
     let requests = server.requests();
     assert_eq!(requests.len(), 2, "{requests:?}");
     assert_eq!(requests[0].range, None);
@@ -121,18 +132,10 @@ fn connection_closed_mid_body_is_resumed_with_a_range_request() {
 
 #[test]
 fn a_partial_file_from_an_earlier_run_is_resumed() {
-    let body = sdist();
-    let server = Server::start({
-        let body = body.clone();
-        move |_, _| Reply::file(&body)
-    });
+    let (server, body) = serve_whole_sdist();
     let cache = tempfile::tempdir().unwrap();
-    let part = cached_path(cache.path()).with_extension("gz.part");
-    std::fs::create_dir_all(part.parent().unwrap()).unwrap();
-    std::fs::write(&part, &body[..123_456]).unwrap();
-    let path = fetch::download_verified(&server.url(PATH), RPYTHON_SHA256, &options(cache.path()))
-        .unwrap();
-    assert_eq!(fetch::sha256_file(&path).unwrap(), RPYTHON_SHA256);
+    let part = leave_part(cache.path(), &body[..123_456]);
+    download_ok(&server, cache.path());
     assert!(!part.exists());
     let requests = server.requests();
     assert_eq!(requests.len(), 1, "{requests:?}");
@@ -141,19 +144,13 @@ fn a_partial_file_from_an_earlier_run_is_resumed() {
 
 #[test]
 fn a_server_ignoring_range_makes_a_clean_restart() {
-    let body = sdist();
-    let server = Server::start({
-        let body = body.clone();
-        move |_, _| Reply::File {
-            body: body.clone(),
-            ranges: false,
-            cut_after: None,
-        }
+    let (server, body) = serve_sdist(move |body, _, _| Reply::File {
+        body: body.clone(),
+        ranges: false,
+        cut_after: None,
     });
     let cache = tempfile::tempdir().unwrap();
-    let part = cached_path(cache.path()).with_extension("gz.part");
-    std::fs::create_dir_all(part.parent().unwrap()).unwrap();
-    std::fs::write(&part, &body[..500_000]).unwrap();
+    leave_part(cache.path(), &body[..500_000]);
     let path = fetch::download_verified(&server.url(PATH), RPYTHON_SHA256, &options(cache.path()))
         .unwrap();
     // Appending the full body to the old part would have broken the hash.
@@ -163,18 +160,10 @@ fn a_server_ignoring_range_makes_a_clean_restart() {
 
 #[test]
 fn a_corrupt_partial_file_is_never_taken_for_the_real_one() {
-    let body = sdist();
-    let server = Server::start({
-        let body = body.clone();
-        move |_, _| Reply::file(&body)
-    });
+    let (server, _) = serve_whole_sdist();
     let cache = tempfile::tempdir().unwrap();
-    let part = cached_path(cache.path()).with_extension("gz.part");
-    std::fs::create_dir_all(part.parent().unwrap()).unwrap();
-    std::fs::write(&part, vec![0x55u8; 200_000]).unwrap();
-    let path = fetch::download_verified(&server.url(PATH), RPYTHON_SHA256, &options(cache.path()))
-        .unwrap();
-    assert_eq!(fetch::sha256_file(&path).unwrap(), RPYTHON_SHA256);
+    leave_part(cache.path(), &[0x55u8; 200_000]);
+    download_ok(&server, cache.path());
     let requests = server.requests();
     assert_eq!(requests.len(), 2, "{requests:?}");
     assert_eq!(requests[0].range.as_deref(), Some("bytes=200000-"));
@@ -183,20 +172,14 @@ fn a_corrupt_partial_file_is_never_taken_for_the_real_one() {
 
 #[test]
 fn a_partial_file_longer_than_the_real_one_is_discarded() {
-    let body = sdist();
-    let server = Server::start({
-        let body = body.clone();
-        move |_, _| Reply::file(&body)
-    });
+    let (server, body) = serve_whole_sdist();
     let cache = tempfile::tempdir().unwrap();
     let part = cached_path(cache.path()).with_extension("gz.part");
     std::fs::create_dir_all(part.parent().unwrap()).unwrap();
     let mut longer = body.to_vec();
     longer.extend_from_slice(b"trailing junk");
     std::fs::write(&part, &longer).unwrap();
-    let path = fetch::download_verified(&server.url(PATH), RPYTHON_SHA256, &options(cache.path()))
-        .unwrap();
-    assert_eq!(fetch::sha256_file(&path).unwrap(), RPYTHON_SHA256);
+    download_ok(&server, cache.path());
     let ranges: Vec<Option<String>> = server.requests().into_iter().map(|r| r.range).collect();
     // The server answers 416 to the resume; the next attempt starts over.
     assert_eq!(ranges, [Some(format!("bytes={}-", longer.len())), None]);
@@ -204,64 +187,46 @@ fn a_partial_file_longer_than_the_real_one_is_discarded() {
 
 #[test]
 fn a_partial_answer_at_the_wrong_offset_is_not_appended() {
-    let body = sdist();
-    let server = Server::start({
-        let body = body.clone();
-        move |_, earlier| {
-            if earlier == 0 {
-                // 206, but from byte 0 instead of the requested offset.
-                Reply::Raw {
-                    status: "206 Partial Content".into(),
-                    headers: format!(
-                        "Content-Range: bytes 0-{}/{}\r\n",
-                        body.len() - 1,
-                        body.len()
-                    ),
-                    body: body.to_vec(),
-                }
-            } else {
-                Reply::file(&body)
+    let (server, body) = serve_sdist(move |body, _, earlier| {
+        if earlier == 0 {
+            // 206, but from byte 0 instead of the requested offset.
+            Reply::Raw {
+                status: "206 Partial Content".into(),
+                headers: format!(
+                    "Content-Range: bytes 0-{}/{}\r\n",
+                    body.len() - 1,
+                    body.len()
+                ),
+                body: body.to_vec(),
             }
+        } else {
+            Reply::file(body)
         }
     });
     let cache = tempfile::tempdir().unwrap();
-    let part = cached_path(cache.path()).with_extension("gz.part");
-    std::fs::create_dir_all(part.parent().unwrap()).unwrap();
-    std::fs::write(&part, &body[..100_000]).unwrap();
-    let path = fetch::download_verified(&server.url(PATH), RPYTHON_SHA256, &options(cache.path()))
-        .unwrap();
-    assert_eq!(fetch::sha256_file(&path).unwrap(), RPYTHON_SHA256);
+    leave_part(cache.path(), &body[..100_000]);
+    download_ok(&server, cache.path());
     let ranges: Vec<Option<String>> = server.requests().into_iter().map(|r| r.range).collect();
     assert_eq!(ranges, [Some("bytes=100000-".to_string()), None]);
 }
 
 #[test]
 fn too_many_requests_is_retried() {
-    let body = sdist();
-    let server = Server::start({
-        let body = body.clone();
-        move |_, earlier| {
-            if earlier == 0 {
-                Reply::Status(429)
-            } else {
-                Reply::file(&body)
-            }
+    let (server, _) = serve_sdist(move |body, _, earlier| {
+        if earlier == 0 {
+            Reply::Status(429)
+        } else {
+            Reply::file(body)
         }
     });
     let cache = tempfile::tempdir().unwrap();
-    let path = fetch::download_verified(&server.url(PATH), RPYTHON_SHA256, &options(cache.path()))
-        .unwrap();
-    assert_eq!(fetch::sha256_file(&path).unwrap(), RPYTHON_SHA256);
+    download_ok(&server, cache.path());
     assert_eq!(server.requests().len(), 2);
 }
 
 #[test]
 fn a_damaged_cache_entry_is_downloaded_again() {
-    let body = sdist();
-    let server = Server::start({
-        let body = body.clone();
-        move |_, _| Reply::file(&body)
-    });
+    let (server, body) = serve_whole_sdist();
     let cache = tempfile::tempdir().unwrap();
     let cached = cached_path(cache.path());
     std::fs::create_dir_all(cached.parent().unwrap()).unwrap();
@@ -283,26 +248,20 @@ fn not_found_is_not_retried_and_names_the_url() {
     assert!(msg.contains(&url), "{msg}");
     assert!(msg.contains("404"), "{msg}");
     assert_eq!(server.requests().len(), 1, "a 404 must not be retried");
-    assert!(files_except_locks(cache.path()).is_empty());
+    assert!(common::files_except_locks(cache.path()).is_empty());
 }
 
 #[test]
 fn server_errors_are_retried_until_success() {
-    let body = sdist();
-    let server = Server::start({
-        let body = body.clone();
-        move |_, earlier| {
-            if earlier < 2 {
-                Reply::Status(500)
-            } else {
-                Reply::file(&body)
-            }
+    let (server, _) = serve_sdist(move |body, _, earlier| {
+        if earlier < 2 {
+            Reply::Status(500)
+        } else {
+            Reply::file(body)
         }
     });
     let cache = tempfile::tempdir().unwrap();
-    let path = fetch::download_verified(&server.url(PATH), RPYTHON_SHA256, &options(cache.path()))
-        .unwrap();
-    assert_eq!(fetch::sha256_file(&path).unwrap(), RPYTHON_SHA256);
+    download_ok(&server, cache.path());
     assert_eq!(server.requests().len(), 3);
 }
 
@@ -333,15 +292,11 @@ fn connection_refused_is_retried_then_reported() {
 
 #[test]
 fn redirects_are_followed() {
-    let body = sdist();
-    let server = Server::start({
-        let body = body.clone();
-        move |req, _| {
-            if req.path == "/old/rpython-0.2.1.tar.gz" {
-                Reply::Redirect(PATH.to_string())
-            } else {
-                Reply::file(&body)
-            }
+    let (server, _) = serve_sdist(move |body, req, _| {
+        if req.path == "/old/rpython-0.2.1.tar.gz" {
+            Reply::Redirect(PATH.to_string())
+        } else {
+            Reply::file(body)
         }
     });
     let cache = tempfile::tempdir().unwrap();
@@ -385,7 +340,7 @@ fn tampered_file_in_a_mirror_folder_is_refused() {
     let msg = format!("{err:#}");
     assert!(msg.contains(RPYTHON_SHA256), "{msg}");
     assert!(msg.contains(&sha256_hex(&bytes)), "{msg}");
-    assert!(files_except_locks(cache.path()).is_empty());
+    assert!(common::files_except_locks(cache.path()).is_empty());
 }
 
 #[test]
@@ -401,15 +356,11 @@ fn mirror_folder_without_the_file_says_what_to_put_there() {
 
 #[test]
 fn mirror_url_serves_the_same_file_name() {
-    let body = sdist();
-    let server = Server::start({
-        let body = body.clone();
-        move |req, _| {
-            if req.path == "/mirror/pypy/rpython-0.2.1.tar.gz" {
-                Reply::file(&body)
-            } else {
-                Reply::Status(404)
-            }
+    let (server, _) = serve_sdist(move |body, req, _| {
+        if req.path == "/mirror/pypy/rpython-0.2.1.tar.gz" {
+            Reply::file(body)
+        } else {
+            Reply::Status(404)
         }
     });
     let cache = tempfile::tempdir().unwrap();
@@ -430,11 +381,7 @@ fn rpython_recipe(dir: &Path, url: &str) -> Recipe {
 
 #[test]
 fn fetch_source_downloads_verifies_and_unpacks_once() {
-    let body = sdist();
-    let server = Server::start({
-        let body = body.clone();
-        move |_, _| Reply::file(&body)
-    });
+    let (server, _) = serve_whole_sdist();
     let tmp = tempfile::tempdir().unwrap();
     let url = server.url(PATH);
     let recipe = rpython_recipe(tmp.path(), &url);
@@ -463,14 +410,10 @@ fn fetch_source_downloads_verifies_and_unpacks_once() {
 
 #[test]
 fn two_concurrent_fetches_share_one_cache() {
-    let body = sdist();
-    let server = Server::start({
-        let body = body.clone();
-        move |_, _| {
-            // Slow enough that both runs are inside the fetch at once.
-            std::thread::sleep(Duration::from_millis(300));
-            Reply::file(&body)
-        }
+    let (server, _) = serve_sdist(move |body, _, _| {
+        // Slow enough that both runs are inside the fetch at once.
+        std::thread::sleep(Duration::from_millis(300));
+        Reply::file(body)
     });
     let tmp = tempfile::tempdir().unwrap();
     let recipe = rpython_recipe(tmp.path(), &server.url(PATH));

@@ -197,3 +197,18 @@ min_disk_gib = 1
         sha = xtask::fixtures::RPYTHON_SHA256
     )
 }
+
+/// Regular files under `dir` other than lock files (none when `dir` is missing):
+/// what a download or fetch left in a cache.
+pub fn files_except_locks(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    if !dir.exists() {
+        return Vec::new();
+    }
+    walkdir::WalkDir::new(dir)
+        .into_iter()
+        .map(|e| e.unwrap())
+        .filter(|e| e.file_type().is_file())
+        .map(|e| e.into_path())
+        .filter(|p| p.extension().is_none_or(|e| e != "lock"))
+        .collect()
+}
