@@ -35,14 +35,20 @@ pub fn run(args: Args) -> Result<()> {
     let _test_archive = std::env::var_os("PYPY_EMBED_TEST_ARCHIVE")
         .is_none()
         .then(|| sh.push_env("PYPY_EMBED_TEST_ARCHIVE", &archive));
+    let extra = &args.cargo_args;
+    cmd!(
+        sh,
+        "cargo test --workspace --all-targets --no-run {extra...}"
+    )
+    .run()
+    .context("building the test-suite failed")?;
     // The other OSes' code paths are compiled and linted here, as no runner
-    // of theirs is at hand; beside the tests, which leave a core idle for
-    // long stretches (RPython annotates on one).
+    // of theirs is at hand: while the tests run, which leave a core idle for
+    // long stretches (RPython annotates on one), rather than while they build.
     let cross = args
         .cargo_args
         .is_empty()
         .then(|| std::thread::spawn(|| cross_lint::run(cross_lint::Args { targets: vec![] })));
-    let extra = &args.cargo_args;
     cmd!(sh, "cargo test --workspace --all-targets {extra...}")
         .run()
         .context("the test-suite failed")?;
