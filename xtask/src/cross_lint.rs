@@ -79,7 +79,7 @@ fn lint(sh: &Shell, target: &Target) -> Result<()> {
     let started = std::time::Instant::now();
     let out = cmd!(
         sh,
-        "cargo clippy --quiet --workspace --all-targets --target {triple} --target-dir {target_dir} -- -D warnings"
+        "cargo clippy --quiet --profile cross-lint --workspace --all-targets --target {triple} --target-dir {target_dir} -- -D warnings"
     )
     .quiet()
     .ignore_status()
