@@ -375,6 +375,8 @@ fn check_relocation_tool(sh: &Shell, target: &Target, report: &mut Report) {
 
 /// Each library's header, found by the compiler itself (so its include paths count).
 fn check_headers(sh: &Shell, target: &Target, report: &mut Report) {
+    // Where a build will look too (Homebrew's keg-only formulae on macOS).
+    let _env = target.push_build_env(sh).unwrap_or_default();
     let (program, args) = compiler(target);
     for lib in LIBRARIES {
         let found = lib.headers.iter().find(|h| {

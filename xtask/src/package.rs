@@ -241,6 +241,8 @@ pub fn package_translated(input: &PackageInput) -> Result<Published> {
     let args = package_py_args(tree, &name, build.path());
     let sh = Shell::new()?;
     sh.change_dir(tree);
+    // package.py builds the stdlib's cffi modules: they need the same libraries.
+    let _libraries = input.target.push_build_env(&sh)?;
     cmd!(sh, "{python} {args...}").run().with_context(|| {
         format!(
             "PyPy's package.py failed for {} (building the cffi modules needs the \

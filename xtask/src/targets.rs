@@ -156,6 +156,9 @@ pub struct Target {
     pub search_path: SearchPath,
     /// Installs [`Target::system_packages`] and [`Target::test_packages`].
     pub package_manager: PackageManager,
+    /// Folders whose `include/`, `lib/` and `lib/pkgconfig/` a build searches
+    /// (Homebrew's keg-only formulae, which the compiler does not see by itself).
+    pub library_prefixes: Vec<String>,
     /// What the runner image already brings and a build relies on (compiler, make, …).
     pub runner_provides: Vec<String>,
     /// Where CI's real-libpypy tests get a PyPy on this OS.
@@ -346,6 +349,47 @@ impl Target {
     }
     /// The shell command that installs `packages` with this target's package manager on
     /// a GitHub runner (with `sudo` for apt), or `None` when there is nothing to install.
+    /// The environment a C build for this target needs so that the compiler,
+    /// the linker and pkg-config find [`Target::library_prefixes`]: `CPATH`,
+    /// `LIBRARY_PATH` and `PKG_CONFIG_PATH`, each prepended to the value
+    /// `current` gives (the caller's environment). Empty when there are none.
+    pub fn build_env(
+        &self,
+        current: impl Fn(&str) -> Option<std::ffi::OsString>,
+    ) -> Result<Vec<(&'static str, std::ffi::OsString)>> {
+        if self.library_prefixes.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut env = Vec::new();
+        for (var, sub) in [
+            ("CPATH", "include"),
+            ("LIBRARY_PATH", "lib"),
+            ("PKG_CONFIG_PATH", "lib/pkgconfig"),
+        ] {
+            let mut dirs: Vec<std::path::PathBuf> = self
+                .library_prefixes
+                .iter()
+                .map(|p| std::path::Path::new(p).join(sub))
+                .collect();
+            if let Some(existing) = current(var).filter(|v| !v.is_empty()) {
+                dirs.extend(std::env::split_paths(&existing));
+            }
+            let joined = std::env::join_paths(&dirs)
+                .with_context(|| format!("a folder of library_prefixes cannot go into ${var}"))?;
+            env.push((var, joined));
+        }
+        Ok(env)
+    }
+
+    /// Sets [`Target::build_env`] on `sh` for as long as the guards live.
+    pub fn push_build_env<'a>(&self, sh: &'a xshell::Shell) -> Result<Vec<xshell::PushEnv<'a>>> {
+        Ok(self
+            .build_env(|var| std::env::var_os(var))?
+            .into_iter()
+            .map(|(var, value)| sh.push_env(var, value))
+            .collect())
+    }
+
     pub fn install_command(&self, packages: &[String]) -> Option<String> {
         if packages.is_empty() {
             return None;
@@ -623,6 +667,51 @@ mod tests {
             t("x86_64-pc-windows-msvc").test_release.sha256,
             "a8d36f6ceb1d9be6cf24a73b0ba103e7567e396b2f7a33426b05e4a06330755b"
         );
+    }
+
+    #[test]
+    fn only_macos_builds_get_library_folders_from_homebrew() {
+        for t in all().unwrap() {
+            let env = t.build_env(|_| None).unwrap();
+            match t.os {
+                Os::Macos => {
+                    // Homebrew's prefix differs by architecture.
+                    let brew = if t.triple.starts_with("aarch64") {
+                        "/opt/homebrew"
+                    } else {
+                        "/usr/local"
+                    };
+                    let names: Vec<_> = env.iter().map(|(var, _)| *var).collect();
+                    assert_eq!(names, ["CPATH", "LIBRARY_PATH", "PKG_CONFIG_PATH"]);
+                    let cpath = env[0].1.to_str().unwrap();
+                    for keg in ["libffi", "openssl@3", "sqlite", "tcl-tk"] {
+                        assert!(
+                            cpath.contains(&format!("{brew}/opt/{keg}/include")),
+                            "{}: {cpath}",
+                            t.triple
+                        );
+                    }
+                    assert!(t.library_prefixes.iter().all(|p| p.starts_with(brew)));
+                }
+                Os::Linux | Os::Windows => assert!(env.is_empty(), "{}", t.triple),
+            }
+        }
+    }
+
+    #[test]
+    fn library_folders_come_before_the_callers_own() {
+        let mac = t("aarch64-apple-darwin");
+        let env = mac
+            .build_env(|var| (var == "PKG_CONFIG_PATH").then(|| "/mine/pkgconfig".into()))
+            .unwrap();
+        let pkg = std::env::split_paths(&env[2].1).collect::<Vec<_>>();
+        assert_eq!(
+            pkg.first().unwrap(),
+            std::path::Path::new("/opt/homebrew/opt/libffi/lib/pkgconfig")
+        );
+        assert_eq!(pkg.last().unwrap(), std::path::Path::new("/mine/pkgconfig"));
+        let cpath = std::env::split_paths(&env[0].1).collect::<Vec<_>>();
+        assert_eq!(cpath.len(), mac.library_prefixes.len());
     }
 
     #[test]

@@ -425,8 +425,12 @@ fn run_rpython(
         pythonpath.extend(std::env::split_paths(&existing));
     }
     let _pythonpath = sh.push_env("PYTHONPATH", std::env::join_paths(&pythonpath)?);
-    let _cc = (std::env::var_os("CC").is_none() && crate::fixtures::which("ccache").is_some())
-        .then(|| sh.push_env("CC", "ccache cc"));
+    // ccache in front of `cc`; MSVC builds on Windows have no `cc` to wrap.
+    let _cc = (!cfg!(windows)
+        && std::env::var_os("CC").is_none()
+        && crate::fixtures::which("ccache").is_some())
+    .then(|| sh.push_env("CC", "ccache cc"));
+    let _libraries = targets::get(&spec.triple)?.push_build_env(sh)?;
 
     let program = &line[0];
     let rest = &line[1..];
