@@ -74,9 +74,10 @@ impl LibPyPy {
             path: path.to_path_buf(),
             reason,
         };
+        let absolute = std::path::absolute(path).map_err(|e| load_error(e.to_string()))?;
         // SAFETY: loading runs libpypy's initialisers, which only set up
         // RPython's static data; nothing else in the process depends on them.
-        let library = unsafe { open_library(path) }.map_err(|e| load_error(e.to_string()))?;
+        let library = unsafe { open_library(&absolute) }.map_err(|e| load_error(e.to_string()))?;
         // SAFETY: each type matches the C declaration of DESIGN.md §1
         // (`int rpython_startup_code(void)`, `int pypy_setup_home(char *, int)`, …).
         let lib = unsafe {
@@ -276,7 +277,21 @@ unsafe fn open_library(path: &Path) -> Result<libloading::Library, libloading::E
 
 /// # Safety
 /// Loading a library runs its initialisers.
-#[cfg(not(unix))]
+#[cfg(windows)]
+unsafe fn open_library(path: &Path) -> Result<libloading::Library, libloading::Error> {
+    use libloading::os::windows::{
+        Library, LOAD_LIBRARY_SEARCH_DEFAULT_DIRS, LOAD_LIBRARY_SEARCH_DLL_LOAD_DIR,
+    };
+    // A plain LoadLibrary looks for libpypy's own dependencies (libffi-8.dll
+    // beside it) next to the executable and on PATH, not beside libpypy.
+    let flags = LOAD_LIBRARY_SEARCH_DLL_LOAD_DIR | LOAD_LIBRARY_SEARCH_DEFAULT_DIRS;
+    // SAFETY: forwarded to the caller; `path` is absolute, as these flags require.
+    unsafe { Library::load_with_flags(path.as_os_str(), flags) }.map(Into::into)
+}
+
+/// # Safety
+/// Loading a library runs its initialisers.
+#[cfg(not(any(unix, windows)))]
 unsafe fn open_library(path: &Path) -> Result<libloading::Library, libloading::Error> {
     // SAFETY: forwarded to the caller.
     unsafe { libloading::Library::new(path.as_os_str()) }

@@ -63,7 +63,9 @@ fn a_binary_with_the_archive_inside_runs_after_the_archive_is_gone() {
         .find_map(|m| m["executable"].as_str().map(PathBuf::from))
         .expect("cargo names the built example");
     // The binary moves away from the workspace, as a deployed program would.
-    let deployed = scratch.path().join("hello");
+    let deployed = scratch
+        .path()
+        .join(format!("hello{}", std::env::consts::EXE_SUFFIX));
     std::fs::copy(&exe, &deployed).unwrap();
     std::fs::remove_file(&copy).unwrap();
 
