@@ -86,8 +86,13 @@ const TRANSLATION_RPYTHON_FILE: &str = "translation-rpython.txt";
 
 /// The RPython that [`prepare_all`] chose for this machine's small translations.
 pub fn translation_rpython() -> Result<TranslationRpython> {
+    read_translation_rpython(&root())
+}
+
+/// [`translation_rpython`] as recorded in the fixture folder `root`.
+pub fn read_translation_rpython(root: &Path) -> Result<TranslationRpython> {
     let record = existing(
-        root().join(TRANSLATION_RPYTHON_FILE),
+        root.join(TRANSLATION_RPYTHON_FILE),
         "record of the translation RPython",
     )?;
     let text = fs_err::read_to_string(&record)?;
@@ -98,6 +103,19 @@ pub fn translation_rpython() -> Result<TranslationRpython> {
         tree: existing(PathBuf::from(tree), "translation RPython tree")?,
         source_id: source_id.to_string(),
     })
+}
+
+/// Records `chosen` in the fixture folder `root` for [`translation_rpython`].
+pub fn record_translation_rpython(root: &Path, chosen: &TranslationRpython) -> Result<()> {
+    let record = root.join(TRANSLATION_RPYTHON_FILE);
+    let tmp = tempfile::NamedTempFile::new_in(root)?;
+    fs_err::write(
+        tmp.path(),
+        format!("{}\n{}\n", chosen.source_id, chosen.tree.display()),
+    )?;
+    tmp.persist(&record)
+        .with_context(|| format!("writing {}", record.display()))?;
+    Ok(())
 }
 
 /// What `$PYPY_EMBED_TEST_RPYTHON` asks for, as [`translation_rpython`] resolves it.
@@ -145,19 +163,38 @@ fn prepare_translation_rpython(
     fetch_opts: &fetch::FetchOptions,
 ) -> Result<()> {
     let value = std::env::var(targets::TEST_RPYTHON_ENV).ok();
-    let chosen = match RpythonChoice::from_value(host, value.as_deref())? {
+    let choice = RpythonChoice::from_value(host, value.as_deref())?;
+    let chosen = resolve_translation_rpython(choice, crate::recipe::newest, fetch_opts)?;
+    record_translation_rpython(root, &chosen)
+}
+
+/// The RPython `choice` stands for; `source-release` fetches the source of
+/// the recipe `release_recipe` gives (the newest) through the fetch stage.
+pub fn resolve_translation_rpython(
+    choice: RpythonChoice,
+    release_recipe: impl FnOnce() -> Result<crate::recipe::Recipe>,
+    fetch_opts: &fetch::FetchOptions,
+) -> Result<TranslationRpython> {
+    Ok(match choice {
         RpythonChoice::Table(targets::TestRpython::PypiSdist) => TranslationRpython {
             tree: rpython_tree()?,
             source_id: "rpython-0.2.1".into(),
         },
         RpythonChoice::Table(targets::TestRpython::SourceRelease) => {
-            let recipe = crate::recipe::newest()?;
+            let recipe = release_recipe()?;
             eprintln!(
-                "fixtures: the small translations use the RPython of {} ({} has it as test_rpython)",
-                recipe.name, host.triple
+                "fixtures: the small translations use the RPython of {}",
+                recipe.name
             );
             let tree = fetch::fetch_source(&recipe, fetch_opts)
                 .with_context(|| format!("fetching the PyPy source of recipe {}", recipe.name))?;
+            if !tree.root.join("rpython").join("__main__.py").is_file() {
+                bail!(
+                    "the source of recipe {} has no rpython/__main__.py at {}",
+                    recipe.name,
+                    tree.root.display()
+                );
+            }
             TranslationRpython {
                 tree: tree.root,
                 source_id: format!("{}-{}", recipe.name, recipe.source.sha256),
@@ -167,16 +204,7 @@ fn prepare_translation_rpython(
             source_id: format!("tree:{}", tree.display()),
             tree,
         },
-    };
-    let record = root.join(TRANSLATION_RPYTHON_FILE);
-    let tmp = tempfile::NamedTempFile::new_in(root)?;
-    fs_err::write(
-        tmp.path(),
-        format!("{}\n{}\n", chosen.source_id, chosen.tree.display()),
-    )?;
-    tmp.persist(&record)
-        .with_context(|| format!("writing {}", record.display()))?;
-    Ok(())
+    })
 }
 
 /// A CPython 2.7 with `py` and `cffi` importable through [`Host27::site`].

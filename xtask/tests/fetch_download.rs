@@ -540,3 +540,36 @@ fn source_dir_that_is_not_a_checkout_has_no_commit_and_must_hold_the_target() {
         "{msg}"
     );
 }
+
+#[test]
+fn source_release_rpython_is_fetched_once_and_recorded() {
+    // What macOS and Windows runners do for their small translations, with the
+    // rpython sdist standing in for PyPy's source release.
+    let (server, _) = serve_whole_sdist();
+    let tmp = tempfile::tempdir().unwrap();
+    let url = server.url(PATH);
+    let recipe = rpython_recipe(tmp.path(), &url);
+    let opts = options(&tmp.path().join("cache"));
+    let choice = fixtures::RpythonChoice::Table(xtask::targets::TestRpython::SourceRelease);
+    let chosen =
+        fixtures::resolve_translation_rpython(choice.clone(), || Ok(recipe.clone()), &opts)
+            .unwrap();
+    assert!(chosen.tree.join("rpython/__main__.py").is_file());
+    assert!(chosen.tree.starts_with(&opts.work_dir));
+    assert!(
+        chosen.source_id.ends_with(RPYTHON_SHA256),
+        "{}",
+        chosen.source_id
+    );
+
+    let again =
+        fixtures::resolve_translation_rpython(choice, || Ok(recipe.clone()), &opts).unwrap();
+    assert_eq!(again.tree, chosen.tree);
+    assert_eq!(server.requests().len(), 1, "the second run uses the cache");
+
+    let root = tmp.path().join("fixtures");
+    std::fs::create_dir_all(&root).unwrap();
+    fixtures::record_translation_rpython(&root, &chosen).unwrap();
+    let read = fixtures::read_translation_rpython(&root).unwrap();
+    assert_eq!((read.tree, read.source_id), (chosen.tree, chosen.source_id));
+}
