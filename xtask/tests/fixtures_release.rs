@@ -43,18 +43,53 @@ fn upstream_release(dir: &Path, target: &targets::Target) -> PathBuf {
     fs_err::remove_file(top.join(manifest::MANIFEST_NAME)).unwrap();
 
     let release = dir.join(format!("{top_name}.{}", target.upstream_archive));
-    assert_eq!(
-        target.upstream_archive, "tar.bz2",
-        "this test writes PyPy's POSIX release format only"
-    );
-    let file = fs_err::File::create(&release).unwrap();
+    match target.upstream_archive.as_str() {
+        "tar.bz2" => write_tar_bz2(&release, &top_name, &top),
+        "zip" => write_zip(&release, &top_name, &top),
+        other => panic!("PyPy publishes no `.{other}` releases"),
+    }
+    release
+}
+
+/// PyPy's POSIX release format.
+fn write_tar_bz2(release: &Path, top_name: &str, top: &Path) {
+    let file = fs_err::File::create(release).unwrap();
     let bz = bzip2::write::BzEncoder::new(file, bzip2::Compression::fast());
     let mut tar = tar::Builder::new(bz);
     // The release keeps its aliases (`bin/pypy3` -> `pypy3.9`) as links.
     tar.follow_symlinks(false);
-    tar.append_dir_all(&top_name, &top).unwrap();
+    tar.append_dir_all(top_name, top).unwrap();
     tar.into_inner().unwrap().finish().unwrap();
-    release
+}
+
+/// PyPy's Windows release format (which has no links).
+fn write_zip(release: &Path, top_name: &str, top: &Path) {
+    let mut zip = zip::ZipWriter::new(fs_err::File::create(release).unwrap());
+    let options = zip::write::SimpleFileOptions::default();
+    for entry in walkdir::WalkDir::new(top).sort_by_file_name() {
+        let entry = entry.unwrap();
+        let rel = entry.path().strip_prefix(top).unwrap();
+        let name = Path::new(top_name).join(rel);
+        let name = name.to_str().unwrap().replace('\\', "/");
+        if entry.file_type().is_dir() {
+            zip.add_directory(name, options).unwrap();
+        } else {
+            zip.start_file(name, options).unwrap();
+            std::io::copy(&mut fs_err::File::open(entry.path()).unwrap(), &mut zip).unwrap();
+        }
+    }
+    zip.finish().unwrap();
+}
+
+/// A loopback server publishing the release of the test archive for `target`,
+/// as `<server>/pypy/<file name>`; the release file is written into `work`.
+fn serve_release(work: &Path, target: &targets::Target) -> (Server, PathBuf, String) {
+    let release = upstream_release(work, target);
+    let body = Arc::new(fs_err::read(&release).unwrap());
+    let server = Server::start(move |_, _| Reply::file(&body));
+    let file_name = release.file_name().unwrap().to_str().unwrap();
+    let url = server.url(&format!("/pypy/{file_name}"));
+    (server, release, url)
 }
 
 /// Download options for a fresh cache, with test-sized retries.
@@ -86,12 +121,9 @@ fn dist_entries(root: &Path) -> Vec<String> {
 fn official_release_is_downloaded_checked_and_repackaged() {
     let target = host();
     let work = tempfile::tempdir().unwrap();
-    let release = upstream_release(work.path(), &target);
+    let (server, release, url) = serve_release(work.path(), &target);
     let sha = fetch::sha256_file(&release).unwrap();
-    let body = Arc::new(fs_err::read(&release).unwrap());
-    let server = Server::start(move |_, _| Reply::file(&body));
     let file_name = release.file_name().unwrap().to_str().unwrap();
-    let url = server.url(&format!("/pypy/{file_name}"));
 
     let root = tempfile::tempdir().unwrap();
     let cache = tempfile::tempdir().unwrap();
@@ -145,12 +177,10 @@ fn official_release_is_downloaded_checked_and_repackaged() {
     let from_mirror = fixtures::prepare_test_pypy(&sh, mirrored_root.path(), &dead, &target, &opts)
         .unwrap_or_else(|e| panic!("{e:#}"));
     let mirrored = verify::read_manifest(&from_mirror).unwrap();
-    // File names only: `__pycache__` files in the tree differ between runs
-    // (a reproducibility issue of the repackage pipeline, not of the fixtures).
     assert_eq!(mirrored.origin, report.manifest.origin);
     assert!(
-        mirrored.files.keys().eq(report.manifest.files.keys()),
-        "the same release gives the same files"
+        mirrored.files == report.manifest.files,
+        "the same release gives the same files, byte for byte"
     );
 }
 
@@ -158,11 +188,7 @@ fn official_release_is_downloaded_checked_and_repackaged() {
 fn wrong_sha256_is_refused_and_leaves_no_archive() {
     let target = host();
     let work = tempfile::tempdir().unwrap();
-    let release = upstream_release(work.path(), &target);
-    let body = Arc::new(fs_err::read(&release).unwrap());
-    let server = Server::start(move |_, _| Reply::file(&body));
-    let file_name = release.file_name().unwrap().to_str().unwrap();
-    let url = server.url(&format!("/pypy/{file_name}"));
+    let (_server, release, url) = serve_release(work.path(), &target);
 
     let root = tempfile::tempdir().unwrap();
     let cache = tempfile::tempdir().unwrap();
