@@ -10,6 +10,8 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result};
 use xshell::{cmd, Shell};
 
+use crate::targets::{Os, Target};
+
 /// A one-file C program to build.
 #[derive(Debug, Clone)]
 pub struct Program {
@@ -31,16 +33,17 @@ pub enum Link {
 }
 
 /// The executable's real path: `exe` plus `.exe` for Windows targets.
-pub fn exe_path(exe: &Path, triple: &str) -> PathBuf {
-    if triple.contains("windows") {
+pub fn exe_path(exe: &Path, target: &Target) -> PathBuf {
+    if target.os == Os::Windows {
         exe.with_extension("exe")
     } else {
         exe.to_path_buf()
     }
 }
 
-/// Compiles `program` for `triple` (the machine's own) and returns the executable's path.
-pub fn compile(sh: &Shell, triple: &str, program: &Program) -> Result<PathBuf> {
+/// Compiles `program` for `target` (the machine's own) and returns the executable's path.
+pub fn compile(sh: &Shell, target: &Target, program: &Program) -> Result<PathBuf> {
+    let triple = &target.triple;
     let tool = cc::Build::new()
         .target(triple)
         .host(triple)
@@ -52,13 +55,13 @@ pub fn compile(sh: &Shell, triple: &str, program: &Program) -> Result<PathBuf> {
         .context(
             "finding a C compiler (set $CC, or install gcc/clang or Visual Studio's C++ tools)",
         )?;
-    let exe = exe_path(&program.exe, triple);
+    let exe = exe_path(&program.exe, target);
     let compiler = tool.path();
     let base: Vec<&std::ffi::OsStr> = tool.args().iter().map(|a| a.as_os_str()).collect();
     let args = if tool.is_like_msvc() {
         msvc_args(program, &exe)
     } else {
-        unix_args(program, &exe, triple)
+        unix_args(program, &exe, target)
     };
     let mut command = cmd!(sh, "{compiler} {base...} {args...}").quiet();
     for (key, value) in tool.get_envs() {
@@ -74,7 +77,7 @@ pub fn compile(sh: &Shell, triple: &str, program: &Program) -> Result<PathBuf> {
     Ok(exe)
 }
 
-fn unix_args(program: &Program, exe: &Path, triple: &str) -> Vec<String> {
+fn unix_args(program: &Program, exe: &Path, target: &Target) -> Vec<String> {
     let mut args = vec![
         "-o".to_string(),
         exe.display().to_string(),
@@ -88,7 +91,7 @@ fn unix_args(program: &Program, exe: &Path, triple: &str) -> Vec<String> {
     );
     match &program.link {
         Link::Dl => {
-            if triple.contains("linux") {
+            if target.os == Os::Linux {
                 args.push("-ldl".into());
             }
         }
@@ -99,7 +102,7 @@ fn unix_args(program: &Program, exe: &Path, triple: &str) -> Vec<String> {
                 .map(|n| n.to_string_lossy().into_owned())
                 .unwrap_or_default();
             args.push(format!("-L{}", dir.display()));
-            if triple.contains("apple") {
+            if target.os == Os::Macos {
                 args.push(lib.display().to_string());
             } else {
                 // `-l:NAME` links by file name, so DT_NEEDED is the bare name
@@ -134,6 +137,10 @@ fn msvc_args(program: &Program, exe: &Path) -> Vec<String> {
 mod tests {
     use super::*;
 
+    fn t(triple: &str) -> Target {
+        crate::targets::get(triple).unwrap()
+    }
+
     fn program(link: Link) -> Program {
         Program {
             source: PathBuf::from("/w/check.c"),
@@ -149,7 +156,7 @@ mod tests {
         let linux = unix_args(
             &program(lib.clone()),
             Path::new("/w/check"),
-            "x86_64-unknown-linux-gnu",
+            &t("x86_64-unknown-linux-gnu"),
         );
         assert_eq!(
             linux,
@@ -163,7 +170,11 @@ mod tests {
                 "-Wl,-rpath,/pypy/bin"
             ]
         );
-        let mac = unix_args(&program(lib), Path::new("/w/check"), "aarch64-apple-darwin");
+        let mac = unix_args(
+            &program(lib),
+            Path::new("/w/check"),
+            &t("aarch64-apple-darwin"),
+        );
         assert!(
             mac.contains(&"/pypy/bin/libpypy3.11-c.so".to_string()),
             "{mac:?}"
@@ -173,17 +184,17 @@ mod tests {
         let dl = unix_args(
             &program(Link::Dl),
             Path::new("/w/check"),
-            "x86_64-unknown-linux-gnu",
+            &t("x86_64-unknown-linux-gnu"),
         );
         assert_eq!(dl.last().map(String::as_str), Some("-ldl"));
         let dl = unix_args(
             &program(Link::Dl),
             Path::new("/w/check"),
-            "aarch64-apple-darwin",
+            &t("aarch64-apple-darwin"),
         );
         assert!(!dl.contains(&"-ldl".to_string()), "{dl:?}");
 
-        let exe = exe_path(Path::new("/w/check"), "x86_64-pc-windows-msvc");
+        let exe = exe_path(Path::new("/w/check"), &t("x86_64-pc-windows-msvc"));
         let win = msvc_args(
             &program(Link::Library(PathBuf::from("/pypy/libs/python311.lib"))),
             &exe,
@@ -209,7 +220,7 @@ mod tests {
         .unwrap();
         let exe = compile(
             &sh,
-            crate::targets::host_triple(),
+            &crate::targets::get(crate::targets::host_triple()).unwrap(),
             &Program {
                 source,
                 exe: dir.path().join("hello"),

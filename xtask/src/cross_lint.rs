@@ -63,9 +63,9 @@ pub fn lint_targets(all: &[Target], host: &Target) -> Vec<Target> {
 /// interleave with the test-suite's.
 fn lint(sh: &Shell, target: &Target) -> Result<()> {
     let triple = &target.triple;
-    let installed = cmd!(sh, "rustup target list --installed")
-        .read()
-        .context("asking rustup for the installed targets; cross-lint needs rustup")?;
+    let installed = cmd!(sh, "rustup target list --installed").read().context(
+        "asking rustup for the installed targets; cross-lint needs rustup (https://rustup.rs)",
+    )?;
     if !installed.lines().any(|l| l.trim() == triple) {
         cmd!(sh, "rustup target add {triple}")
             .quiet()

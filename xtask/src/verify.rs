@@ -411,7 +411,7 @@ fn run_embed_program(
     };
     let exe = c_compiler::compile(
         sh,
-        &target.triple,
+        target,
         &c_compiler::Program {
             source: src,
             exe: work.join("embed_check"),

@@ -127,7 +127,7 @@ fn call_startup(lib: &Path) -> i32 {
     fs_err::write(&source, LOAD_C).unwrap();
     let exe = c_compiler::compile(
         &sh,
-        targets::host_triple(),
+        &targets::get(targets::host_triple()).unwrap(),
         &c_compiler::Program {
             source,
             exe: dir.path().join("load"),
