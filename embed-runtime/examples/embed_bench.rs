@@ -4,7 +4,9 @@
 //!
 //! - `first-statement HOME`: start PyPy and run `pass` (the xtask times the process);
 //! - `calls HOME N`: nanoseconds per fast-path call and per `pypy_execute_source`;
-//! - `extract ARCHIVE CACHE`: extract an archive into an empty cache.
+//! - `extract ARCHIVE CACHE`: extract an archive into an empty cache;
+//! - `memory HOME N default|pypy`: RSS added by N fast-path calls and
+//!   nanoseconds per call, with embed-runtime's default nursery or PyPy's own.
 
 use std::path::PathBuf;
 use std::time::Instant;
@@ -13,7 +15,8 @@ use embed_runtime::Builder;
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let args: Vec<String> = std::env::args().skip(1).collect();
-    let usage = "usage: embed_bench first-statement HOME | calls HOME N | extract ARCHIVE CACHE";
+    let usage = "usage: embed_bench first-statement HOME | calls HOME N | extract ARCHIVE CACHE \
+                 | memory HOME N default|pypy";
     match args
         .iter()
         .map(String::as_str)
@@ -25,6 +28,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             rt.run("pass")?;
         }
         ["calls", home, n] => calls(home, n.parse()?)?,
+        ["memory", home, n, nursery] => memory(home, n.parse()?, nursery)?,
         ["extract", archive, cache] => {
             let home = Builder::new()
                 .home(archive)
@@ -65,4 +69,43 @@ fn calls(home: &str, n: u32) -> Result<(), Box<dyn std::error::Error>> {
     println!("fast_call_ns={fast:.1}");
     println!("execute_source_ns={raw:.1}");
     Ok(())
+}
+
+fn memory(home: &str, n: u32, nursery: &str) -> Result<(), Box<dyn std::error::Error>> {
+    let builder = match nursery {
+        "default" => Builder::new(),
+        "pypy" => Builder::new().pypy_nursery(),
+        other => return Err(format!("unknown nursery {other:?}: default or pypy").into()),
+    };
+    let rt = builder.home(home).start()?;
+    rt.run("def echo(data):\n    return data")?;
+    let echo = rt.function("__main__", "echo")?;
+    let arg = b"0123456789abcdef";
+    let mut out = Vec::new();
+    let before = rss_kb()?;
+    for _ in 0..n / 10 {
+        echo.call_bytes_into(arg, &mut out)?;
+    }
+    let start = Instant::now();
+    for _ in 0..n {
+        echo.call_bytes_into(arg, &mut out)?;
+    }
+    let ns = start.elapsed().as_nanos() as f64 / f64::from(n);
+    let after = rss_kb()?;
+    assert_eq!(out, arg);
+    println!("call_ns={ns:.1}");
+    println!("rss_start_kb={before}");
+    println!("rss_end_kb={after}");
+    println!("nursery_kb={}", rt.memory()?.nursery / 1024);
+    Ok(())
+}
+
+/// The resident set size of this process, from `/proc/self/status` (Linux).
+fn rss_kb() -> Result<u64, Box<dyn std::error::Error>> {
+    let status = std::fs::read_to_string("/proc/self/status")?;
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .ok_or_else(|| "no VmRSS line in /proc/self/status".into())
 }

@@ -232,6 +232,7 @@ def _install(sys, ffi, words, report, sources):
 
     rust.__name__ = rust.__qualname__ = "call"
     module.call = rust
+    module.memory_stats = _memory_stats()
     module.RustError = RustError
     module.RustPanic = RustPanic
     module.RustFunctionNotFound = RustFunctionNotFound
@@ -248,6 +249,45 @@ def _install(sys, ffi, words, report, sources):
     words[LOOKUP] = ffi.cast("uintptr_t", callbacks[0])
     words[CALL] = ffi.cast("uintptr_t", callbacks[1])
     words[RUN] = ffi.cast("uintptr_t", callbacks[2])
+
+
+def _memory_stats():
+    """Counts collections through PyPy's GC hooks and returns the function
+    behind Runtime::memory, which reports `key=value` lines."""
+    import gc
+
+    counts = [0, 0]  # minor collections, major collections
+
+    def on_minor(stats):
+        counts[0] += stats.count
+
+    def on_major(stats):
+        counts[1] = stats.num_major_collects
+
+    hooks = getattr(gc, "hooks", None)
+    if hooks is not None:
+        hooks.on_gc_minor = on_minor
+        hooks.on_gc_collect = on_major
+
+    def memory_stats(_):
+        s = gc._get_stats()
+        jit = getattr(s, "jit_backend_used", -1)
+        return (
+            "gc_used=%d\ngc_peak=%d\ngc_allocated=%d\nnursery=%d\njit_used=%d\n"
+            "minor_collections=%d\nmajor_collections=%d\ngc_time_ms=%d\n"
+            % (
+                s.total_gc_memory,
+                s.peak_memory,
+                s.total_allocated_memory,
+                s.nursery_size,
+                jit,
+                counts[0],
+                counts[1],
+                getattr(s, "total_gc_time", 0),
+            )
+        )
+
+    return memory_stats
 
 
 def _main(address):

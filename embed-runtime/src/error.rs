@@ -87,6 +87,19 @@ pub enum Error {
     )]
     StdlibNotFound { home: PathBuf, code: i32 },
 
+    #[error(
+        "the GC setting {setting} is {value:?}, which PyPy cannot use; expected {expected}. \
+         Nothing was started"
+    )]
+    GcSetting {
+        /// The builder method and its variable (`max_heap (PYPY_GC_MAX)`), or
+        /// the variable alone when the value came from the environment.
+        setting: String,
+        value: String,
+        /// The accepted form.
+        expected: String,
+    },
+
     #[error("PyPy failed to start: {0}")]
     Startup(String),
 

@@ -100,16 +100,34 @@ impl LibPyPy {
     /// `rpython_startup_code()`, then `pypy_setup_home(home, verbose)`, then
     /// `pypy_init_threads()`. The caller makes sure this runs once per process
     /// (its guard in C is not thread-safe); the calling thread counts as attached.
-    pub(crate) fn start(&self, home: &Path, verbose: bool) -> Result<(), Error> {
+    ///
+    /// `gc_env` are `PYPY_GC_*` variables (none already set) that the GC reads
+    /// while `rpython_startup_code` sets it up; they are removed right after,
+    /// before `pypy_setup_home` builds Python's `os.environ`, so they affect
+    /// this GC only and are not inherited by child processes.
+    pub(crate) fn start(
+        &self,
+        home: &Path,
+        verbose: bool,
+        gc_env: &[(&str, String)],
+    ) -> Result<(), Error> {
         let home_c = path_cstring(home)?;
         if STARTED.swap(true, Ordering::SeqCst) {
             return Err(Error::Startup(
                 "libpypy's start-up already ran in this process".into(),
             ));
         }
+        // The environment is process-wide: another thread reading it at this
+        // moment would race, which is why this happens once, at start.
+        for (name, value) in gc_env {
+            std::env::set_var(name, value);
+        }
         // SAFETY: the STARTED flag makes this the first and only call in the
         // process, before any other libpypy function.
         let code = unsafe { (self.startup)() };
+        for (name, _) in gc_env {
+            std::env::remove_var(name);
+        }
         if code != 0 {
             return Err(Error::Startup(format!(
                 "rpython_startup_code returned {code} (67 means it already ran in this process)"
@@ -304,6 +322,27 @@ unsafe fn symbol<T: Copy>(library: &libloading::Library, name: &str) -> Result<T
     unsafe { library.get::<T>(name.as_bytes()) }
         .map(|s| *s)
         .map_err(|e| format!("it does not export `{name}` ({e}); is this a `--shared` PyPy build?"))
+}
+
+/// A number from `sysctlbyname` (macOS), such as `hw.l2cachesize`.
+#[cfg(target_os = "macos")]
+pub(crate) fn sysctl_u64(name: &str) -> Option<u64> {
+    let name = CString::new(name).ok()?;
+    let mut value: u64 = 0;
+    let mut size = std::mem::size_of::<u64>();
+    // SAFETY: `name` is NUL-terminated, `value` and `size` are valid for
+    // writes and `size` holds `value`'s size; no new value is passed in.
+    let code = unsafe {
+        libc::sysctlbyname(
+            name.as_ptr(),
+            (&mut value as *mut u64).cast(),
+            &mut size,
+            std::ptr::null_mut(),
+            0,
+        )
+    };
+    // Some keys are 32-bit; the kernel then writes 4 bytes (little-endian).
+    (code == 0 && (size == 8 || size == 4)).then_some(value)
 }
 
 fn path_cstring(path: &Path) -> Result<CString, Error> {

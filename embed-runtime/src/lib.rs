@@ -64,6 +64,49 @@
 //! contrast, costs tens of microseconds and leaks a dict per call, so
 //! [`Runtime::run`] goes through the bridge too.
 //!
+//! # Memory
+//!
+//! PyPy's GC is configured once, before PyPy starts, through the
+//! [`Builder`]. Capping PyPy's heap takes one line:
+//!
+//! ```no_run
+//! let rt = embed_runtime::Builder::new().max_heap("512MB").start()?;
+//! # Ok::<(), embed_runtime::Error>(())
+//! ```
+//!
+//! Near the cap PyPy collects more often, then raises `MemoryError` in
+//! Python, which comes back as [`Error::Python`] if the code does not catch it.
+//! The settings are [`Builder::nursery`], [`Builder::max_heap`],
+//! [`Builder::min_heap`], [`Builder::major_collect`], [`Builder::growth`],
+//! [`Builder::max_delta`] and [`Builder::increment_step`]. Each is one of the
+//! `PYPY_GC_*` variables PyPy's GC reads (see their docs); sizes are bytes or
+//! text as PyPy reads it (`"4MB"`, `"512K"`, `"1.5GB"`). A value PyPy could
+//! not use (a nursery of 0, a maximum heap below the nursery, a unit such as
+//! `MiB`, a factor not above 1.0) is [`Error::GcSetting`] and nothing starts.
+//!
+//! **The environment wins.** A `PYPY_GC_*` variable already set when PyPy
+//! starts overrides the builder, so an operator can tune a program without
+//! rebuilding it; it is checked the same way. The variables the builder
+//! sets are set just before `rpython_startup_code` and removed right after,
+//! so they reach this process's GC only: not Python's `os.environ`, not
+//! child processes.
+//!
+//! **The nursery.** Every new Python object starts in the nursery, a block
+//! the GC empties with a minor collection whenever it fills. PyPy sizes it at
+//! about half the CPU's L2 cache, but on Linux it reads the size from the
+//! `cache size` line of `/proc/cpuinfo`, which names the *last-level* cache:
+//! on a server reporting a 300 MB L3 the nursery is 150 MB, and a host
+//! process grows by that much as soon as Python code allocates. embed-runtime
+//! follows PyPy's intent with the real L2 size instead (sysfs on Linux,
+//! `hw.l2cachesize` on macOS): half of it, at least 512 KB and at most 4 MB
+//! (4 MB is also PyPy's own choice when it cannot read the cache, and on
+//! Windows); see [`default_nursery_size`]. On a machine with a 2 MB L2 that
+//! is a 1 MB nursery. To get PyPy's own behaviour back, use
+//! [`Builder::pypy_nursery`] (or set `PYPY_GC_NURSERY`).
+//!
+//! [`Runtime::memory`] reports the GC's own figures (heap used and its peak,
+//! the nursery, minor and major collections) for a host to log.
+//!
 //! # Threads
 //!
 //! Every method may be called from any thread. A thread that PyPy did not
@@ -105,10 +148,15 @@ mod embedded;
 mod error;
 mod ffi;
 pub mod manifest;
+mod memory;
 mod runtime;
 
 pub use discover::{
     build_time_archive, ArchiveOrigin, Home, Source, ARCHIVE_ENV, CACHE_ENV, HOME_ENV,
 };
 pub use error::{Error, PythonError, Searched};
+pub use memory::{
+    default_nursery_size, l2_cache_size, parse_size, GcSize, MemoryStats, Nursery,
+    DEFAULT_NURSERY_CAP, DEFAULT_NURSERY_FLOOR, GC_VARIABLES,
+};
 pub use runtime::{register, register_str, running, start, BoxError, Builder, Function, Runtime};

@@ -11,6 +11,7 @@ use crate::cache;
 use crate::discover::{self, Home, Source};
 use crate::error::Error;
 use crate::ffi::{self, Callbacks, LibPyPy, ReplyStatus};
+use crate::memory::{self, GcSettings, GcSize, MemoryStats, Nursery};
 
 /// Chooses where PyPy comes from, then starts it.
 ///
@@ -25,6 +26,7 @@ pub struct Builder {
     pub(crate) cache_dir: Option<PathBuf>,
     pub(crate) verbose: bool,
     pub(crate) skip: Vec<Source>,
+    pub(crate) gc: GcSettings,
 }
 
 impl Builder {
@@ -60,6 +62,67 @@ impl Builder {
         self
     }
 
+    /// The nursery, where every new object starts: a size (`"2MB"`, or bytes),
+    /// instead of the default of half the L2 cache, at most 4 MB (see the
+    /// crate docs, "Memory"). `PYPY_GC_NURSERY` in the environment wins.
+    pub fn nursery(mut self, size: impl Into<GcSize>) -> Self {
+        self.gc.nursery = Nursery::Size(size.into());
+        self
+    }
+
+    /// Let PyPy size the nursery itself, as the `pypy` launcher does: on
+    /// Linux half of the `cache size` line of `/proc/cpuinfo`, which on some
+    /// servers is a last-level cache of hundreds of megabytes.
+    pub fn pypy_nursery(mut self) -> Self {
+        self.gc.nursery = Nursery::PyPy;
+        self
+    }
+
+    /// The most memory PyPy's GC may use (`PYPY_GC_MAX`): near it PyPy
+    /// collects more often, then raises `MemoryError`. `"512MB"`, `"1.5GB"`
+    /// or bytes; at least the nursery.
+    pub fn max_heap(mut self, size: impl Into<GcSize>) -> Self {
+        self.gc.max_heap = Some(size.into());
+        self
+    }
+
+    /// No major collection while the heap is smaller than this
+    /// (`PYPY_GC_MIN`; PyPy's default is 8 nurseries).
+    pub fn min_heap(mut self, size: impl Into<GcSize>) -> Self {
+        self.gc.min_heap = Some(size.into());
+        self
+    }
+
+    /// The next major collection starts when the heap reaches this factor
+    /// times what the last one left alive (`PYPY_GC_MAJOR_COLLECT`, PyPy's
+    /// default 1.82; greater than 1.0). Lower trades time for memory.
+    pub fn major_collect(mut self, factor: f64) -> Self {
+        self.gc.major_collect = Some(factor);
+        self
+    }
+
+    /// The most that threshold may grow from one major collection to the
+    /// next (`PYPY_GC_GROWTH`, PyPy's default 1.4; greater than 1.0).
+    pub fn growth(mut self, factor: f64) -> Self {
+        self.gc.growth = Some(factor);
+        self
+    }
+
+    /// The threshold is never more than this above what the last major
+    /// collection left alive (`PYPY_GC_MAX_DELTA`; PyPy's default is an
+    /// eighth of the machine's memory).
+    pub fn max_delta(mut self, size: impl Into<GcSize>) -> Self {
+        self.gc.max_delta = Some(size.into());
+        self
+    }
+
+    /// How much an incremental major-collection step marks
+    /// (`PYPY_GC_INCREMENT_STEP`; PyPy's default is 4 nurseries).
+    pub fn increment_step(mut self, size: impl Into<GcSize>) -> Self {
+        self.gc.increment_step = Some(size.into());
+        self
+    }
+
     /// Finds PyPy and extracts it if it is an archive, without starting it:
     /// what [`Builder::start`] would use. Useful to fill the cache ahead of
     /// time (an installer, a container build).
@@ -80,11 +143,15 @@ impl Builder {
             }
             State::Idle => {}
         }
+        // Bad settings are refused before anything is found, loaded or started.
+        let gc = self
+            .gc
+            .plan(&|name| std::env::var(name).ok(), memory::l2_cache_size())?;
         let home = discover::find(&self)?;
         // A library that does not load leaves PyPy untouched, so a later
         // attempt with another home may still succeed.
         let lib = LibPyPy::load(&home.libpypy)?;
-        let started = lib.start(&home.root, self.verbose).and_then(|()| {
+        let started = lib.start(&home.root, self.verbose, &gc.set).and_then(|()| {
             let module = discover::cache_dir(&self)
                 .ok()
                 .and_then(|cache| cache::bootstrap_module(&cache, ffi::BOOTSTRAP));
@@ -97,7 +164,11 @@ impl Builder {
         });
         match started {
             Ok(callbacks) => {
-                let runtime = RUNTIME.get_or_init(|| Runtime { home, callbacks });
+                let runtime = RUNTIME.get_or_init(|| Runtime {
+                    home,
+                    callbacks,
+                    memory_stats: OnceLock::new(),
+                });
                 *state = State::Running;
                 Ok(runtime)
             }
@@ -156,6 +227,8 @@ pub fn running() -> Option<&'static Runtime> {
 pub struct Runtime {
     home: Home,
     callbacks: Callbacks,
+    /// The handle of the bootstrap's `memory_stats`, looked up on first use.
+    memory_stats: OnceLock<u64>,
 }
 
 impl fmt::Debug for Runtime {
@@ -189,6 +262,25 @@ impl Runtime {
             handle,
             name: format!("{module}.{name}").into(),
         })
+    }
+
+    /// The GC's own figures now: heap used and its peak, the nursery, minor
+    /// and major collections so far, read through PyPy's `gc` module. Costs
+    /// one call into Python, so it suits logging, not a hot loop.
+    ///
+    /// The collection counts come from `gc.hooks`; Python code that sets its
+    /// own `gc.hooks.on_gc_minor` or `on_gc_collect` stops them.
+    pub fn memory(&self) -> Result<MemoryStats, Error> {
+        let handle = match self.memory_stats.get() {
+            Some(handle) => *handle,
+            None => {
+                let handle = self.callbacks.lookup("embed_runtime", "memory_stats")?;
+                *self.memory_stats.get_or_init(|| handle)
+            }
+        };
+        let mut out = Vec::new();
+        self.callbacks.call(handle, b"", false, &mut out)?;
+        MemoryStats::parse(&String::from_utf8(out)?)
     }
 
     /// The raw `pypy_execute_source`: each call leaks a globals dict and an

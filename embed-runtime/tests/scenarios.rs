@@ -202,7 +202,16 @@ const TESTS: &[Test] = &[
     ),
     ("source_that_succeeds", source_that_succeeds),
     ("source_that_raises_gives_the_traceback", source_that_raises),
-    ("fast_path_100k_calls_keep_rss_flat", fast_path_rss),
+    (
+        "fast_path_calls_keep_rss_flat_in_steady_state",
+        fast_path_rss,
+    ),
+    (
+        "leaking_function_fails_the_memory_test",
+        leaking_function_fails_the_memory_test,
+    ),
+    ("gc_settings_apply_and_bad_ones_start_nothing", gc_settings),
+    ("gc_environment_wins_over_the_builder", gc_environment_wins),
     ("four_threads_1000_calls_each", four_threads),
     ("rust_callbacks_errors_and_panics", rust_callbacks),
     ("same_home_again_other_home_error", same_and_other_home),
@@ -439,15 +448,107 @@ fn source_that_raises(ctx: &Ctx) {
     assert_eq!(r["type"], "ZeroDivisionError");
 }
 
-fn fast_path_rss(ctx: &Ctx) {
-    let r = expect_success(
-        child_command(None, "fast_path_rss", &ctx.shared_cache)
-            .env(embed_runtime::ARCHIVE_ENV, &ctx.subject.archive),
+/// Calls per measured batch of the steady-state memory test.
+const BATCH: u32 = 100_000;
+/// Most RSS the second of two equal batches may add. A Python function
+/// that keeps a few hundred bytes per call adds tens of megabytes per batch;
+/// one that keeps nothing adds nothing once the nursery has been cycled.
+const STEADY_LIMIT_KB: i64 = 2 * 1024;
+
+/// Runs the steady-state memory child on `function` and returns its figures.
+fn steady_state(ctx: &Ctx, function: &str) -> BTreeMap<String, String> {
+    expect_success(
+        child_command(None, "steady_rss", &ctx.shared_cache)
+            .env(embed_runtime::ARCHIVE_ENV, &ctx.subject.archive)
+            .env("EMBED_TEST_FUNCTION", function)
+            // The default nursery must hold whatever the machine's CPU reports.
+            .env_remove("PYPY_GC_NURSERY"),
+    )
+}
+
+/// The verdict on two equal batches measured after the nursery was cycled:
+/// memory that keeps growing in the second is a leak, whatever the CPU.
+fn assess_steady_state(r: &BTreeMap<String, String>) -> Result<(), String> {
+    let first: i64 = r["rss_growth_first_kb"].parse().unwrap();
+    let second: i64 = r["rss_growth_second_kb"].parse().unwrap();
+    let figures = format!(
+        "RSS grew by {first} kB over the first and {second} kB over the second batch of \
+         {BATCH} calls (limit {STEADY_LIMIT_KB} kB), measured after {} warm-up calls \
+         cycled the {} kB nursery {} times; GC: {}",
+        r["warmup_calls"], r["nursery_kb"], r["minor_collections_warmup"], r["memory"]
     );
-    let growth: i64 = r["rss_growth_kb"].parse().unwrap();
+    if second > STEADY_LIMIT_KB {
+        Err(figures)
+    } else {
+        Ok(())
+    }
+}
+
+fn fast_path_rss(ctx: &Ctx) {
+    let r = steady_state(ctx, "echo_upper");
+    if let Err(figures) = assess_steady_state(&r) {
+        panic!("memory grows in steady state: {figures}");
+    }
+    println!("  steady state: {}", assess_figures(&r));
+    // The default nursery is ours, not the CPU's last-level cache.
+    let nursery: u64 = r["nursery_kb"].parse().unwrap();
+    let expected = embed_runtime::default_nursery_size(embed_runtime::l2_cache_size()) / 1024;
+    assert_eq!(nursery, expected, "the default nursery, in kB");
+    assert!(nursery * 1024 <= embed_runtime::DEFAULT_NURSERY_CAP);
+}
+
+fn assess_figures(r: &BTreeMap<String, String>) -> String {
+    format!(
+        "+{} kB then +{} kB per {BATCH} calls, nursery {} kB",
+        r["rss_growth_first_kb"], r["rss_growth_second_kb"], r["nursery_kb"]
+    )
+}
+
+/// The same measurement must catch a real leak.
+fn leaking_function_fails_the_memory_test(ctx: &Ctx) {
+    let r = steady_state(ctx, "leak");
+    let figures = assess_steady_state(&r).expect_err(&format!(
+        "a function that keeps every argument passed the steady-state test: {}",
+        assess_figures(&r)
+    ));
+    assert!(figures.contains("second batch"), "{figures}");
+    println!("  leak caught: {}", assess_figures(&r));
+}
+
+fn gc_settings(ctx: &Ctx) {
+    let r = expect_success(
+        child_command(None, "gc_settings", &ctx.shared_cache)
+            .env(embed_runtime::ARCHIVE_ENV, &ctx.subject.archive)
+            .env_remove("PYPY_GC_NURSERY")
+            .env_remove("PYPY_GC_MAX"),
+    );
+    assert_eq!(r["nursery"], (2u64 << 20).to_string());
+    assert_eq!(r["env_seen_by_python"], "None");
+    assert_eq!(r["over_the_cap"], "MemoryError");
+    for key in ["zero_nursery", "unit", "max_below_nursery"] {
+        assert!(r[key].contains("Nothing was started"), "{key}: {}", r[key]);
+    }
+}
+
+fn gc_environment_wins(ctx: &Ctx) {
+    let r = expect_success(
+        child_command(None, "gc_env_wins", &ctx.shared_cache)
+            .env(embed_runtime::ARCHIVE_ENV, &ctx.subject.archive)
+            .env("PYPY_GC_NURSERY", "3MB"),
+    );
+    assert_eq!(r["nursery"], (3u64 << 20).to_string());
+    // A variable the host set itself stays, for its child processes too.
+    assert_eq!(r["env_seen_by_python"], "3MB");
+
+    let r = expect_success(
+        child_command(None, "gc_env_bad", &ctx.shared_cache)
+            .env(embed_runtime::ARCHIVE_ENV, &ctx.subject.archive)
+            .env("PYPY_GC_MAX", "64MiB"),
+    );
     assert!(
-        growth < 5 * 1024,
-        "RSS grew by {growth} kB over 100,000 calls"
+        r["error"].contains("PYPY_GC_MAX (from the environment)") && r["error"].contains("64MiB"),
+        "{}",
+        r["error"]
     );
 }
 
@@ -579,7 +680,17 @@ fn child(name: &str) {
         "nothing_found" => child_nothing_found(),
         "run_ok" => child_run_ok(),
         "raises" => child_raises(),
-        "fast_path_rss" => child_fast_path_rss(),
+        "steady_rss" => child_steady_rss(),
+        "gc_settings" => child_gc_settings(),
+        "gc_env_wins" => {
+            let rt = Builder::new().nursery("2MB").start().expect("start");
+            result("nursery", rt.memory().expect("memory").nursery);
+            result("env_seen_by_python", python_env(rt, "PYPY_GC_NURSERY"));
+        }
+        "gc_env_bad" => match Builder::new().start() {
+            Err(e @ Error::GcSetting { .. }) => result("error", e),
+            other => panic!("expected a GcSetting error, got {other:?}"),
+        },
         "threads" => child_threads(),
         "rust_callbacks" => child_rust_callbacks(),
         "same_and_other_home" => child_same_and_other_home(),
@@ -742,24 +853,109 @@ fn rss_kb() -> i64 {
         .expect("VmRSS in /proc/self/status")
 }
 
-fn child_fast_path_rss() {
+/// Most warm-up calls before giving up on seeing the nursery cycled.
+const MAX_WARMUP_CALLS: u32 = 5_000_000;
+
+fn child_steady_rss() {
     let rt = embed_runtime::start().expect("start");
-    rt.run("def echo_upper(data):\n    return data.upper()")
-        .unwrap();
-    let f = rt.function("__main__", "echo_upper").unwrap();
+    rt.run(
+        "kept = []\n\
+         def echo_upper(data):\n    return data.upper()\n\
+         def leak(data):\n    kept.append(data * 64)\n    return data.upper()\n",
+    )
+    .unwrap();
+    let name = std::env::var("EMBED_TEST_FUNCTION").expect("EMBED_TEST_FUNCTION");
+    let f = rt.function("__main__", &name).unwrap();
     let mut out = Vec::new();
-    // Let the JIT compile the call path before measuring.
-    for _ in 0..2_000 {
-        f.call_bytes_into(b"hello", &mut out).unwrap();
-    }
-    let before = rss_kb();
-    for i in 0..100_000u32 {
+    let mut call = |i: u32| {
         let arg = i.to_le_bytes();
         f.call_bytes_into(&arg, &mut out).unwrap();
         assert_eq!(out, arg.to_ascii_uppercase());
+    };
+    // Steady state: the JIT has compiled the call path and every page of the
+    // nursery has been touched, which takes at least two minor collections.
+    let mut warmup = 0;
+    while warmup < 20_000 || rt.memory().unwrap().minor_collections < 2 {
+        for _ in 0..1_000 {
+            call(warmup);
+            warmup += 1;
+        }
+        assert!(
+            warmup < MAX_WARMUP_CALLS,
+            "the nursery was not cycled after {warmup} calls: {}",
+            rt.memory().unwrap()
+        );
+    }
+    let stats = rt.memory().unwrap();
+    result("warmup_calls", warmup);
+    result("minor_collections_warmup", stats.minor_collections);
+    result("nursery_kb", stats.nursery / 1024);
+    let before = rss_kb();
+    for i in 0..BATCH {
+        call(i);
+    }
+    let middle = rss_kb();
+    for i in 0..BATCH {
+        call(i);
     }
     let after = rss_kb();
-    result("rss_growth_kb", after - before);
+    result("rss_growth_first_kb", middle - before);
+    result("rss_growth_second_kb", after - middle);
+    result("memory", rt.memory().unwrap());
+}
+
+/// `os.environ.get(name)` as Python sees it, `None` when unset.
+fn python_env(rt: &'static embed_runtime::Runtime, name: &str) -> String {
+    rt.run(&format!(
+        "import os\ndef env_value(_):\n    return str(os.environ.get({name:?}))"
+    ))
+    .unwrap();
+    rt.function("__main__", "env_value")
+        .unwrap()
+        .call_str("")
+        .unwrap()
+}
+
+fn child_gc_settings() {
+    // Each bad setting is refused before anything starts ...
+    let refused = |key: &str, builder: Builder| match builder.start() {
+        Err(e @ Error::GcSetting { .. }) => {
+            assert!(embed_runtime::running().is_none());
+            result(key, e);
+        }
+        other => panic!("{key}: expected a GcSetting error, got {other:?}"),
+    };
+    refused("zero_nursery", Builder::new().nursery(0));
+    refused("unit", Builder::new().nursery("4MiB"));
+    refused(
+        "max_below_nursery",
+        Builder::new().nursery("8MB").max_heap("4MB"),
+    );
+    // ... so that a good start still works in the same process.
+    let rt = Builder::new()
+        .nursery("2MB")
+        .max_heap("96MB")
+        .start()
+        .expect("start");
+    let stats = rt.memory().unwrap();
+    result("nursery", stats.nursery);
+    result("env_seen_by_python", python_env(rt, "PYPY_GC_NURSERY"));
+    // The cap holds: growing past it raises MemoryError, which Python can catch.
+    rt.run(
+        "def grow(_):\n\
+         \x20   kept = []\n\
+         \x20   try:\n\
+         \x20       for i in range(50_000_000):\n\
+         \x20           kept.append(b'%d' % i)\n\
+         \x20   except MemoryError:\n\
+         \x20       del kept[:]\n\
+         \x20       return 'MemoryError'\n\
+         \x20   return 'no error with %d objects' % len(kept)\n",
+    )
+    .unwrap();
+    let grow = rt.function("__main__", "grow").unwrap();
+    result("over_the_cap", grow.call_str("").unwrap());
+    result("memory_after", rt.memory().unwrap());
 }
 
 fn child_threads() {

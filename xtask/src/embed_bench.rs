@@ -3,7 +3,9 @@
 //! (a) start-up to the first executed statement against a C program making
 //! the same three calls on the same library, and against the launcher's
 //! `-c pass`; (b) first-run extraction against `tar -xzf`; (c) one fast-path
-//! call against one `pypy_execute_source`.
+//! call against one `pypy_execute_source`; (d) RSS and time per call over
+//! 100,000 fast-path calls with embed-runtime's default nursery against
+//! PyPy's own choice on this machine.
 //!
 //! The measuring end is `embed-runtime/examples/embed_bench.rs`, built in
 //! release mode; processes are timed from here, interleaved run by run so
@@ -24,6 +26,8 @@ pub const ARCHIVE_ENV: &str = "PYPY_EMBED_BENCH_ARCHIVE";
 const STARTUP_RUNS: usize = 30;
 const EXTRACT_RUNS: usize = 5;
 const CALLS: &str = "2000000";
+const MEMORY_CALLS: &str = "100000";
+const MEMORY_RUNS: usize = 5;
 
 /// The C baseline of (a): what any embedder must do, and nothing more.
 const STARTUP_C: &str = r#"
@@ -202,6 +206,95 @@ pub fn section(report: &mut Report) -> Result<()> {
         unit: "ns".into(),
         goal: "value < 1000 ns".into(),
         met: fast < 1000.0,
+    });
+
+    // (d)
+    memory(&sh, &bench, &top, report, &section)?;
+    Ok(())
+}
+
+/// Figures of one `embed_bench memory` run.
+struct MemoryRun {
+    call_ns: f64,
+    rss_added_kb: f64,
+    rss_end_kb: f64,
+    nursery_kb: f64,
+}
+
+/// (d): each nursery in its own processes (one PyPy per process),
+/// interleaved; medians of [`MEMORY_RUNS`] runs each.
+fn memory(sh: &Shell, bench: &Path, top: &Path, report: &mut Report, section: &str) -> Result<()> {
+    let run = |nursery: &str| -> Result<MemoryRun> {
+        let out = cmd!(sh, "{bench} memory {top} {MEMORY_CALLS} {nursery}")
+            .quiet()
+            .read()
+            .with_context(|| format!("running the memory benchmark with the {nursery} nursery"))?;
+        let start = value_of(&out, "rss_start_kb")?;
+        let end = value_of(&out, "rss_end_kb")?;
+        Ok(MemoryRun {
+            call_ns: value_of(&out, "call_ns")?,
+            rss_added_kb: end - start,
+            rss_end_kb: end,
+            nursery_kb: value_of(&out, "nursery_kb")?,
+        })
+    };
+    let mut ours = Vec::new();
+    let mut pypys = Vec::new();
+    for i in 0..MEMORY_RUNS {
+        if i % 2 == 0 {
+            ours.push(run("default")?);
+            pypys.push(run("pypy")?);
+        } else {
+            pypys.push(run("pypy")?);
+            ours.push(run("default")?);
+        }
+    }
+    let median = |runs: &[MemoryRun], f: fn(&MemoryRun) -> f64| {
+        let mut values: Vec<f64> = runs.iter().map(f).collect();
+        values.sort_by(f64::total_cmp);
+        values[values.len() / 2]
+    };
+    let nursery = |runs: &[MemoryRun]| median(runs, |r| r.nursery_kb) / 1024.0;
+    let baseline_name = format!("PyPy's own nursery ({:.1} MB)", nursery(&pypys));
+    let name = |what: &str| format!("{what}, nursery {:.1} MB", nursery(&ours));
+    let (added, added_pypy) = (
+        median(&ours, |r| r.rss_added_kb) / 1024.0,
+        median(&pypys, |r| r.rss_added_kb) / 1024.0,
+    );
+    report.add(Row {
+        section: section.to_string(),
+        name: name("RSS added by 100k calls"),
+        value: added,
+        baseline_name: baseline_name.clone(),
+        baseline: added_pypy,
+        unit: "MB".into(),
+        goal: "ratio <= 0.1".into(),
+        met: added <= 0.1 * added_pypy,
+    });
+    let (end, end_pypy) = (
+        median(&ours, |r| r.rss_end_kb) / 1024.0,
+        median(&pypys, |r| r.rss_end_kb) / 1024.0,
+    );
+    report.add(Row {
+        section: section.to_string(),
+        name: name("process RSS after 100k calls"),
+        value: end,
+        baseline_name: baseline_name.clone(),
+        baseline: end_pypy,
+        unit: "MB".into(),
+        goal: "reference".into(),
+        met: true,
+    });
+    let (ns, ns_pypy) = (median(&ours, |r| r.call_ns), median(&pypys, |r| r.call_ns));
+    report.add(Row {
+        section: section.to_string(),
+        name: name("one call (100k-call run)"),
+        value: ns,
+        baseline_name,
+        baseline: ns_pypy,
+        unit: "ns".into(),
+        goal: "ratio <= 1.05".into(),
+        met: ns <= 1.05 * ns_pypy,
     });
     Ok(())
 }
