@@ -794,10 +794,13 @@ mod tests {
                 },
                 embedding_symbols: vec![],
                 needed_libraries: vec![],
+                no_headers: false,
                 origin: Origin {
                     recipe: None,
                     source: Source::Checkout { commit: None },
                     translation_options: vec![],
+                    patches: Vec::new(),
+                    patches_skipped: false,
                 },
                 files: self.manifest_files.clone(),
             }

@@ -47,6 +47,10 @@ pub struct Manifest {
     /// The shared libraries libpypy needs (ELF `NEEDED`, Mach-O load commands, PE imports).
     pub needed_libraries: Vec<String>,
     pub origin: Origin,
+    /// Packed without the C headers on purpose (`repackage --no-headers`):
+    /// C extensions and cffi plugins cannot build against it.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub no_headers: bool,
     /// Every file under the top folder except the manifest, by relative path.
     pub files: BTreeMap<String, FileEntry>,
 }
@@ -69,6 +73,29 @@ pub struct Origin {
     pub source: Source,
     /// RPython options of the translation; empty for a repackaged build.
     pub translation_options: Vec<String>,
+    /// Patches applied to the source before translating, in order.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub patches: Vec<PatchRecord>,
+    /// The recipe lists patches, and the build left them out (`--no-patches`):
+    /// the release as published.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub patches_skipped: bool,
+}
+
+fn is_false(value: &bool) -> bool {
+    !*value
+}
+
+/// One patch applied to the source.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PatchRecord {
+    /// The file name (`recipes/patches/<name>`, or the last part of the URL).
+    pub name: String,
+    pub sha256: String,
+    /// Where an upstream patch was fetched from; none for one of ours.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub url: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -131,5 +158,52 @@ impl Manifest {
         let mut text = serde_json::to_string_pretty(self).expect("manifest always serialises");
         text.push('\n');
         text
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn origin() -> Origin {
+        Origin {
+            recipe: Some("pypy3.11-v7.3.23".into()),
+            source: Source::Checkout { commit: None },
+            translation_options: vec!["--opt=jit".into()],
+            patches: Vec::new(),
+            patches_skipped: false,
+        }
+    }
+
+    #[test]
+    fn unpatched_origins_keep_their_old_form() {
+        // Archives without patches stay byte-identical to those made before
+        // the fields existed, and old manifests still read.
+        let json = serde_json::to_string(&origin()).unwrap();
+        assert!(!json.contains("patches"), "{json}");
+        let old = r#"{"recipe":null,"source":{"kind":"checkout","commit":null},"translation_options":[]}"#;
+        let read: Origin = serde_json::from_str(old).unwrap();
+        assert!(read.patches.is_empty() && !read.patches_skipped);
+    }
+
+    #[test]
+    fn patches_and_their_absence_are_recorded() {
+        let mut patched = origin();
+        patched.patches.push(PatchRecord {
+            name: "fix.patch".into(),
+            sha256: "ab".repeat(32),
+            url: None,
+        });
+        let json = serde_json::to_string(&patched).unwrap();
+        assert!(
+            json.contains(r#""patches":[{"name":"fix.patch","sha256":"abab"#),
+            "{json}"
+        );
+        assert_eq!(serde_json::from_str::<Origin>(&json).unwrap(), patched);
+
+        let mut skipped = origin();
+        skipped.patches_skipped = true;
+        let json = serde_json::to_string(&skipped).unwrap();
+        assert!(json.contains(r#""patches_skipped":true"#), "{json}");
     }
 }

@@ -242,6 +242,21 @@ pub fn plan_search_path(
     }
 }
 
+/// Gives the ELF library at `path` the SONAME `name` with `patchelf`, so
+/// that whatever links against it records that name, whichever alias the
+/// linker was given (`-lpypy3-c`).
+pub fn apply_soname(sh: &Shell, path: &Path, name: &str) -> Result<()> {
+    cmd!(sh, "patchelf --set-soname {name} {path}")
+        .run()
+        .with_context(|| {
+            format!(
+                "patchelf could not set the SONAME of {}; is patchelf installed \
+                 (`apt-get install patchelf`)?",
+                path.display()
+            )
+        })
+}
+
 /// Rewrites the runtime search path of `path` on this machine: `patchelf`
 /// for ELF (it sets `DT_RUNPATH`, growing the dynamic string table when the
 /// new value is longer, which an in-place edit cannot), `install_name_tool`

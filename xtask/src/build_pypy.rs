@@ -13,7 +13,7 @@ use xshell::Shell;
 use crate::fetch::{self, FetchArgs};
 use crate::manifest::Origin;
 use crate::translate::{self, RunOptions, Spec};
-use crate::{archive, doctor, package, paths, recipe, targets, verify};
+use crate::{archive, doctor, package, patch, paths, recipe, targets, verify};
 use sha2::{Digest, Sha256};
 
 /// Options of `cargo xtask build-pypy`.
@@ -57,7 +57,13 @@ pub fn run(args: Args) -> Result<()> {
     let cache_root = fetch_opts.cache_dir.clone();
     let host = translate::find_host(&sh, &args.run, &recipe, &triple, &cache_root)
         .context("finding the Python 2.7 host")?;
-    if !args.skip_doctor {
+    if args.skip_doctor {
+        // doctor's report says it otherwise.
+        let bootstrap = target.bootstrap.url.rsplit('/').next().unwrap_or_default();
+        if let Some(note) = crate::host::slow_host_note(&host, bootstrap) {
+            eprintln!("build-pypy: note: {note}");
+        }
+    } else {
         let report = doctor::check(&sh, &recipe, &target, Some(&host.program));
         report.print();
         report
@@ -70,12 +76,19 @@ pub fn run(args: Args) -> Result<()> {
         .with_context(|| format!("fetching the source of {}", recipe.name))?;
     eprintln!("build-pypy: source tree {}", tree.root.display());
 
+    // Stage 1b: the recipe's patches, onto a copy (never onto the pristine tree).
+    let source_id = translate::source_id_of(&sh, &tree)?;
+    let patched = patch::apply_recipe_patches(&sh, &recipe, &tree.root, &source_id, &fetch_opts)
+        .with_context(|| format!("patching the source of {}", recipe.name))?;
+
     // Stage 2: the translation (or the cached one).
-    let source_id = match &tree.source {
-        embed_runtime::manifest::Source::Release { sha256, .. } => format!("sha256:{sha256}"),
-        _ => translate::source_identity(&sh, &tree.root)?,
-    };
-    let spec = Spec::from_recipe(&recipe, &tree.root, source_id, &triple, &args.run)?;
+    let spec = Spec::from_recipe(
+        &recipe,
+        &patched.root,
+        patched.source_id.clone(),
+        &triple,
+        &args.run,
+    )?;
     let outputs = translate::translate(
         &sh,
         &spec,
@@ -101,6 +114,8 @@ pub fn run(args: Args) -> Result<()> {
         recipe: Some(recipe.name.clone()),
         source: tree.source.clone(),
         translation_options: spec.recorded_options(),
+        patches: patched.patches.clone(),
+        patches_skipped: patched.skipped,
     };
     let stored = outputs
         .dir
@@ -111,9 +126,9 @@ pub fn run(args: Args) -> Result<()> {
         None => {
             // PyPy's package.py looks for the outputs where RPython itself
             // leaves them, in `pypy/goal`.
-            place_outputs(&outputs, &tree.root)?;
+            place_outputs(&outputs, &patched.root)?;
             let published = package::package_translated(&package::PackageInput {
-                source_tree: tree.root.clone(),
+                source_tree: patched.root.clone(),
                 target: target.clone(),
                 recipe: Some(recipe.clone()),
                 out_dir: dist,

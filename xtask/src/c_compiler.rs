@@ -30,6 +30,9 @@ pub enum Link {
     /// A shared library: on Windows its import library (`.lib`); elsewhere the
     /// `.so`/`.dylib` itself, found at run time through an rpath to its folder.
     Library(PathBuf),
+    /// These arguments, given to the compiler as they are (what `pkg-config
+    /// --libs` printed, say); the compiler's own syntax.
+    Flags(Vec<String>),
 }
 
 /// The executable's real path: `exe` plus `.exe` for Windows targets.
@@ -111,6 +114,7 @@ fn unix_args(program: &Program, exe: &Path, target: &Target) -> Vec<String> {
             }
             args.push(format!("-Wl,-rpath,{}", dir.display()));
         }
+        Link::Flags(flags) => args.extend(flags.iter().cloned()),
     }
     args
 }
@@ -127,8 +131,10 @@ fn msvc_args(program: &Program, exe: &Path) -> Vec<String> {
     let dir = exe.parent().unwrap_or(Path::new("."));
     args.push(format!("/Fo{}\\", dir.display()));
     args.push(format!("/Fe{}", exe.display()));
-    if let Link::Library(import_lib) = &program.link {
-        args.push(import_lib.display().to_string());
+    match &program.link {
+        Link::Library(import_lib) => args.push(import_lib.display().to_string()),
+        Link::Flags(flags) => args.extend(flags.iter().cloned()),
+        Link::Dl => {}
     }
     args
 }

@@ -214,7 +214,7 @@ jobs:
         include:
 @INCLUDE@    env:
       # Where the real-libpypy tests get a PyPy on this OS (`test_pypy` in the
-      # table): `debian-packages` is the distribution's pypy3 and pypy3-lib
+      # table): `debian-packages` is the distribution's pypy3, pypy3-lib and pypy3-dev
       # (apt-get download, unpacked); `official-release` is PyPy's own binary
       # release for this platform (`test_release`: URL and the sha256 from
       # pypy.org), downloaded and checked by the fetch stage.

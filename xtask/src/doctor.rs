@@ -193,21 +193,29 @@ pub fn check(sh: &Shell, recipe: &Recipe, target: &Target, host_python: Option<&
     let compiler_ok = check_compiler(sh, target, &mut report);
     check_make(sh, target, &mut report);
     check_relocation_tool(sh, target, &mut report);
+    if !recipe.patches.is_empty() {
+        check_git(sh, recipe, &mut report);
+    }
     if compiler_ok && target.os != Os::Windows {
         check_headers(sh, target, &mut report);
     }
     match host::find(sh, host_python, &[]) {
-        Ok(h) => report.push(
-            "host python",
-            true,
-            format!(
-                "{} {} at {}",
-                h.implementation,
-                h.version,
-                h.program.display()
-            ),
-            None,
-        ),
+        Ok(h) => {
+            report.push(
+                "host python",
+                true,
+                format!(
+                    "{} {} at {}",
+                    h.implementation,
+                    h.version,
+                    h.program.display()
+                ),
+                None,
+            );
+            if let Some(note) = host::slow_host_note(&h, &bootstrap_name(target)) {
+                report.push("host speed", true, note, None);
+            }
+        }
         Err(e) => report.push(
             "host python",
             false,
@@ -217,6 +225,17 @@ pub fn check(sh: &Shell, recipe: &Recipe, target: &Target, host_python: Option<&
     }
     check_resources(sh, recipe, &mut report);
     report
+}
+
+/// The file name of the PyPy 2.7 that `--bootstrap-host` downloads for `target`.
+fn bootstrap_name(target: &Target) -> String {
+    target
+        .bootstrap
+        .url
+        .rsplit('/')
+        .next()
+        .unwrap_or(&target.bootstrap.url)
+        .to_string()
 }
 
 /// `$CC` split into program and arguments, `cc` by default (as RPython does).
@@ -306,6 +325,29 @@ fn check_msvc(target: &Target, report: &mut Report) -> bool {
             false
         }
     }
+}
+
+/// The recipe's patches are applied with `git apply`.
+fn check_git(sh: &Shell, recipe: &Recipe, report: &mut Report) {
+    let version = cmd!(sh, "git --version").quiet().ignore_stderr().read();
+    report.push(
+        "git",
+        version.is_ok(),
+        match &version {
+            Ok(v) => format!(
+                "{} (applies the recipe's patches: {})",
+                v.trim(),
+                recipe.patches.len()
+            ),
+            Err(_) => format!(
+                "`git` does not run; the recipe has {} patches to apply",
+                recipe.patches.len()
+            ),
+        },
+        version
+            .is_err()
+            .then(|| "install git, or build the release as published with --no-patches".into()),
+    );
 }
 
 fn check_make(sh: &Shell, target: &Target, report: &mut Report) {

@@ -26,7 +26,7 @@ pub const RPYTHON_SDIST: &str = "rpython-0.2.1.tar.gz";
 pub const RPYTHON_SHA256: &str = "803933038f3744538fc04bca9d5be0102eaa80fdc26dcb376b8178e0fa66e90b";
 
 /// Debian bookworm's PyPy 3.9 (7.3.11): a real libpypy exporting the whole embedding API.
-pub const DEBIAN_PACKAGES: [&str; 2] = ["pypy3", "pypy3-lib"];
+pub const DEBIAN_PACKAGES: [&str; 3] = ["pypy3", "pypy3-lib", "pypy3-dev"];
 
 /// Packages the Python 2.7 host needs to run the `rpython` sdist.
 pub const HOST27_PACKAGES: [&str; 2] = ["py==1.11.0", "cffi<1.16"];
@@ -222,7 +222,7 @@ pub fn host27() -> Result<Host27> {
     Ok(Host27 { python, site })
 }
 
-/// Debian's `pypy3` and `pypy3-lib` unpacked: the folder that holds `usr/`.
+/// Debian's `pypy3`, `pypy3-lib` and `pypy3-dev` unpacked: the folder that holds `usr/`.
 pub fn debian_pypy3() -> Result<PathBuf> {
     let dir = root().join("debian-pypy3");
     existing(dir.join("usr"), "Debian pypy3 tree")?;
@@ -253,7 +253,7 @@ pub fn test_archive() -> Result<PathBuf> {
 /// Where the real libpypy the tests embed comes from.
 #[derive(Debug, Clone)]
 pub enum TestPypySource {
-    /// Debian's `pypy3` and `pypy3-lib` (apt), repackaged into [`DEBIAN_ARCHIVE`].
+    /// Debian's `pypy3`, `pypy3-lib` and `pypy3-dev` (apt), repackaged into [`DEBIAN_ARCHIVE`].
     DebianPackages,
     /// PyPy's own binary release, downloaded, checked against its sha256 and repackaged.
     OfficialRelease(Download),
@@ -588,8 +588,12 @@ fn imports(sh: &Shell, python: &Path, site: Option<&Path>, modules: &[&str]) -> 
 
 fn prepare_debian(sh: &Shell, root: &Path) -> Result<()> {
     let tree = root.join("debian-pypy3");
-    if tree.join("usr").exists() {
+    // The headers (pypy3-dev) mark a tree unpacked from every package.
+    if tree.join("usr/include/pypy3.9/Python.h").is_file() {
         return Ok(());
+    }
+    if tree.exists() {
+        fs_err::remove_dir_all(&tree).context("removing an incomplete Debian fixture")?;
     }
     let debs = root.join("debian-debs");
     fs_err::create_dir_all(&debs)?;
@@ -633,7 +637,17 @@ fn finished_archive(archive: &Path) -> Option<crate::manifest::Manifest> {
     if !archive.exists() || crate::verify::check_sha256_file(archive).is_err() {
         return None;
     }
-    crate::verify::read_manifest(archive).ok()
+    let manifest = crate::verify::read_manifest(archive).ok()?;
+    // An archive from before the pkg-config file and the link aliases is
+    // rebuilt, so the tests see what this xtask packs.
+    let target = targets::get(&manifest.target).ok()?;
+    let py = &manifest.python_version;
+    let current = manifest.files.contains_key(&target.pkgconfig_path(py))
+        && target
+            .link_alias_paths(py)
+            .iter()
+            .all(|a| manifest.files.contains_key(a));
+    current.then_some(manifest)
 }
 
 fn prepare_debian_archive(root: &Path) -> Result<PathBuf> {
@@ -678,7 +692,13 @@ pub fn prepare_release_archive(
         file.display(),
         dist.display()
     );
-    let published = crate::repackage::repackage_release_file(&file, &release.sha256, target, dist)?;
+    let published = crate::repackage::repackage_release_file(
+        &file,
+        &release.sha256,
+        target,
+        dist,
+        &Default::default(),
+    )?;
     if published.archive != archive {
         bail!(
             "{} holds PyPy {} for Python {}, which its file name does not say; \

@@ -26,6 +26,35 @@ pub struct HostPython {
     pub site: Option<PathBuf>,
 }
 
+/// How much longer RPython takes on CPython 2.7 than on PyPy 2.7, measured
+/// on this project's CI kind of machine (2 cores): the annotation of PyPy
+/// 3.11 v7.3.23 (`--annotate`, the longest single-threaded phase), CPython
+/// 2.7.18 against PyPy 2.7 7.3.3 (Debian's), one run each, side by side
+/// (each had one core; see `docs/build-report.md`). The later phases gain
+/// more from PyPy's JIT; PyPy's own build docs say 2-3x for a whole build.
+/// On the small test target CPython was faster (see `docs/build-report.md`):
+/// a 30-second run is over before PyPy's JIT pays off.
+pub const CPYTHON_SLOWDOWN: f64 = CPYTHON_SECONDS / PYPY_SECONDS;
+/// The two timings behind [`CPYTHON_SLOWDOWN`], in seconds of wall time.
+pub const CPYTHON_SECONDS: f64 = 674.4;
+pub const PYPY_SECONDS: f64 = 460.0;
+
+// The measured figures must say what the note says.
+const _: () = assert!(CPYTHON_SECONDS > PYPY_SECONDS);
+
+/// A warning for a CPython host, naming the expected slowdown and the faster
+/// host `--bootstrap-host` would download (`bootstrap`, from the target
+/// table); `None` for a PyPy host.
+pub fn slow_host_note(host: &HostPython, bootstrap: &str) -> Option<String> {
+    (host.implementation == "CPython").then(|| {
+        format!(
+            "CPython 2.7 runs RPython about {CPYTHON_SLOWDOWN:.1}x slower than PyPy 2.7 \
+             (annotating PyPy 3.11 took {CPYTHON_SECONDS:.0} s against {PYPY_SECONDS:.0} s \
+             here); --bootstrap-host downloads {bootstrap} and uses it instead"
+        )
+    })
+}
+
 /// What one candidate turned out to be, for the error when none fits.
 struct Probe {
     implementation: String,
@@ -201,6 +230,23 @@ mod tests {
         assert_eq!(module_of("cffi<1.16"), "cffi");
         assert_eq!(module_of("py==1.11.0"), "py");
         assert_eq!(module_of("cffi"), "cffi");
+    }
+
+    #[test]
+    fn a_cpython_host_is_told_how_much_slower_it_is() {
+        let host = |implementation: &str| HostPython {
+            program: PathBuf::from("/usr/bin/python2.7"),
+            implementation: implementation.into(),
+            version: "2.7.18".into(),
+            site: None,
+        };
+        let note = slow_host_note(&host("CPython"), "pypy2.7-v7.3.20-linux64.tar.bz2").unwrap();
+        assert!(
+            note.contains(&format!("{CPYTHON_SLOWDOWN:.1}x slower"))
+                && note.contains("--bootstrap-host downloads pypy2.7-v7.3.20-linux64.tar.bz2"),
+            "{note}"
+        );
+        assert_eq!(slow_host_note(&host("PyPy"), "x"), None);
     }
 
     #[test]

@@ -188,6 +188,8 @@ pub fn origin_for(tree: &Path, recipe: Option<&Recipe>, target: &targets::Target
                     sha256: r.source.sha256.clone(),
                 },
                 translation_options: options,
+                patches: Vec::new(),
+                patches_skipped: false,
             }
         }
         None => Origin {
@@ -196,6 +198,8 @@ pub fn origin_for(tree: &Path, recipe: Option<&Recipe>, target: &targets::Target
                 commit: git_commit(tree),
             },
             translation_options: Vec::new(),
+            patches: Vec::new(),
+            patches_skipped: false,
         },
     }
 }
@@ -270,6 +274,7 @@ pub fn package_translated(input: &PackageInput) -> Result<Published> {
             extra_allowed: extra_allowed(recipe, &input.target),
             skip_verify: false,
             build_paths: vec![tree.clone()],
+            no_headers: false,
         },
     )
     .with_context(|| format!("archiving the release tree of {}", tree.display()))

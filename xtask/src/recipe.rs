@@ -14,7 +14,8 @@ use toml::Spanned;
 
 use crate::{paths, targets};
 
-/// The target table's file, which lives beside the recipes but is not one.
+/// The target table's file, which lives beside the recipes but is not one
+/// (nor is the table of known failures, `known_failures::FILE`).
 const TARGET_TABLE_FILE: &str = "targets.toml";
 
 /// Archive types that `fetch` can unpack; a source URL must end in one of them.
@@ -33,6 +34,29 @@ pub struct Recipe {
     pub package: Package,
     /// Per-target overrides, keyed by target triple (each one in the target table).
     pub targets: BTreeMap<String, TargetOverride>,
+    /// Changes to the source, applied in order after it is verified and unpacked.
+    pub patches: Vec<Patch>,
+}
+
+/// Where the patches a recipe names by `file` live, beside the recipes.
+pub const PATCHES_DIR: &str = "patches";
+
+/// One patch of a recipe.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Patch {
+    /// File name: of the file in `recipes/patches/`, or the URL's last part.
+    pub name: String,
+    pub from: PatchFrom,
+    /// Why the patch is needed (an upstream issue, say).
+    pub reason: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PatchFrom {
+    /// A patch of ours, at this path.
+    File(PathBuf),
+    /// Upstream's patch, fetched and checked like the source.
+    Url { url: String, sha256: String },
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -128,6 +152,17 @@ struct RawRecipe {
     package: Package,
     #[serde(default)]
     targets: BTreeMap<Spanned<String>, TargetOverride>,
+    #[serde(default)]
+    patches: Vec<Spanned<RawPatch>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawPatch {
+    file: Option<Spanned<String>>,
+    url: Option<Spanned<String>>,
+    sha256: Option<Spanned<String>>,
+    reason: String,
 }
 
 #[derive(Deserialize)]
@@ -195,6 +230,26 @@ fn url_problem(value: &str) -> Option<String> {
             "`{value}` does not end in an archive file name (one of {})",
             ARCHIVE_SUFFIXES.join(", ")
         ));
+    }
+    None
+}
+
+/// Why a patch URL cannot be used, or `None` when it is fine.
+fn patch_url_problem(value: &str) -> Option<String> {
+    let url = match reqwest::Url::parse(value) {
+        Ok(url) => url,
+        Err(e) => return Some(format!("`{value}` is not a valid URL ({e})")),
+    };
+    if !matches!(url.scheme(), "https" | "http") || url.host_str().is_none_or(str::is_empty) {
+        return Some(format!("`{value}` is not an http(s) URL with a host"));
+    }
+    if url.query().is_some() || url.fragment().is_some() {
+        return Some(format!(
+            "`{value}` has a query or fragment; mirrors serve files by name, so the URL must end in the file name"
+        ));
+    }
+    if url.path().rsplit('/').next().unwrap_or("").is_empty() {
+        return Some(format!("`{value}` does not end in a file name"));
     }
     None
 }
@@ -312,6 +367,80 @@ impl Recipe {
             overrides.insert(triple.into_inner(), over);
         }
 
+        let patches_dir = path.parent().unwrap_or(Path::new(".")).join(PATCHES_DIR);
+        let mut patches = Vec::new();
+        for raw_patch in raw.patches {
+            let span = raw_patch.span();
+            let raw_patch = raw_patch.into_inner();
+            let patch = match (raw_patch.file, raw_patch.url, raw_patch.sha256) {
+                (Some(file), None, None) => {
+                    let name = file.get_ref();
+                    let plain = !name.is_empty()
+                        && !name.contains(['/', '\\'])
+                        && name != "."
+                        && name != "..";
+                    if !plain {
+                        return Err(at(
+                            file.span(),
+                            format!(
+                                "patches.file `{name}` must be a file name in recipes/{PATCHES_DIR}/"
+                            ),
+                        ));
+                    }
+                    let full = patches_dir.join(name);
+                    if !full.is_file() {
+                        return Err(at(
+                            file.span(),
+                            format!("patches.file `{name}`: there is no {}", full.display()),
+                        ));
+                    }
+                    Patch {
+                        name: name.clone(),
+                        from: PatchFrom::File(full),
+                        reason: raw_patch.reason,
+                    }
+                }
+                (None, Some(url), Some(sha)) => {
+                    if let Some(problem) = patch_url_problem(url.get_ref()) {
+                        return Err(at(url.span(), format!("patches.url: {problem}")));
+                    }
+                    let Some(sha256) = normalize_sha256(sha.get_ref()) else {
+                        return Err(at(
+                            sha.span(),
+                            format!(
+                                "patches.sha256 `{}` is not a sha256 (64 hex digits)",
+                                sha.get_ref()
+                            ),
+                        ));
+                    };
+                    let url = url.into_inner();
+                    Patch {
+                        name: url.rsplit('/').next().unwrap_or_default().to_string(),
+                        from: PatchFrom::Url { url, sha256 },
+                        reason: raw_patch.reason,
+                    }
+                }
+                (None, Some(_), None) => {
+                    return Err(at(
+                        span,
+                        "a patch with a url needs the sha256 of the file upstream serves".into(),
+                    ))
+                }
+                _ => {
+                    return Err(at(
+                        span,
+                        "a patch is either `file = \"name.patch\"` (in recipes/patches/) or \
+                         `url` with `sha256`"
+                            .into(),
+                    ))
+                }
+            };
+            if patches.iter().any(|p: &Patch| p.name == patch.name) {
+                return Err(at(span, format!("two patches are named `{}`", patch.name)));
+            }
+            patches.push(patch);
+        }
+
         let name = path
             .file_stem()
             .map(|s| s.to_string_lossy().into_owned())
@@ -331,6 +460,7 @@ impl Recipe {
             host: raw.host,
             package: raw.package,
             targets: overrides,
+            patches,
         })
     }
 
@@ -385,7 +515,9 @@ pub fn all_in(dir: &Path) -> Result<Vec<Recipe>> {
     for entry in entries {
         let path = entry?.path();
         let is_recipe = path.extension().is_some_and(|e| e == "toml")
-            && path.file_name().is_some_and(|n| n != TARGET_TABLE_FILE);
+            && path
+                .file_name()
+                .is_some_and(|n| n != TARGET_TABLE_FILE && n != crate::known_failures::FILE);
         if is_recipe {
             recipes.push(Recipe::load(&path)?);
         }
@@ -512,6 +644,88 @@ extra_options = ["--no-shared-stuff"]
     }
 
     #[test]
+    fn patches_are_files_of_ours_or_urls_with_checksums() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir(dir.path().join(PATCHES_DIR)).unwrap();
+        std::fs::write(dir.path().join("patches/fix.patch"), "--- a\n").unwrap();
+        let path = dir.path().join("r.toml");
+        let with = |patches: &str| {
+            Recipe::parse(&format!("{GOOD}\n{patches}"), &path).map_err(|e| format!("{e:#}"))
+        };
+        let r = with(
+            "[[patches]]\nfile = \"fix.patch\"\nreason = \"ours\"\n\
+             [[patches]]\nurl = \"https://github.com/pypy/pypy/commit/abc.patch\"\n\
+             sha256 = \"7786DDA760003e2ea7409c1037e50200c578ec427ce0245ac4cd758710b206fb\"\n\
+             reason = \"upstream\"\n",
+        )
+        .unwrap();
+        assert_eq!(r.patches.len(), 2);
+        assert_eq!(
+            r.patches[0].from,
+            PatchFrom::File(dir.path().join("patches/fix.patch"))
+        );
+        assert_eq!(r.patches[1].name, "abc.patch");
+        assert!(
+            matches!(&r.patches[1].from, PatchFrom::Url { sha256, .. } if sha256.starts_with("7786dda7"))
+        );
+
+        for (patches, needle) in [
+            (
+                "[[patches]]\nfile = \"../x.patch\"\nreason = \"r\"\n",
+                "must be a file name in recipes/patches/",
+            ),
+            (
+                "[[patches]]\nfile = \"missing.patch\"\nreason = \"r\"\n",
+                "there is no",
+            ),
+            (
+                "[[patches]]\nurl = \"https://example.org/a.patch\"\nreason = \"r\"\n",
+                "needs the sha256",
+            ),
+            (
+                "[[patches]]\nurl = \"https://example.org/a.patch\"\nsha256 = \"abc\"\nreason = \"r\"\n",
+                "is not a sha256",
+            ),
+            (
+                "[[patches]]\nurl = \"ftp://example.org/a.patch\"\nsha256 = \"abc\"\nreason = \"r\"\n",
+                "not an http(s) URL",
+            ),
+            (
+                "[[patches]]\nfile = \"fix.patch\"\nurl = \"https://example.org/a.patch\"\nreason = \"r\"\n",
+                "either `file",
+            ),
+            ("[[patches]]\nfile = \"fix.patch\"\n", "missing field `reason`"),
+            (
+                "[[patches]]\nfile = \"fix.patch\"\nreason = \"r\"\n\
+                 [[patches]]\nfile = \"fix.patch\"\nreason = \"r\"\n",
+                "two patches are named `fix.patch`",
+            ),
+        ] {
+            let message = with(patches).unwrap_err();
+            assert!(message.contains(needle), "{needle:?} not in: {message}");
+            assert!(message.contains("r.toml:"), "no position in: {message}");
+        }
+    }
+
+    #[test]
+    fn every_shipped_311_recipe_carries_the_lock_patch() {
+        // PyPy issue #5527 affects every 3.11 release up to 7.3.23.
+        for r in all().unwrap() {
+            if r.pypy.python == "3.11" {
+                assert!(
+                    r.patches
+                        .iter()
+                        .any(|p| p.name.ends_with("lazy-thread-locks.patch")
+                            && p.reason.contains("5527")),
+                    "{} lacks the patch for PyPy issue #5527",
+                    r.name
+                );
+            }
+        }
+        assert_eq!(newest().unwrap().name, "pypy3.11-v7.3.23");
+    }
+
+    #[test]
     fn uppercase_checksum_is_normalised() {
         let text = GOOD.replace("7786dda7", "7786DDA7");
         assert!(parse(&text).unwrap().source.sha256.starts_with("7786dda7"));
@@ -626,7 +840,7 @@ extra_options = ["--no-shared-stuff"]
                 "a recipe's file is named after its source archive"
             );
         }
-        assert_eq!(newest().unwrap().name, "pypy3.11-v7.3.20");
+        assert_eq!(newest().unwrap().name, "pypy3.11-v7.3.23");
     }
 
     #[test]

@@ -83,10 +83,10 @@ mod tests {
         let text = render(&recipe::all().unwrap());
         let lines: Vec<&str> = text.lines().collect();
         assert!(lines[0].starts_with("RECIPE"), "{text}");
-        assert!(lines[1].starts_with("pypy3.11-v7.3.20 (default)"), "{text}");
-        assert!(lines[1].contains("7.3.20"), "{text}");
+        assert!(lines[1].starts_with("pypy3.11-v7.3.23 (default)"), "{text}");
+        assert!(lines[1].contains("7.3.23"), "{text}");
         assert!(lines[1].contains("--opt=jit --shared"), "{text}");
-        assert!(lines[1].contains("pypy3.11-v7.3.20-src.tar.bz2"), "{text}");
+        assert!(lines[1].contains("pypy3.11-v7.3.23-src.tar.bz2"), "{text}");
         assert!(
             lines.iter().any(|l| l.starts_with("pypy3.10-v7.3.19 ")),
             "{text}"

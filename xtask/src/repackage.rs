@@ -26,10 +26,18 @@ pub struct Args {
     /// Cache folder for a downloaded release [default: $PYPY_EMBED_CACHE or the user's cache folder].
     #[arg(long, value_name = "DIR")]
     pub cache_dir: Option<PathBuf>,
+    /// Pack a tree that has no C headers (`Python.h`); the manifest says so, and
+    /// C extensions and cffi plugins cannot build against the archive.
+    #[arg(long)]
+    pub no_headers: bool,
 }
 
 pub fn run(args: Args) -> Result<()> {
     let target = targets::get(&args.target)?;
+    let opts = PublishOptions {
+        no_headers: args.no_headers,
+        ..PublishOptions::default()
+    };
     let needs_sha = |what: &str| {
         args.sha256.clone().with_context(|| {
             format!(
@@ -42,14 +50,14 @@ pub fn run(args: Args) -> Result<()> {
         let sha = needs_sha(&args.source)?;
         let cache = args.cache_dir.clone().unwrap_or_else(paths::cache_root);
         let file = fetch::download_verified(&args.source, &sha, &fetch::FetchOptions::new(&cache))?;
-        repackage_release_file(&file, &sha, &target, &args.out)?
+        repackage_release_file(&file, &sha, &target, &args.out, &opts)?
     } else {
         let path = PathBuf::from(&args.source);
         if path.is_dir() {
-            repackage_tree(&path, &target, &args.out)?
+            repackage_tree_with(&path, &target, &args.out, &opts)?
         } else if path.is_file() {
             let sha = needs_sha(&args.source)?;
-            repackage_release_file(&path, &sha, &target, &args.out)?
+            repackage_release_file(&path, &sha, &target, &args.out, &opts)?
         } else {
             bail!("{} does not exist", path.display())
         }
@@ -58,12 +66,30 @@ pub fn run(args: Args) -> Result<()> {
     Ok(())
 }
 
+/// `/usr`, `/usr/local` or `/`: a system's own prefix rather than a build tree.
+fn is_system_prefix(tree: &Path) -> bool {
+    let tree = tree.canonicalize().unwrap_or_else(|_| tree.to_path_buf());
+    ["/", "/usr", "/usr/local"]
+        .iter()
+        .any(|p| tree == Path::new(p))
+}
+
 fn is_url(s: &str) -> bool {
     s.starts_with("http://") || s.starts_with("https://")
 }
 
 /// Repackages an installed tree (the folder holding `usr/`, or a release's top folder).
 pub fn repackage_tree(tree: &Path, target: &targets::Target, out_dir: &Path) -> Result<Published> {
+    repackage_tree_with(tree, target, out_dir, &PublishOptions::default())
+}
+
+/// [`repackage_tree`] with options (`--no-headers`).
+pub fn repackage_tree_with(
+    tree: &Path,
+    target: &targets::Target,
+    out_dir: &Path,
+    opts: &PublishOptions,
+) -> Result<Published> {
     let layout = if tree.join("usr").is_dir() {
         "an installed tree with a usr/ folder (distribution layout)"
     } else {
@@ -76,8 +102,10 @@ pub fn repackage_tree(tree: &Path, target: &targets::Target, out_dir: &Path) -> 
             sha256: None,
         },
         translation_options: Vec::new(),
+        patches: Vec::new(),
+        patches_skipped: false,
     };
-    repackage_with_origin(tree, target, out_dir, origin)
+    repackage_with_options(tree, target, out_dir, origin, opts)
 }
 
 /// Repackages an official binary release archive after checking its sha256.
@@ -86,6 +114,7 @@ pub fn repackage_release_file(
     sha256: &str,
     target: &targets::Target,
     out_dir: &Path,
+    opts: &PublishOptions,
 ) -> Result<Published> {
     let got = fetch::sha256_file(file)?;
     if !got.eq_ignore_ascii_case(sha256.trim()) {
@@ -112,8 +141,10 @@ pub fn repackage_release_file(
             sha256: Some(got),
         },
         translation_options: Vec::new(),
+        patches: Vec::new(),
+        patches_skipped: false,
     };
-    repackage_with_origin(&dir, target, out_dir, origin)
+    repackage_with_options(&dir, target, out_dir, origin, opts)
 }
 
 /// [`repackage_with_options`] with the target table's allow-list only.
@@ -136,9 +167,34 @@ pub fn repackage_with_options(
     opts: &PublishOptions,
 ) -> Result<Published> {
     let found = archive::locate(tree, target)?;
-    let staged = archive::stage(&found, target, out_dir)?;
+    let has_headers = found
+        .include
+        .as_ref()
+        .is_some_and(|i| i.join("Python.h").is_file());
+    if !has_headers && !opts.no_headers {
+        let package = match &target.headers_package {
+            Some(p) => format!(" (on {}: install {p})", target.triple),
+            None => String::new(),
+        };
+        bail!(
+            "{} has no C headers ({}/Python.h){package}; without them C extensions and cffi \
+             plugins cannot build against the archive. Install them, or pass --no-headers to \
+             pack the tree without (the manifest then says so)",
+            tree.display(),
+            target.include_dir(&found.versions.python)
+        );
+    }
+    let mut staged = archive::stage(&found, target, out_dir)?;
+    staged.no_headers = !has_headers;
     let mut build_paths = opts.build_paths.clone();
-    build_paths.push(tree.to_path_buf());
+    if is_system_prefix(tree) {
+        // Text files of an installed system name `/usr/bin/env` and the like,
+        // which exist on every machine; only the folders packed must not be named.
+        build_paths.push(found.stdlib.clone());
+        build_paths.extend(found.include.clone());
+    } else {
+        build_paths.push(tree.to_path_buf());
+    }
     archive::release::check_no_build_paths(&staged, &build_paths)?;
     archive::relocate(&staged)?;
     let manifest = archive::build_manifest(&staged, origin)?;

@@ -66,7 +66,7 @@ pub enum PackageManager {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum TestPypy {
-    /// The distribution's `pypy3` and `pypy3-lib` packages (`apt-get download`).
+    /// The distribution's `pypy3`, `pypy3-lib` and `pypy3-dev` packages (`apt-get download`).
     DebianPackages,
     /// PyPy's own binary release for this platform, through the fetch stage.
     OfficialRelease,
@@ -153,9 +153,21 @@ pub struct Target {
     bin_dir: String,
     stdlib_dir: String,
     include_dir: String,
+    /// Names beside libpypy that link to it (`libpypy{py_major}-c.so`).
+    link_aliases: Vec<String>,
+    /// The SONAME libpypy gets (Linux).
+    #[serde(default)]
+    soname: Option<String>,
+    /// Where the pkg-config file goes.
+    pkgconfig_dir: String,
+    /// The `Libs:` line of the pkg-config file.
+    pkgconfig_libs: String,
     pub search_path: SearchPath,
     /// Installs [`Target::system_packages`] and [`Target::test_packages`].
     pub package_manager: PackageManager,
+    /// The distribution package with PyPy's C headers (`pypy3-dev` on Debian).
+    #[serde(default)]
+    pub headers_package: Option<String>,
     /// Folders whose `include/`, `lib/` and `lib/pkgconfig/` a build searches
     /// (Homebrew's keg-only formulae, which the compiler does not see by itself).
     pub library_prefixes: Vec<String>,
@@ -258,8 +270,10 @@ pub fn ensure_buildable_on(all: &[Target], triple: &str, host: &str) -> Result<T
 }
 
 fn expand(pattern: &str, py: &str) -> String {
+    let major = py.split('.').next().unwrap_or(py);
     pattern
         .replace("{py_nodot}", &py.replace('.', ""))
+        .replace("{py_major}", major)
         .replace("{py}", py)
 }
 
@@ -291,6 +305,63 @@ impl Target {
     /// Where the release tree keeps the import library (`libs/python311.lib`); Windows only.
     pub fn import_library_path(&self, py: &str) -> Option<String> {
         self.import_library_path.as_deref().map(|p| expand(p, py))
+    }
+    /// Links to libpypy beside it, relative to the top folder (`bin/libpypy3-c.so`).
+    pub fn link_alias_paths(&self, py: &str) -> Vec<String> {
+        self.link_aliases
+            .iter()
+            .map(|a| join(&self.bin_dir, &expand(a, py)))
+            .collect()
+    }
+    /// The SONAME libpypy must carry (`libpypy3.11-c.so`); Linux only.
+    pub fn soname(&self, py: &str) -> Option<String> {
+        self.soname.as_deref().map(|p| expand(p, py))
+    }
+    /// The pkg-config file, relative to the top folder (`lib/pkgconfig/pypy3.11-embed.pc`).
+    pub fn pkgconfig_path(&self, py: &str) -> String {
+        join(&self.pkgconfig_dir, &format!("pypy{py}-embed.pc"))
+    }
+    /// The pkg-config `Libs:` line, with `${libdir}` left for pkg-config.
+    pub fn pkgconfig_libs(&self, py: &str) -> String {
+        expand(&self.pkgconfig_libs, py)
+    }
+    /// The folder the pkg-config file's `${libdir}` names: the import
+    /// library's on Windows, libpypy's elsewhere.
+    pub fn pkgconfig_libdir(&self, py: &str) -> String {
+        match self.import_library_path(py) {
+            Some(path) => path
+                .rsplit_once('/')
+                .map_or(String::new(), |(dir, _)| dir.to_string()),
+            None => self.bin_dir.clone(),
+        }
+    }
+    /// The text of the pkg-config file for PyPy `pypy` (Python `py`): every
+    /// path relative to the file itself, so the tree works wherever it is
+    /// unpacked.
+    pub fn pkgconfig_text(&self, py: &str, pypy: &str) -> String {
+        let up = vec![".."; self.pkgconfig_dir.split('/').count()].join("/");
+        let sub = |dir: String| {
+            if dir.is_empty() {
+                "${prefix}".to_string()
+            } else {
+                format!("${{prefix}}/{dir}")
+            }
+        };
+        format!(
+            "# Embedding PyPy {py} (libpypy and pypy_embed.h) from this relocatable tree.\n\
+             prefix=${{pcfiledir}}/{up}\n\
+             libdir={}\n\
+             includedir={}\n\
+             \n\
+             Name: pypy{py}-embed\n\
+             Description: PyPy {pypy} (Python {py}) as an embeddable library\n\
+             Version: {pypy}\n\
+             Libs: {}\n\
+             Cflags: -I${{includedir}}\n",
+            sub(self.pkgconfig_libdir(py)),
+            sub(self.include_dir(py)),
+            self.pkgconfig_libs(py)
+        )
     }
     /// Folder of executables and libpypy, relative to the top folder ("" on Windows).
     pub fn bin_dir(&self) -> &str {
@@ -722,8 +793,46 @@ mod tests {
             for pkg in ["libffi-dev", "libssl-dev", "libsqlite3-dev", "tk-dev"] {
                 assert!(cmd.contains(pkg), "{} lacks {pkg}", t.triple);
             }
-            assert_eq!(t.test_packages, ["python3-venv"]);
+            assert_eq!(t.test_packages, ["python3-venv", "pypy3", "pypy3-dev"]);
         }
+    }
+
+    #[test]
+    fn link_names_and_pkg_config_for_every_os() {
+        let linux = get("x86_64-unknown-linux-gnu").unwrap();
+        assert_eq!(linux.link_alias_paths("3.11"), ["bin/libpypy3-c.so"]);
+        assert_eq!(linux.soname("3.11").as_deref(), Some("libpypy3.11-c.so"));
+        assert_eq!(
+            linux.pkgconfig_path("3.11"),
+            "lib/pkgconfig/pypy3.11-embed.pc"
+        );
+        let pc = linux.pkgconfig_text("3.11", "7.3.23");
+        for line in [
+            "prefix=${pcfiledir}/../..",
+            "libdir=${prefix}/bin",
+            "includedir=${prefix}/include/pypy3.11",
+            "Version: 7.3.23",
+            "Libs: -L${libdir} -lpypy3.11-c -Wl,-rpath,${libdir}",
+            "Cflags: -I${includedir}",
+        ] {
+            assert!(pc.lines().any(|l| l == line), "{line:?} not in:\n{pc}");
+        }
+
+        let mac = get("aarch64-apple-darwin").unwrap();
+        assert_eq!(mac.link_alias_paths("3.11"), ["bin/libpypy3-c.dylib"]);
+        // macOS names libraries by install name (@rpath/...), not SONAME.
+        assert_eq!(mac.soname("3.11"), None);
+
+        let windows = get("x86_64-pc-windows-msvc").unwrap();
+        assert!(windows.link_alias_paths("3.11").is_empty());
+        let pc = windows.pkgconfig_text("3.11", "7.3.23");
+        assert_eq!(
+            windows.pkgconfig_path("3.11"),
+            "libs/pkgconfig/pypy3.11-embed.pc"
+        );
+        assert!(pc.contains("libdir=${prefix}/libs\n"), "{pc}");
+        assert!(pc.contains("Libs: -L${libdir} -lpython311\n"), "{pc}");
+        assert!(pc.contains("includedir=${prefix}/include\n"), "{pc}");
     }
 
     #[test]

@@ -203,6 +203,15 @@ fn bootstrap_program(dest: &Path, target: &targets::Target) -> Result<PathBuf> {
     )
 }
 
+/// The identity of a fetched tree for the build cache: a release's sha256,
+/// else [`source_identity`] of the local tree.
+pub fn source_id_of(sh: &Shell, tree: &crate::fetch::SourceTree) -> Result<String> {
+    match &tree.source {
+        crate::manifest::Source::Release { sha256, .. } => Ok(format!("sha256:{sha256}")),
+        _ => source_identity(sh, &tree.root),
+    }
+}
+
 /// The git commit of a clean checkout, else a hash of the tree's sources.
 pub fn source_identity(sh: &Shell, dir: &Path) -> Result<String> {
     if dir.join(".git").exists() {
@@ -497,11 +506,12 @@ fn run_rpython(
     progress.finish();
     if !status.success() {
         bail!(
-            "RPython failed ({status}) after {:.0} s. Last lines of the log:\n{}\nFull log: {}\nWork folder kept: {}",
+            "RPython failed ({status}) after {:.0} s. Last lines of the log:\n{}\nFull log: {}\nWork folder kept: {}{}",
             wall.as_secs_f64(),
             transcript.failure_excerpt(),
             log_path.display(),
-            work.display()
+            work.display(),
+            crate::known_failures::advice(&transcript.failure_excerpt())
         );
     }
 

@@ -54,6 +54,9 @@ pub fn run(args: Args) -> Result<()> {
             None => String::from("; not run (another target or --no-run)"),
         }
     );
+    for line in report.ran.iter().flat_map(|r| &r.consumers) {
+        println!("  {line}");
+    }
     Ok(())
 }
 
@@ -75,6 +78,9 @@ pub struct RunReport {
     pub launcher_prefix: Option<String>,
     /// The line the C embedding program printed from PyPy.
     pub embed_output: String,
+    /// One line per other tool built against the tree (pkg-config, a cffi
+    /// plugin, a C extension): see the `consumers` module.
+    pub consumers: Vec<String>,
 }
 
 /// What a successful verification found.
@@ -110,6 +116,7 @@ pub fn verify_archive(archive: &Path, opts: &VerifyOptions) -> Result<VerifyRepo
         .with_context(|| format!("{}: manifest names an unknown target", archive.display()))?;
 
     let mut problems = check_files(&top, &manifest)?;
+    problems.extend(crate::consumers::missing_headers(&top, &manifest));
     problems.extend(check_binaries(
         &top,
         &manifest,
@@ -330,10 +337,8 @@ pub fn dependency_allowed(
 /// Python run by the relocated launcher; each import loads a cffi or
 /// ctypes module that links system libraries.
 const LAUNCHER_CHECK: &str = "import sys, sqlite3, ssl, ctypes, cffi; print(sys.prefix)";
-const EMBED_SOURCE: &str = include_str!("../assets/embed_check.c");
-
 /// Removes every variable that could make PyPy or the loader look outside the tree.
-fn clean_env(c: xshell::Cmd<'_>) -> xshell::Cmd<'_> {
+pub(crate) fn clean_env(c: xshell::Cmd<'_>) -> xshell::Cmd<'_> {
     [
         "PYTHONHOME",
         "PYTHONPATH",
@@ -383,10 +388,12 @@ fn run_relocated(top: &Path, manifest: &Manifest, target: &targets::Target) -> R
     };
 
     let embed_output = run_embed_program(&sh, &real_top, manifest, target, elsewhere.path())?;
+    let consumers = crate::consumers::run_all(&sh, &real_top, manifest, target, elsewhere.path())?;
     Ok(RunReport {
         top: real_top,
         launcher_prefix,
         embed_output,
+        consumers,
     })
 }
 
@@ -401,7 +408,7 @@ fn run_embed_program(
     work: &Path,
 ) -> Result<String> {
     let src = work.join("embed_check.c");
-    fs_err::write(&src, EMBED_SOURCE)?;
+    fs_err::write(&src, crate::consumers::EMBED_CHECK)?;
     let lib = top.join(&manifest.paths.libpypy);
     let lib_dir = lib.parent().context("libpypy has no folder")?;
     // Windows links through the import library and finds the DLL on PATH at run time.

@@ -98,8 +98,14 @@ fn release_file_in_upstream_layout_is_checked_and_repackaged() {
     let out = tempfile::tempdir().unwrap();
 
     let wrong = "0".repeat(64);
-    let err =
-        repackage::repackage_release_file(&release, &wrong, &linux(), out.path()).unwrap_err();
+    let err = repackage::repackage_release_file(
+        &release,
+        &wrong,
+        &linux(),
+        out.path(),
+        &Default::default(),
+    )
+    .unwrap_err();
     let text = format!("{err:#}");
     assert!(
         text.contains(&wrong) && text.contains(fixtures::DEBIAN_ARCHIVE),
@@ -111,7 +117,14 @@ fn release_file_in_upstream_layout_is_checked_and_repackaged() {
         only_archive(out.path())
     );
 
-    let p = repackage::repackage_release_file(&release, &sha, &linux(), out.path()).unwrap();
+    let p = repackage::repackage_release_file(
+        &release,
+        &sha,
+        &linux(),
+        out.path(),
+        &Default::default(),
+    )
+    .unwrap();
     assert_eq!(p.manifest.pypy_version, "7.3.11");
     match &p.manifest.origin.source {
         manifest::Source::Prebuilt { sha256, .. } => {

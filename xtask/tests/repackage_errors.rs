@@ -34,6 +34,7 @@ fn tree_with(dir: &Path, parts: &[(&str, &str)]) {
 const LIB: &str = "usr/lib/x86_64-linux-gnu/libpypy3.9-c.so";
 const LAUNCHER: &str = "usr/bin/pypy3.9";
 const STDLIB: &str = "usr/lib/pypy3.9";
+const INCLUDE: &str = "usr/include/pypy3.9";
 
 fn repackage_err(tree: &Path) -> String {
     let out = tempfile::tempdir_in(fixtures::root()).unwrap();
@@ -124,7 +125,12 @@ fn text_file_naming_the_build_tree() {
     let dir = scratch();
     tree_with(
         dir.path(),
-        &[(LIB, LIB), (LAUNCHER, LAUNCHER), (STDLIB, STDLIB)],
+        &[
+            (LIB, LIB),
+            (LAUNCHER, LAUNCHER),
+            (STDLIB, STDLIB),
+            (INCLUDE, INCLUDE),
+        ],
     );
     let pth = dir.path().join(STDLIB).join("build-paths.pth");
     fs_err::write(&pth, format!("{}/site-packages\n", dir.path().display())).unwrap();
@@ -132,5 +138,76 @@ fn text_file_naming_the_build_tree() {
     assert!(
         err.contains("pypy/lib/pypy3.9/build-paths.pth: names the build path"),
         "{err}"
+    );
+}
+
+#[test]
+fn a_tree_without_headers_is_refused_naming_the_package() {
+    let dir = scratch();
+    tree_with(
+        dir.path(),
+        &[(LIB, LIB), (LAUNCHER, LAUNCHER), (STDLIB, STDLIB)],
+    );
+    let err = repackage_err(dir.path());
+    assert!(
+        err.contains("include/pypy3.9/Python.h")
+            && err.contains("install pypy3-dev")
+            && err.contains("--no-headers"),
+        "{err}"
+    );
+}
+
+#[test]
+fn no_headers_packs_the_tree_and_the_manifest_says_so() {
+    let dir = scratch();
+    tree_with(
+        dir.path(),
+        &[(LIB, LIB), (LAUNCHER, LAUNCHER), (STDLIB, STDLIB)],
+    );
+    let out = tempfile::tempdir_in(fixtures::root()).unwrap();
+    let target = targets::get("x86_64-unknown-linux-gnu").unwrap();
+    let published = repackage::repackage_tree_with(
+        dir.path(),
+        &target,
+        out.path(),
+        &xtask::archive::PublishOptions {
+            no_headers: true,
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    let manifest = xtask::verify::read_manifest(&published.archive).unwrap();
+    assert!(manifest.no_headers);
+    // verify knows, and says the plugin and extension were not built.
+    let report = xtask::verify::verify_archive(&published.archive, &Default::default()).unwrap();
+    let lines = report.ran.expect("verify ran the archive").consumers;
+    assert!(
+        lines.iter().any(|l| l.contains("packed with --no-headers")),
+        "{lines:?}"
+    );
+}
+
+#[test]
+fn a_second_empty_stdlib_folder_is_not_taken_for_the_standard_library() {
+    // Debian's pypy3 leaves an empty /usr/local/lib/pypy3.9/dist-packages
+    // behind; the interpreter says which folder is its own.
+    let dir = scratch();
+    tree_with(
+        dir.path(),
+        &[
+            (LIB, LIB),
+            (LAUNCHER, LAUNCHER),
+            (STDLIB, STDLIB),
+            (INCLUDE, INCLUDE),
+        ],
+    );
+    fs_err::create_dir_all(dir.path().join("usr/local/lib/pypy3.9/dist-packages")).unwrap();
+    let target = targets::get("x86_64-unknown-linux-gnu").unwrap();
+    let found = xtask::archive::locate(dir.path(), &target).unwrap();
+    assert!(found.stdlib.ends_with(STDLIB), "{}", found.stdlib.display());
+    assert!(
+        found.include.as_ref().is_some_and(|i| i.ends_with(INCLUDE)),
+        "{:?}",
+        found.include
     );
 }

@@ -117,6 +117,30 @@ fn an_rpython_error_comes_back_with_its_lines() {
     assert!(entries.is_empty(), "{entries:?}");
 }
 
+#[test]
+fn a_known_upstream_failure_names_its_issue_and_fix() {
+    let sh = Shell::new().unwrap();
+    let host = host27(&sh);
+    let cache_dir = tempfile::tempdir().unwrap();
+    let cache = BuildCache::new(cache_dir.path().to_path_buf());
+    let err = translate::translate(
+        &sh,
+        &spec("targetprebuiltlock.py", "2"),
+        &host,
+        &cache,
+        false,
+    )
+    .expect_err("a prebuilt lock must fail the annotation");
+    let msg = format!("{err:#}");
+    for needle in [
+        "seeing a prebuilt rpython.rlib.rthread.Lock instance",
+        "This is a known upstream failure: https://github.com/pypy/pypy/issues/5527",
+        "lazy-thread-locks.patch",
+    ] {
+        assert!(msg.contains(needle), "{needle:?} missing from:\n{msg}");
+    }
+}
+
 /// Loads the library at run time and calls its entry point, as an embedder
 /// would; a child process, so the library's one-time start-up does not touch
 /// the test runner.

@@ -111,26 +111,35 @@ pub fn locate(tree: &Path, target: &Target) -> Result<Found> {
                 .is_some_and(|info| info.needed.contains(&lib_name))
         });
 
+    // The interpreter knows where its files are; folder names are only a
+    // guess (a distribution may leave a second, empty `lib/pypy3.9` behind).
+    let asked = interpreter_paths(launcher.as_deref(), &libpypy, tree);
     let stdlib_rel = target.stdlib_dir(&py);
-    let stdlibs: Vec<PathBuf> = walk(tree)
-        .filter(|e| e.file_type().is_dir() && e.path().ends_with(&stdlib_rel))
-        .map(|e| e.into_path())
-        .collect();
-    let stdlib = match stdlibs.as_slice() {
-        [] => bail!(
-            "no standard library folder `{stdlib_rel}` in {} (found libpypy at {})",
-            tree.display(),
-            libpypy.display()
-        ),
-        [one] => one.clone(),
-        many => bail!(
-            "several standard library folders in {}: {}",
-            tree.display(),
-            many.iter()
-                .map(|p| p.display().to_string())
-                .collect::<Vec<_>>()
-                .join(", ")
-        ),
+    let stdlib = match asked.as_ref().and_then(|(stdlib, _)| stdlib.clone()) {
+        Some(stdlib) => stdlib,
+        None => {
+            let stdlibs: Vec<PathBuf> = walk(tree)
+                .filter(|e| e.file_type().is_dir() && e.path().ends_with(&stdlib_rel))
+                .map(|e| e.into_path())
+                .collect();
+            match stdlibs.as_slice() {
+                [] => bail!(
+                    "no standard library folder `{stdlib_rel}` in {} (found libpypy at {})",
+                    tree.display(),
+                    libpypy.display()
+                ),
+                [one] => one.clone(),
+                many => bail!(
+                    "several standard library folders in {}: {}, and no launcher that could \
+                     say which is its own",
+                    tree.display(),
+                    many.iter()
+                        .map(|p| p.display().to_string())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
+            }
+        }
     };
     if !stdlib.join("site.py").is_file() {
         bail!(
@@ -140,10 +149,13 @@ pub fn locate(tree: &Path, target: &Target) -> Result<Found> {
         );
     }
     let include_rel = target.include_dir(&py);
-    let include = walk(tree)
-        .filter(|e| e.file_type().is_dir() && e.path().ends_with(&include_rel))
-        .map(|e| e.into_path())
-        .next();
+    let include = match asked.and_then(|(_, include)| include) {
+        Some(include) => Some(include),
+        None => walk(tree)
+            .filter(|e| e.file_type().is_dir() && e.path().ends_with(&include_rel))
+            .map(|e| e.into_path())
+            .next(),
+    };
     let license = ["LICENSE", "usr/share/doc/pypy3/copyright"]
         .iter()
         .map(|rel| tree.join(rel))
@@ -209,6 +221,40 @@ pub fn interpreter_versions(launcher: Option<&Path>, libpypy: &Path) -> Result<V
     })
 }
 
+/// Asks the launcher (when it runs here) for its standard library and
+/// header folders (`sysconfig`); each is kept only if it exists inside `tree`.
+fn interpreter_paths(
+    launcher: Option<&Path>,
+    libpypy: &Path,
+    tree: &Path,
+) -> Option<(Option<PathBuf>, Option<PathBuf>)> {
+    let launcher = launcher?;
+    let sh = Shell::new().ok()?;
+    let lib_dir = libpypy.parent().unwrap_or(Path::new("."));
+    let var = if cfg!(target_os = "macos") {
+        "DYLD_LIBRARY_PATH"
+    } else {
+        "LD_LIBRARY_PATH"
+    };
+    let _env = sh.push_env(var, lib_dir);
+    let code = "import sysconfig; print(sysconfig.get_path('stdlib')); \
+                print(sysconfig.get_path('include'))";
+    let out = cmd!(sh, "{launcher} -S -c {code}")
+        .env_remove("PYTHONHOME")
+        .env_remove("PYTHONPATH")
+        .quiet()
+        .ignore_stderr()
+        .read()
+        .ok()?;
+    let tree = tree.canonicalize().ok()?;
+    let inside = |line: Option<&str>| {
+        let path = PathBuf::from(line?.trim()).canonicalize().ok()?;
+        (path.is_dir() && path.starts_with(&tree)).then_some(path)
+    };
+    let mut lines = out.lines();
+    Some((inside(lines.next()), inside(lines.next())))
+}
+
 /// Reads the banner pieces PyPy compiles into libpypy for `sys.version`:
 /// `3.9.16 (…` and `[PyPy 7.3.11 with …`.
 pub fn versions_from_library(bytes: &[u8]) -> Option<Versions> {
@@ -249,6 +295,8 @@ pub struct Staged {
     pub top: PathBuf,
     pub target: Target,
     pub versions: Versions,
+    /// The tree has no C headers, and the caller said that is fine.
+    pub no_headers: bool,
 }
 
 /// Copies `found` into a fresh folder inside `work_parent` in the release
@@ -269,6 +317,10 @@ pub fn stage(found: &Found, target: &Target, work_parent: &Path) -> Result<Stage
         Ok(())
     };
     put(&target.libpypy_path(py), &found.libpypy)?;
+    // The names other tools link with (cffi's embedding mode: `-lpypy3-c`).
+    for alias in target.link_alias_paths(py) {
+        symlink(&target.libpypy_name(py), &top.join(alias))?;
+    }
     if let Some(launcher) = &found.launcher {
         put(&target.launcher_path(py), launcher)?;
         if target.os != Os::Windows {
@@ -295,6 +347,9 @@ pub fn stage(found: &Found, target: &Target, work_parent: &Path) -> Result<Stage
     }
     fs_err::create_dir_all(&include)?;
     fs_err::write(include.join(manifest::HEADER_NAME), HEADER)?;
+    let pc = top.join(target.pkgconfig_path(py));
+    fs_err::create_dir_all(pc.parent().context("the pkg-config file has a folder")?)?;
+    fs_err::write(&pc, target.pkgconfig_text(py, &found.versions.pypy))?;
     if let Some(license) = &found.license {
         put("LICENSE", license)?;
     }
@@ -306,6 +361,7 @@ pub fn stage(found: &Found, target: &Target, work_parent: &Path) -> Result<Stage
         top,
         target: target.clone(),
         versions: found.versions.clone(),
+        no_headers: false,
     })
 }
 
@@ -417,6 +473,15 @@ pub fn relocate(staged: &Staged) -> Result<()> {
             binary::apply_install_names(&sh, &entry.path, &names)
                 .with_context(|| format!("relocating {}", entry.rel))?;
         }
+        let py = &staged.versions.python;
+        if let Some(soname) = staged.target.soname(py) {
+            if entry.rel == staged.target.libpypy_path(py)
+                && info.own_name.as_ref() != Some(&soname)
+            {
+                binary::apply_soname(&sh, &entry.path, &soname)
+                    .with_context(|| format!("relocating {}", entry.rel))?;
+            }
+        }
     }
     Ok(())
 }
@@ -475,6 +540,7 @@ pub fn build_manifest(staged: &Staged, origin: Origin) -> Result<Manifest> {
         pypy_version: staged.versions.pypy.clone(),
         python_version: py.clone(),
         target: target.triple.clone(),
+        no_headers: staged.no_headers,
         paths: Paths {
             libpypy: lib_rel,
             launcher: files.contains_key(&launcher_rel).then_some(launcher_rel),
@@ -540,14 +606,24 @@ pub struct Published {
 }
 
 impl Published {
-    /// The line `package` and `repackage` print: path, size and checksum.
+    /// What `package` and `repackage` print: path, size and checksum, then
+    /// one line per tool `verify` built against the archive.
     pub fn summary(&self) -> String {
-        format!(
+        let mut text = format!(
             "{} ({} bytes, sha256 {})",
             self.archive.display(),
             self.stats.gz_bytes,
             self.sha256
-        )
+        );
+        for line in self
+            .verified
+            .iter()
+            .flat_map(|v| &v.ran)
+            .flat_map(|r| &r.consumers)
+        {
+            text.push_str(&format!("\n  verify: {line}"));
+        }
+        text
     }
 }
 
@@ -561,6 +637,8 @@ pub struct PublishOptions {
     /// Folders of the building machine (besides the tree being archived,
     /// e.g. the translated source tree) that no text file may name.
     pub build_paths: Vec<PathBuf>,
+    /// Pack a tree without its C headers on purpose; the manifest says so.
+    pub no_headers: bool,
 }
 
 /// Writes the manifest into the staged tree, archives it, verifies the

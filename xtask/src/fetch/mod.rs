@@ -59,6 +59,10 @@ pub struct FetchArgs {
     /// How often a connection error or a 5xx answer is retried (with exponential backoff).
     #[arg(long, value_name = "N", default_value_t = DEFAULT_RETRIES)]
     pub retries: u32,
+    /// Leave out the recipe's patches: build the release as published (the
+    /// manifest says so).
+    #[arg(long)]
+    pub no_patches: bool,
 }
 
 const DEFAULT_RETRIES: u32 = 4;
@@ -73,6 +77,7 @@ impl Default for FetchArgs {
             cache_dir: None,
             work_dir: None,
             retries: DEFAULT_RETRIES,
+            no_patches: false,
         }
     }
 }
@@ -88,6 +93,7 @@ impl FetchArgs {
         opts.mirror = self.mirror.as_deref().map(Mirror::parse).transpose()?;
         opts.source_dir = self.source_dir.clone();
         opts.retries = self.retries;
+        opts.no_patches = self.no_patches;
         Ok(opts)
     }
 }
@@ -134,6 +140,8 @@ pub struct FetchOptions {
     pub retries: u32,
     /// Wait before the first retry; doubled for each further one.
     pub backoff: Duration,
+    /// Leave out the recipe's patches.
+    pub no_patches: bool,
 }
 
 impl FetchOptions {
@@ -146,6 +154,7 @@ impl FetchOptions {
             source_dir: None,
             retries: DEFAULT_RETRIES,
             backoff: DEFAULT_BACKOFF,
+            no_patches: false,
         }
     }
 }
@@ -172,8 +181,14 @@ pub fn run(args: Args) -> Result<()> {
     let opts = args.fetch.options()?;
     let tree = fetch_source(&recipe, &opts)
         .with_context(|| format!("fetching the source of recipe {}", recipe.name))?;
+    // The tree printed is the one a translation reads: patched, unless there
+    // are no patches or --no-patches.
+    let sh = Shell::new()?;
+    let source_id = crate::translate::source_id_of(&sh, &tree)?;
+    let patched = crate::patch::apply_recipe_patches(&sh, &recipe, &tree.root, &source_id, &opts)
+        .with_context(|| format!("patching the source of recipe {}", recipe.name))?;
     eprintln!("fetch: source tree ready");
-    println!("{}", tree.root.display());
+    println!("{}", patched.root.display());
     Ok(())
 }
 
