@@ -801,6 +801,7 @@ mod tests {
                     translation_options: vec![],
                     patches: Vec::new(),
                     patches_skipped: false,
+                    externals: None,
                 },
                 files: self.manifest_files.clone(),
             }

@@ -80,6 +80,18 @@ pub struct Origin {
     /// the release as published.
     #[serde(default, skip_serializing_if = "is_false")]
     pub patches_skipped: bool,
+    /// The prebuilt C dependencies a Windows build used (PyPy's `externals`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub externals: Option<PinnedRepo>,
+}
+
+/// A git repository at one commit.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PinnedRepo {
+    pub url: String,
+    pub branch: String,
+    pub commit: String,
 }
 
 fn is_false(value: &bool) -> bool {
@@ -172,6 +184,7 @@ mod tests {
             translation_options: vec!["--opt=jit".into()],
             patches: Vec::new(),
             patches_skipped: false,
+            externals: None,
         }
     }
 

@@ -11,7 +11,7 @@ use anyhow::{Context, Result};
 use xshell::Shell;
 
 use crate::fetch::{self, FetchArgs};
-use crate::manifest::Origin;
+use crate::manifest::{Origin, PinnedRepo};
 use crate::translate::{self, RunOptions, Spec};
 use crate::{archive, doctor, package, patch, paths, recipe, targets, verify};
 use sha2::{Digest, Sha256};
@@ -31,6 +31,10 @@ pub struct Args {
     /// Skip the preflight checks of `cargo xtask doctor`.
     #[arg(long)]
     pub skip_doctor: bool,
+    /// Print every step the build would take for the target (commands and
+    /// environment included) and stop; works for any target on any OS.
+    #[arg(long)]
+    pub plan: bool,
     #[command(flatten)]
     pub fetch: FetchArgs,
     #[command(flatten)]
@@ -48,6 +52,18 @@ pub fn run(args: Args) -> Result<()> {
         .target
         .clone()
         .unwrap_or_else(|| targets::host_triple().to_string());
+    if args.plan {
+        let target = targets::get(&triple)?;
+        let text = crate::plan::render(&crate::plan::PlanInput {
+            recipe: &recipe,
+            target: &target,
+            fetch: &args.fetch.options()?,
+            run: &args.run,
+            dist: &args.dist_dir.clone().unwrap_or_else(paths::dist_dir),
+        })?;
+        print!("{text}");
+        return Ok(());
+    }
     translate::refuse_cross(&triple)?;
     let target = targets::get(&triple)?;
     eprintln!("build-pypy: recipe {} for {triple}", recipe.name);
@@ -80,6 +96,13 @@ pub fn run(args: Args) -> Result<()> {
     let source_id = translate::source_id_of(&sh, &tree)?;
     let patched = patch::apply_recipe_patches(&sh, &recipe, &tree.root, &source_id, &fetch_opts)
         .with_context(|| format!("patching the source of {}", recipe.name))?;
+
+    // Stage 1c (Windows): PyPy's prebuilt C dependencies, pinned in the target table.
+    if let Some(pin) = &target.externals {
+        let dir = crate::externals::ensure(&sh, pin, &cache_root, &patched.root)
+            .context("preparing PyPy's externals")?;
+        eprintln!("build-pypy: externals {} at {}", pin.commit, dir.display());
+    }
 
     // Stage 2: the translation (or the cached one).
     let spec = Spec::from_recipe(
@@ -116,6 +139,11 @@ pub fn run(args: Args) -> Result<()> {
         translation_options: spec.recorded_options(),
         patches: patched.patches.clone(),
         patches_skipped: patched.skipped,
+        externals: target.externals.as_ref().map(|pin| PinnedRepo {
+            url: pin.url.clone(),
+            branch: pin.branch.clone(),
+            commit: pin.commit.clone(),
+        }),
     };
     let stored = outputs
         .dir

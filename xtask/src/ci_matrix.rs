@@ -337,6 +337,14 @@ jobs:
           path: ${{ runner.temp }}/pypy-embed-cache
           key: pypy-embed-release-${{ matrix.triple }}-${{ hashFiles('recipes/*.toml') }}
           restore-keys: pypy-embed-release-${{ matrix.triple }}-
+      # The plan and the doctor report first, kept for a failed build: the
+      # first real failure on a runner can then be read without a rerun.
+      - name: Plan and preflight
+        run: |
+          mkdir -p build-logs
+          cargo xtask build-pypy ${RECIPE:+--recipe "$RECIPE"} --target "${{ matrix.triple }}" --bootstrap-host --plan | tee build-logs/plan.txt
+          # For the record only: build-pypy checks again, with its bootstrapped host.
+          cargo xtask doctor ${RECIPE:+--recipe "$RECIPE"} 2>&1 | tee build-logs/doctor.txt || true
       # Without a recipe, build-pypy takes the newest one.
       - name: Build (fetch, translate, package, verify)
         run: cargo xtask build-pypy ${RECIPE:+--recipe "$RECIPE"} --target "${{ matrix.triple }}" --bootstrap-host
@@ -356,12 +364,14 @@ jobs:
             dist/*-${{ matrix.triple }}.tar.gz
             dist/*-${{ matrix.triple }}.tar.gz.sha256
           if-no-files-found: error
-      - name: Keep the translation logs of a failed build
+      - name: Keep the plan, the doctor report and the translation log of a failed build
         if: failure()
         uses: actions/upload-artifact@v4
         with:
           name: logs-${{ matrix.triple }}
-          path: ${{ runner.temp }}/pypy-embed-cache/**/*.log
+          path: |
+            build-logs/
+            ${{ runner.temp }}/pypy-embed-cache/**/*.log
           if-no-files-found: ignore
 
   publish:

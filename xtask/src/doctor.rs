@@ -193,8 +193,12 @@ pub fn check(sh: &Shell, recipe: &Recipe, target: &Target, host_python: Option<&
     let compiler_ok = check_compiler(sh, target, &mut report);
     check_make(sh, target, &mut report);
     check_relocation_tool(sh, target, &mut report);
-    if !recipe.patches.is_empty() {
-        check_git(sh, recipe, &mut report);
+    if needs_git(recipe, target) {
+        check_git(sh, recipe, target, &mut report);
+    }
+    if target.os == Os::Macos {
+        check_xcode(sh, &mut report);
+        check_brew_packages(sh, target, &mut report);
     }
     if compiler_ok && target.os != Os::Windows {
         check_headers(sh, target, &mut report);
@@ -327,27 +331,124 @@ fn check_msvc(target: &Target, report: &mut Report) -> bool {
     }
 }
 
-/// The recipe's patches are applied with `git apply`.
-fn check_git(sh: &Shell, recipe: &Recipe, report: &mut Report) {
+/// git applies the recipe's patches and clones PyPy's externals (Windows).
+fn needs_git(recipe: &Recipe, target: &Target) -> bool {
+    !recipe.patches.is_empty() || target.externals.is_some()
+}
+
+/// What git is needed for on `target` with `recipe`.
+fn git_uses(recipe: &Recipe, target: &Target) -> String {
+    let mut uses = Vec::new();
+    if !recipe.patches.is_empty() {
+        uses.push(format!(
+            "applies the recipe's patches ({})",
+            recipe.patches.len()
+        ));
+    }
+    if let Some(pin) = &target.externals {
+        uses.push(format!("clones PyPy's externals ({})", pin.branch));
+    }
+    uses.join("; ")
+}
+
+fn check_git(sh: &Shell, recipe: &Recipe, target: &Target, report: &mut Report) {
     let version = cmd!(sh, "git --version").quiet().ignore_stderr().read();
+    let uses = git_uses(recipe, target);
     report.push(
         "git",
         version.is_ok(),
         match &version {
-            Ok(v) => format!(
-                "{} (applies the recipe's patches: {})",
-                v.trim(),
-                recipe.patches.len()
-            ),
-            Err(_) => format!(
-                "`git` does not run; the recipe has {} patches to apply",
-                recipe.patches.len()
-            ),
+            Ok(v) => format!("{} ({uses})", v.trim()),
+            Err(_) => format!("`git` does not run; it {uses}"),
         },
-        version
-            .is_err()
-            .then(|| "install git, or build the release as published with --no-patches".into()),
+        version.is_err().then(|| match target.os {
+            Os::Windows => "install Git for Windows (git-scm.com)".to_string(),
+            _ => install_hint(target, "git", "git"),
+        }),
     );
+}
+
+/// The Xcode command line tools: clang, make, install_name_tool, the SDK.
+fn check_xcode(sh: &Shell, report: &mut Report) {
+    let path = cmd!(sh, "xcode-select -p").quiet().ignore_stderr().read();
+    report.push(
+        "xcode",
+        path.is_ok(),
+        match &path {
+            Ok(p) => format!("command line tools at {}", p.trim()),
+            Err(_) => "no Xcode command line tools (`xcode-select -p` failed)".into(),
+        },
+        path.is_err().then(|| "xcode-select --install".into()),
+    );
+}
+
+/// The Homebrew formulae of the target table, each installed.
+fn check_brew_packages(sh: &Shell, target: &Target, report: &mut Report) {
+    let packages = &target.system_packages;
+    let missing: Vec<&str> = packages
+        .iter()
+        .map(String::as_str)
+        .filter(|p| {
+            cmd!(sh, "brew list --versions {p}")
+                .quiet()
+                .ignore_stdout()
+                .ignore_stderr()
+                .run()
+                .is_err()
+        })
+        .collect();
+    report.push(
+        "homebrew",
+        missing.is_empty(),
+        if missing.is_empty() {
+            format!("installed: {}", packages.join(", "))
+        } else {
+            format!("not installed: {}", missing.join(", "))
+        },
+        (!missing.is_empty()).then(|| format!("brew install {}", missing.join(" "))),
+    );
+}
+
+/// What [`check`] looks at for `recipe` on `target`, as `build-pypy --plan` shows it.
+pub fn planned_checks(recipe: &Recipe, target: &Target) -> Vec<String> {
+    let mut lines = vec![match target.os {
+        Os::Windows => "C compiler: MSVC (cl.exe) from the Visual Studio installation, found \
+                        as the cc crate finds it"
+            .to_string(),
+        _ => "C compiler: $CC, else cc".to_string(),
+    }];
+    lines.push(match target.os {
+        Os::Windows => "make: nmake.exe beside cl.exe".to_string(),
+        _ => "make: `make` runs".to_string(),
+    });
+    match target.os {
+        Os::Linux => lines.push("patchelf runs".into()),
+        Os::Macos => {
+            lines.push("install_name_tool runs".into());
+            lines.push("xcode: `xcode-select -p` names the command line tools".into());
+            lines.push(format!(
+                "homebrew: `brew list --versions` finds {}",
+                target.system_packages.join(", ")
+            ));
+        }
+        Os::Windows => {}
+    }
+    if needs_git(recipe, target) {
+        lines.push(format!("git runs ({})", git_uses(recipe, target)));
+    }
+    if target.os != Os::Windows {
+        let headers: Vec<&str> = LIBRARIES.iter().map(|l| l.headers[0]).collect();
+        lines.push(format!(
+            "headers, found by the compiler with the build environment: {}",
+            headers.join(", ")
+        ));
+    }
+    lines.push("host python: a Python 2.7 (PyPy's preferred; CPython gets a note on speed)".into());
+    lines.push(format!(
+        "memory >= {} GiB, free disk >= {} GiB for the cache",
+        recipe.translate.min_memory_gib, recipe.translate.min_disk_gib
+    ));
+    lines
 }
 
 fn check_make(sh: &Shell, target: &Target, report: &mut Report) {

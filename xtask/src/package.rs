@@ -190,6 +190,7 @@ pub fn origin_for(tree: &Path, recipe: Option<&Recipe>, target: &targets::Target
                 translation_options: options,
                 patches: Vec::new(),
                 patches_skipped: false,
+                externals: None,
             }
         }
         None => Origin {
@@ -200,6 +201,7 @@ pub fn origin_for(tree: &Path, recipe: Option<&Recipe>, target: &targets::Target
             translation_options: Vec::new(),
             patches: Vec::new(),
             patches_skipped: false,
+            externals: None,
         },
     }
 }

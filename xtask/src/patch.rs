@@ -62,10 +62,7 @@ pub fn apply_recipe_patches(
     }
     let ready = fetch_patches(recipe, opts)?;
     let identity = identity(source_id, &ready);
-    let dest = opts
-        .work_dir
-        .join("patched")
-        .join(format!("{}-{}", recipe.name, &identity[..16]));
+    let dest = patched_dir(recipe, opts, &identity);
     if dest.is_dir() {
         eprintln!("patch: reusing {}", dest.display());
     } else {
@@ -82,6 +79,26 @@ pub fn apply_recipe_patches(
         patches: ready.into_iter().map(|r| r.record).collect(),
         skipped: false,
     })
+}
+
+/// Where the copy patched into `identity` lives: `<work>/patched/<recipe>-<id>`.
+pub fn patched_dir(recipe: &Recipe, opts: &FetchOptions, identity: &str) -> PathBuf {
+    opts.work_dir.join("patched").join(format!(
+        "{}-{}",
+        recipe.name,
+        &identity[..16.min(identity.len())]
+    ))
+}
+
+/// The command that applies `patch` in the copy (the current folder).
+pub fn apply_command(patch: &Path) -> Vec<String> {
+    vec![
+        "git".into(),
+        "apply".into(),
+        "--whitespace=nowarn".into(),
+        "-p1".into(),
+        patch.display().to_string(),
+    ]
 }
 
 fn names(recipe: &Recipe) -> String {
@@ -171,7 +188,9 @@ fn apply_one(sh: &Shell, root: &Path, patch: &Ready) -> Result<()> {
         root.parent().unwrap_or(root).as_os_str(),
     );
     let path = &patch.path;
-    let output = cmd!(sh, "git apply --whitespace=nowarn -p1 {path}")
+    let argv = apply_command(path);
+    let (program, args) = argv.split_first().context("a command has a program")?;
+    let output = cmd!(sh, "{program} {args...}")
         .quiet()
         .ignore_status()
         .output()

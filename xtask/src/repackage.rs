@@ -104,6 +104,7 @@ pub fn repackage_tree_with(
         translation_options: Vec::new(),
         patches: Vec::new(),
         patches_skipped: false,
+        externals: None,
     };
     repackage_with_options(tree, target, out_dir, origin, opts)
 }
@@ -143,6 +144,7 @@ pub fn repackage_release_file(
         translation_options: Vec::new(),
         patches: Vec::new(),
         patches_skipped: false,
+        externals: None,
     };
     repackage_with_options(&dir, target, out_dir, origin, opts)
 }

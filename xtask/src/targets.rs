@@ -163,6 +163,12 @@ pub struct Target {
     /// The `Libs:` line of the pkg-config file.
     pkgconfig_libs: String,
     pub search_path: SearchPath,
+    /// MACOSX_DEPLOYMENT_TARGET of macOS builds.
+    #[serde(default)]
+    pub deployment_target: Option<String>,
+    /// PyPy's prebuilt C dependencies for Windows builds, pinned.
+    #[serde(default)]
+    pub externals: Option<Externals>,
     /// Installs [`Target::system_packages`] and [`Target::test_packages`].
     pub package_manager: PackageManager,
     /// The distribution package with PyPy's C headers (`pypy3-dev` on Debian).
@@ -188,6 +194,17 @@ pub struct Target {
     /// PyPy's own PyPy 3.11 binary release for this platform: the real libpypy that
     /// CI's tests embed where [`Target::test_pypy`] is [`TestPypy::OfficialRelease`].
     pub test_release: Download,
+}
+
+/// A git repository pinned to one commit (PyPy's `externals` on Windows).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Externals {
+    pub url: String,
+    /// The branch PyPy's `get_externals.py` checks out (`win64_14x`).
+    pub branch: String,
+    /// The commit of that branch this project builds with.
+    pub commit: String,
 }
 
 #[derive(Deserialize)]
@@ -423,15 +440,21 @@ impl Target {
     /// The environment a C build for this target needs so that the compiler,
     /// the linker and pkg-config find [`Target::library_prefixes`]: `CPATH`,
     /// `LIBRARY_PATH` and `PKG_CONFIG_PATH`, each prepended to the value
-    /// `current` gives (the caller's environment). Empty when there are none.
+    /// `current` gives (the caller's environment); and on macOS
+    /// `MACOSX_DEPLOYMENT_TARGET`. Empty when there are none.
     pub fn build_env(
         &self,
         current: impl Fn(&str) -> Option<std::ffi::OsString>,
     ) -> Result<Vec<(&'static str, std::ffi::OsString)>> {
-        if self.library_prefixes.is_empty() {
-            return Ok(Vec::new());
-        }
         let mut env = Vec::new();
+        let deployment = self
+            .deployment_target
+            .as_ref()
+            .map(|version| ("MACOSX_DEPLOYMENT_TARGET", version.into()));
+        if self.library_prefixes.is_empty() {
+            env.extend(deployment);
+            return Ok(env);
+        }
         for (var, sub) in [
             ("CPATH", "include"),
             ("LIBRARY_PATH", "lib"),
@@ -449,6 +472,7 @@ impl Target {
                 .with_context(|| format!("a folder of library_prefixes cannot go into ${var}"))?;
             env.push((var, joined));
         }
+        env.extend(deployment);
         Ok(env)
     }
 
@@ -753,7 +777,22 @@ mod tests {
                         "/usr/local"
                     };
                     let names: Vec<_> = env.iter().map(|(var, _)| *var).collect();
-                    assert_eq!(names, ["CPATH", "LIBRARY_PATH", "PKG_CONFIG_PATH"]);
+                    assert_eq!(
+                        names,
+                        [
+                            "CPATH",
+                            "LIBRARY_PATH",
+                            "PKG_CONFIG_PATH",
+                            "MACOSX_DEPLOYMENT_TARGET"
+                        ]
+                    );
+                    // PyPy's own releases since 7.3.17.
+                    let deployment = if t.triple.starts_with("aarch64") {
+                        "11.0"
+                    } else {
+                        "10.15"
+                    };
+                    assert_eq!(env[3].1, deployment, "{}", t.triple);
                     let cpath = env[0].1.to_str().unwrap();
                     for keg in ["libffi", "openssl@3", "sqlite", "tcl-tk"] {
                         assert!(

@@ -176,12 +176,17 @@ pub fn find_host(
         &fetch_opts,
     )
     .context("downloading the PyPy 2.7 host named in the target table")?;
-    let dest = cache_root
-        .join("hosts")
-        .join(&target.bootstrap.sha256[..16]);
+    let dest = bootstrap_dir(cache_root, &target);
     crate::fetch::extract_once(&archive, &dest).context("unpacking the PyPy 2.7 host")?;
     let program = bootstrap_program(&dest, &target)?;
     host::find(sh, Some(&program), &recipe.host.packages)
+}
+
+/// Where `--bootstrap-host` unpacks the target table's PyPy 2.7.
+pub fn bootstrap_dir(cache_root: &Path, target: &targets::Target) -> PathBuf {
+    cache_root
+        .join("hosts")
+        .join(&target.bootstrap.sha256[..16])
 }
 
 /// The interpreter inside an unpacked official PyPy 2.7 (`<top>/bin/pypy`, `pypy.exe` on Windows).
@@ -239,24 +244,35 @@ impl Spec {
         triple: &str,
         opts: &RunOptions,
     ) -> Result<Spec> {
-        let over = recipe.targets.get(triple).cloned().unwrap_or_default();
-        let mut rpython_options = recipe.translate.options.clone();
-        rpython_options.extend(over.extra_options);
-        rpython_options.extend(opts.rpython_opts.iter().cloned());
-        let mut target_options = recipe.translate.target_options.clone();
-        target_options.extend(opts.target_opts.iter().cloned());
-        let target_file = source_root.join(&recipe.translate.target);
-        if !target_file.is_file() {
+        let spec = Spec::planned(recipe, source_root, source_id, triple, opts);
+        if !spec.target_file.is_file() {
             bail!(
                 "{} is not a PyPy source tree: {} is missing",
                 source_root.display(),
                 recipe.translate.target
             );
         }
-        Ok(Spec {
+        Ok(spec)
+    }
+
+    /// [`Spec::from_recipe`] for a tree that need not exist yet (`build-pypy --plan`).
+    pub fn planned(
+        recipe: &Recipe,
+        source_root: &Path,
+        source_id: String,
+        triple: &str,
+        opts: &RunOptions,
+    ) -> Spec {
+        let over = recipe.targets.get(triple).cloned().unwrap_or_default();
+        let mut rpython_options = recipe.translate.options.clone();
+        rpython_options.extend(over.extra_options);
+        rpython_options.extend(opts.rpython_opts.iter().cloned());
+        let mut target_options = recipe.translate.target_options.clone();
+        target_options.extend(opts.target_opts.iter().cloned());
+        Spec {
             source_root: source_root.to_path_buf(),
             source_id,
-            target_file,
+            target_file: source_root.join(&recipe.translate.target),
             opt: opts
                 .opt
                 .clone()
@@ -266,7 +282,7 @@ impl Spec {
             target_options,
             jobs: opts.jobs.unwrap_or_else(default_jobs),
             triple: triple.to_string(),
-        })
+        }
     }
 
     /// The options that shaped the result, for the manifest: `--opt`, RPython's
@@ -409,6 +425,46 @@ impl RelOutputs {
     }
 }
 
+/// The environment RPython runs in, on top of the caller's (`current`):
+/// the session folder, unbuffered output, the `PYTHONPATH` that finds the
+/// tree's own `rpython` package and the host's packages, `ccache` when it
+/// is installed, and the target table's build environment. `build-pypy
+/// --plan` prints the same list.
+pub fn rpython_env(
+    spec: &Spec,
+    host: &HostPython,
+    usession: &Path,
+    ccache: bool,
+    current: impl Fn(&str) -> Option<std::ffi::OsString>,
+) -> Result<Vec<(&'static str, std::ffi::OsString)>> {
+    let target = targets::get(&spec.triple)?;
+    let mut env: Vec<(&'static str, std::ffi::OsString)> = vec![
+        ("PYPY_USESSION_DIR", usession.into()),
+        // Python buffers a piped stdout; progress must arrive as it happens.
+        ("PYTHONUNBUFFERED", "1".into()),
+    ];
+    // The source tree first, so `-m rpython` finds its own rpython package.
+    let mut pythonpath: Vec<std::ffi::OsString> = vec![spec.source_root.clone().into()];
+    pythonpath.extend(host.site.iter().map(|p| p.clone().into()));
+    pythonpath.extend(current("PYTHONPATH"));
+    // The target's separator: this also renders plans for other OSes.
+    let separator = if target.os == targets::Os::Windows {
+        ";"
+    } else {
+        ":"
+    };
+    env.push((
+        "PYTHONPATH",
+        pythonpath.join(std::ffi::OsStr::new(separator)),
+    ));
+    // ccache in front of `cc`; MSVC builds on Windows have no `cc` to wrap.
+    if target.os != targets::Os::Windows && current("CC").is_none() && ccache {
+        env.push(("CC", "ccache cc".into()));
+    }
+    env.extend(target.build_env(current)?);
+    Ok(env)
+}
+
 /// Runs RPython in `work`, then stages the outputs in `work/out` for the cache.
 fn run_rpython(
     sh: &Shell,
@@ -424,22 +480,11 @@ fn run_rpython(
     let compiler = key_inputs.compiler_version.clone();
 
     let _dir = sh.push_dir(work);
-    let _usession = sh.push_env("PYPY_USESSION_DIR", &usession);
-    // Python buffers a piped stdout; progress must arrive as it happens.
-    let _unbuffered = sh.push_env("PYTHONUNBUFFERED", "1");
-    // The source tree first, so `-m rpython` finds its own rpython package.
-    let mut pythonpath = vec![spec.source_root.clone()];
-    pythonpath.extend(host.site.iter().cloned());
-    if let Some(existing) = std::env::var_os("PYTHONPATH") {
-        pythonpath.extend(std::env::split_paths(&existing));
-    }
-    let _pythonpath = sh.push_env("PYTHONPATH", std::env::join_paths(&pythonpath)?);
-    // ccache in front of `cc`; MSVC builds on Windows have no `cc` to wrap.
-    let _cc = (!cfg!(windows)
-        && std::env::var_os("CC").is_none()
-        && crate::fixtures::which("ccache").is_some())
-    .then(|| sh.push_env("CC", "ccache cc"));
-    let _libraries = targets::get(&spec.triple)?.push_build_env(sh)?;
+    let ccache = crate::fixtures::which("ccache").is_some();
+    let _env: Vec<_> = rpython_env(spec, host, &usession, ccache, |var| std::env::var_os(var))?
+        .into_iter()
+        .map(|(var, value)| sh.push_env(var, value))
+        .collect();
 
     let program = &line[0];
     let rest = &line[1..];

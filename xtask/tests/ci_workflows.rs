@@ -134,6 +134,24 @@ fn release_workflow_builds_every_target_on_its_runner() {
     );
     assert!(steps.contains("cargo xtask verify"), "{steps}");
     assert!(uses(build).contains(&"actions/upload-artifact@v4".to_string()));
+    // A failed build keeps its plan, doctor report and translation log.
+    let plan = step_script("build", "Plan and preflight");
+    assert!(
+        plan.contains("--plan | tee build-logs/plan.txt")
+            && plan.contains("tee build-logs/doctor.txt"),
+        "{plan}"
+    );
+    let kept = build["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["if"] == "failure()")
+        .expect("a step that runs when the build failed");
+    let kept_paths = kept["with"]["path"].as_str().unwrap();
+    assert!(
+        kept_paths.contains("build-logs/") && kept_paths.contains("**/*.log"),
+        "{kept_paths}"
+    );
 
     let publish = &wf["jobs"]["publish"];
     assert_eq!(publish["needs"], "build");

@@ -25,17 +25,27 @@ use crate::recipe::normalize_sha256;
 /// Downloads `url` (or the same file name from `opts.mirror`) into the cache,
 /// checks it against `sha256` and returns the cached path. A file already in
 /// the cache is returned once its hash is checked again.
+/// Where [`download_verified`] keeps the file of `url` with `sha256`
+/// (lowercase): `<cache>/downloads/sha256/<sha256>/<file name>`.
+pub fn cached_path(url: &str, sha256: &str, opts: &FetchOptions) -> Result<PathBuf> {
+    Ok(opts
+        .cache_dir
+        .join("downloads")
+        .join("sha256")
+        .join(sha256)
+        .join(file_name_of(url)?))
+}
+
 pub fn download_verified(url: &str, sha256: &str, opts: &FetchOptions) -> Result<PathBuf> {
     let expected = normalize_sha256(sha256).with_context(|| {
         format!("`{sha256}` is not a sha256 (64 hex digits); cannot verify {url}")
     })?;
     let file_name = file_name_of(url)?;
-    let dir = opts
-        .cache_dir
-        .join("downloads")
-        .join("sha256")
-        .join(&expected);
-    let final_path = dir.join(&file_name);
+    let final_path = cached_path(url, &expected, opts)?;
+    let dir = final_path
+        .parent()
+        .context("a cached download has a folder")?
+        .to_path_buf();
     if is_cached(&final_path, &expected) {
         return Ok(final_path);
     }

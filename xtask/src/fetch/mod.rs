@@ -22,7 +22,7 @@ use crate::manifest;
 use crate::paths;
 use crate::recipe::{self, Recipe};
 
-pub use download::download_verified;
+pub use download::{cached_path, download_verified};
 pub use extract::{extract_archive, extract_once};
 pub use lock::FileLock;
 
@@ -216,14 +216,7 @@ pub fn fetch_source(recipe: &Recipe, opts: &FetchOptions) -> Result<SourceTree> 
 fn release_tree(recipe: &Recipe, opts: &FetchOptions) -> Result<SourceTree> {
     let archive = download_verified(&recipe.source.url, &recipe.source.sha256, opts)
         .context("downloading the source release")?;
-    let file_name = recipe.source_file_name();
-    let stem = recipe::ARCHIVE_SUFFIXES
-        .iter()
-        .find_map(|s| file_name.strip_suffix(s))
-        .unwrap_or(file_name);
-    let dest = opts
-        .work_dir
-        .join(format!("{stem}-{}", &recipe.source.sha256[..12]));
+    let dest = unpack_dir(recipe, opts);
     if !extract_once(&archive, &dest).context("unpacking the source release")? {
         eprintln!("fetch: reusing {}", dest.display());
     }
@@ -236,6 +229,17 @@ fn release_tree(recipe: &Recipe, opts: &FetchOptions) -> Result<SourceTree> {
             sha256: recipe.source.sha256.clone(),
         },
     })
+}
+
+/// Where the recipe's source release is unpacked: `<work>/<archive stem>-<sha256 prefix>`.
+pub fn unpack_dir(recipe: &Recipe, opts: &FetchOptions) -> PathBuf {
+    let file_name = recipe.source_file_name();
+    let stem = recipe::ARCHIVE_SUFFIXES
+        .iter()
+        .find_map(|s| file_name.strip_suffix(s))
+        .unwrap_or(file_name);
+    opts.work_dir
+        .join(format!("{stem}-{}", &recipe.source.sha256[..12]))
 }
 
 /// Source archives hold one top folder (`pypy3.11-v7.3.20-src/`); the tree is inside it.

@@ -1,0 +1,410 @@
+//! `cargo xtask build-pypy --target TRIPLE --plan`: every step `build-pypy`
+//! takes for one target, in order, with its command lines and environment,
+//! printed on any OS without running anything.
+//!
+//! Each line comes from the function the build itself calls for that step
+//! (the download cache path, the patch command, the externals' git
+//! commands, RPython's command line and environment, package.py's
+//! arguments, the target table's relocation facts), so the plan cannot
+//! drift from the build. Snapshots of the plan for every target are in
+//! `xtask/tests/snapshots/` and checked by the test-suite.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::Result;
+
+use crate::fetch::{self, FetchOptions};
+use crate::host::HostPython;
+use crate::recipe::{PatchFrom, Recipe};
+use crate::targets::{Os, SearchPath, Target};
+use crate::translate::{RunOptions, Spec};
+use crate::{externals, package, patch, paths, translate};
+
+/// What the plan is for, and the folders it would use.
+pub struct PlanInput<'a> {
+    pub recipe: &'a Recipe,
+    pub target: &'a Target,
+    pub fetch: &'a FetchOptions,
+    pub run: &'a RunOptions,
+    pub dist: &'a Path,
+}
+
+/// The plan as text, one numbered step after another.
+pub fn render(input: &PlanInput<'_>) -> Result<String> {
+    let steps = steps(input)?;
+    let mut text = format!(
+        "build-pypy plan: recipe {} (PyPy {}, Python {}) for {} on a `{}` runner\n",
+        input.recipe.name,
+        input.recipe.pypy.version,
+        input.recipe.pypy.python,
+        input.target.triple,
+        input.target.runner
+    );
+    for (i, step) in steps.iter().enumerate() {
+        text.push_str(&format!("\n{}. {}\n", i + 1, step.title));
+        for line in &step.lines {
+            text.push_str(&format!("   {line}\n"));
+        }
+    }
+    Ok(text)
+}
+
+struct Step {
+    title: String,
+    lines: Vec<String>,
+}
+
+/// A path as printed: the workspace as `<workspace>`, `/` as the separator,
+/// so that a plan reads the same on every machine and OS.
+fn show(path: &Path) -> String {
+    let root = paths::workspace_root();
+    let text = match path.strip_prefix(&root) {
+        Ok(rel) => format!("<workspace>/{}", rel.display()),
+        Err(_) => path.display().to_string(),
+    };
+    text.replace('\\', "/")
+}
+
+fn command(argv: &[String]) -> String {
+    let quoted: Vec<String> = argv
+        .iter()
+        .map(|a| {
+            if a.is_empty() || a.contains([' ', '"', '$']) {
+                format!("'{a}'")
+            } else {
+                a.clone()
+            }
+        })
+        .collect();
+    format!("$ {}", quoted.join(" ")).replace('\\', "/")
+}
+
+fn steps(input: &PlanInput<'_>) -> Result<Vec<Step>> {
+    let PlanInput {
+        recipe,
+        target,
+        fetch: opts,
+        run,
+        dist,
+    } = input;
+    let py = &recipe.pypy.python;
+    let cache = &opts.cache_dir;
+    let mut steps = Vec::new();
+
+    // 0. What doctor checks before an hour-long translation starts.
+    steps.push(Step {
+        title: "doctor: check the machine before anything starts".into(),
+        lines: crate::doctor::planned_checks(recipe, target),
+    });
+
+    // 1. The source.
+    let (tree, source_id, mut fetch_lines) = match &opts.source_dir {
+        Some(dir) => (
+            dir.clone(),
+            "<identity of the tree: its git commit, or a hash of its sources>".to_string(),
+            vec![format!("use the local tree {} (no checksum)", show(dir))],
+        ),
+        None => {
+            let url = &recipe.source.url;
+            let cached = fetch::cached_path(url, &recipe.source.sha256, opts)?;
+            let unpacked = fetch::unpack_dir(recipe, opts);
+            let top = recipe
+                .source_file_name()
+                .trim_end_matches(".tar.bz2")
+                .to_string();
+            (
+                unpacked.join(&top),
+                format!("sha256:{}", recipe.source.sha256),
+                vec![
+                    format!("GET {url}"),
+                    format!("check sha256 {} while downloading", recipe.source.sha256),
+                    format!("keep it as {}", show(&cached)),
+                    format!("unpack into {}", show(&unpacked)),
+                ],
+            )
+        }
+    };
+    if let Some(mirror) = &opts.mirror {
+        fetch_lines.push(format!("from the mirror {mirror:?} instead of upstream"));
+    }
+    steps.push(Step {
+        title: "fetch: the source release".into(),
+        lines: fetch_lines,
+    });
+
+    // 2. Patches, onto a copy.
+    let mut tree = tree;
+    if recipe.patches.is_empty() || opts.no_patches {
+        steps.push(Step {
+            title: "patches: none".into(),
+            lines: vec![if opts.no_patches && !recipe.patches.is_empty() {
+                "--no-patches: the release as published (the manifest says so)".into()
+            } else {
+                "the recipe lists none".into()
+            }],
+        });
+    } else {
+        let ready: Vec<patch::Ready> = recipe
+            .patches
+            .iter()
+            .map(|p| match &p.from {
+                PatchFrom::File(path) => Ok(patch::Ready {
+                    path: path.clone(),
+                    record: crate::manifest::PatchRecord {
+                        name: p.name.clone(),
+                        sha256: fetch::sha256_file(path)?,
+                        url: None,
+                    },
+                }),
+                PatchFrom::Url { url, sha256 } => Ok(patch::Ready {
+                    path: fetch::cached_path(url, sha256, opts)?,
+                    record: crate::manifest::PatchRecord {
+                        name: p.name.clone(),
+                        sha256: sha256.clone(),
+                        url: Some(url.clone()),
+                    },
+                }),
+            })
+            .collect::<Result<_>>()?;
+        let patched = patch::patched_dir(recipe, opts, &patch::identity(&source_id, &ready));
+        let mut lines = vec![format!(
+            "copy the tree to {} and, there, in order:",
+            show(&patched)
+        )];
+        for (spec, r) in recipe.patches.iter().zip(&ready) {
+            lines.push(format!(
+                "{} (sha256 {}; {})",
+                r.record.name, r.record.sha256, spec.reason
+            ));
+            if let Some(url) = &r.record.url {
+                lines.push(format!("  GET {url}, checked and kept like the source"));
+            }
+            let shown = PathBuf::from(show(&r.path));
+            lines.push(format!("  {}", command(&patch::apply_command(&shown))));
+        }
+        steps.push(Step {
+            title: "patches: the recipe's, onto a copy".into(),
+            lines,
+        });
+        tree = patched;
+    }
+
+    // 3. Windows: PyPy's prebuilt C dependencies.
+    if let Some(pin) = &target.externals {
+        let cached = externals::cache_dir(cache, pin);
+        let mut lines: Vec<String> = externals::commands(pin, &cached)
+            .iter()
+            .map(|c| command(c))
+            .collect();
+        lines.push(format!(
+            "copy into {} (where PyPy's build looks; get_externals.py's place)",
+            show(&externals::tree_dir(&tree))
+        ));
+        lines.push(format!(
+            "recorded in PYPY.json: origin.externals = {} {} {}",
+            pin.url, pin.branch, pin.commit
+        ));
+        steps.push(Step {
+            title: "externals: libffi, OpenSSL, sqlite, Tcl/Tk, bzip2, zlib, expat, xz".into(),
+            lines,
+        });
+    }
+
+    // 4. The host interpreter.
+    let (host_program, host_lines) = if run.bootstrap_host {
+        let dir = translate::bootstrap_dir(cache, target);
+        let file = target.bootstrap.url.rsplit('/').next().unwrap_or_default();
+        let top = [".tar.bz2", ".zip"]
+            .iter()
+            .fold(file.to_string(), |f, ext| {
+                f.trim_end_matches(ext).to_string()
+            });
+        let exe = if target.os == Os::Windows {
+            "pypy.exe"
+        } else {
+            "bin/pypy"
+        };
+        let program = dir.join(top).join(exe);
+        (
+            program.clone(),
+            vec![
+                format!("GET {}", target.bootstrap.url),
+                format!("check sha256 {}", target.bootstrap.sha256),
+                format!("unpack into {}; run {}", show(&dir), show(&program)),
+            ],
+        )
+    } else if let Some(explicit) = &run.host_python {
+        (
+            explicit.clone(),
+            vec![format!("--host-python {}", show(explicit))],
+        )
+    } else {
+        (
+            PathBuf::from("<python2.7>"),
+            vec![format!(
+                "the first Python 2.7 of ${}, pyenv's 2.7, `pypy`/`python2.7` on PATH (PyPy preferred)",
+                crate::host::HOST_ENV
+            )],
+        )
+    };
+    let mut host_lines = host_lines;
+    if !recipe.host.packages.is_empty() {
+        host_lines.push(format!(
+            "packages {} installed into {} unless the host has them",
+            recipe.host.packages.join(", "),
+            show(&cache.join("host-packages").join("<key>"))
+        ));
+    }
+    steps.push(Step {
+        title: "host: the Python 2.7 that runs RPython".into(),
+        lines: host_lines,
+    });
+
+    // 5. The translation.
+    let spec = Spec::planned(recipe, &tree, source_id, &target.triple, run);
+    let host = HostPython {
+        program: host_program.clone(),
+        implementation: String::new(),
+        version: String::new(),
+        site: None,
+    };
+    let work = cache.join("translations").join("<key>.partial-<pid>");
+    let usession = work.join("usession");
+    let env = translate::rpython_env(&spec, &host, &usession, false, |_| None)?;
+    let mut lines = vec![
+        format!(
+            "cached under {} (the key covers the source, patches, options, host and compiler)",
+            show(&cache.join("translations").join("<key>"))
+        ),
+        format!("in {}", show(&work)),
+    ];
+    for (var, value) in &env {
+        lines.push(format!("{var}={}", show(Path::new(value))));
+    }
+    lines.push(compiler_line(target));
+    lines.push(command(&spec.command_line(&host)));
+    steps.push(Step {
+        title: "translate: RPython with --shared".into(),
+        lines,
+    });
+
+    // 6. package.py lays out the release tree and builds the stdlib's cffi modules.
+    let goal = tree.join("pypy").join("goal");
+    let launcher = goal.join(target.translated_launcher_name(py));
+    let builddir = dist.join(".pypy-package-<random>");
+    let name = format!("pypy{py}-release-tree");
+    let mut argv = vec![show(&launcher)];
+    argv.extend(
+        package::package_py_args(&tree, &name, &builddir)
+            .iter()
+            .map(|a| show(Path::new(a))),
+    );
+    let mut lines = vec![
+        format!(
+            "copy the translated {}{} into {}",
+            target.libpypy_name(py),
+            target
+                .import_library_name(py)
+                .map(|l| format!(", {l}"))
+                .unwrap_or_default(),
+            show(&goal)
+        ),
+        format!("in {}", show(&tree)),
+    ];
+    for (var, value) in target.build_env(|_| None)? {
+        lines.push(format!("{var}={}", value.to_string_lossy()));
+    }
+    lines.push(command(&argv));
+    steps.push(Step {
+        title: "package: PyPy's package.py".into(),
+        lines,
+    });
+
+    // 7. Relocation, from the target table.
+    steps.push(Step {
+        title: "relocate: binaries find the tree's libraries relative to themselves".into(),
+        lines: relocation_lines(target, py),
+    });
+
+    // 8 and 9.
+    let archive = target.archive_name(py, &recipe.pypy.version);
+    steps.push(Step {
+        title: "verify: the archive from a fresh folder".into(),
+        lines: vec![
+            "every file's sha256, link and mode against PYPY.json".into(),
+            format!(
+                "every binary's libraries against the target table's allow-list ({} names)",
+                target.allowed_libraries.len()
+            ),
+            format!("{}/Python.h and pyconfig.h present", target.include_dir(py)),
+            if target.os == Os::Windows {
+                "on a machine of this target: the launcher and a C embedding program (MSVC)".into()
+            } else {
+                "on a machine of this target: the launcher, a C embedding program, a program \
+                 built with pkg-config's flags, a cffi plugin with a C caller, a C extension"
+                    .into()
+            },
+        ],
+    });
+    steps.push(Step {
+        title: "publish".into(),
+        lines: vec![
+            format!("{} (reproducible tar.gz)", show(&dist.join(&archive))),
+            format!(
+                "{} and {}",
+                show(&dist.join(format!("{archive}.sha256"))),
+                show(&dist.join("SHA256SUMS"))
+            ),
+        ],
+    });
+    Ok(steps)
+}
+
+/// How the translation finds its C compiler on `target`.
+fn compiler_line(target: &Target) -> String {
+    match target.os {
+        Os::Windows => "compiler: MSVC (cl.exe, link.exe, nmake.exe) with the environment of \
+                        Visual Studio's vcvars, found by RPython in the Visual Studio \
+                        installation (doctor finds it the same way, through the cc crate)"
+            .into(),
+        Os::Macos => "compiler: clang of the Xcode command line tools ($CC if set)".into(),
+        Os::Linux => "compiler: cc ($CC if set; `ccache cc` when ccache is installed)".into(),
+    }
+}
+
+/// The relocation rules of `target`'s table entry, as the `binary` module applies them.
+fn relocation_lines(target: &Target, py: &str) -> Vec<String> {
+    let lib = target.libpypy_path(py);
+    let launcher = target.launcher_path(py);
+    let mut lines = match target.search_path {
+        SearchPath::Origin => vec![
+            format!("$ patchelf --set-rpath '$ORIGIN/' {launcher} (and every ELF file needing a library of the tree, relative to it)"),
+            "$ patchelf --remove-rpath on binaries that need nothing from the tree".into(),
+        ],
+        SearchPath::Rpath => vec![
+            format!("$ install_name_tool -id @rpath/{} {lib}", target.libpypy_name(py)),
+            format!(
+                "$ install_name_tool -change <old> @rpath/{} on every Mach-O file needing it",
+                target.libpypy_name(py)
+            ),
+            "LC_RPATH @loader_path/<relative folder> on every binary; absolute rpaths removed".into(),
+        ],
+        SearchPath::DllDir => vec![
+            format!("{lib} and its DLLs (libffi-8.dll, …) beside {launcher}: Windows looks beside the executable"),
+        ],
+    };
+    if let Some(soname) = target.soname(py) {
+        lines.push(format!("$ patchelf --set-soname {soname} {lib}"));
+    }
+    for alias in target.link_alias_paths(py) {
+        lines.push(format!("link {alias} -> {}", target.libpypy_name(py)));
+    }
+    if let Some(import) = target.import_library_path(py) {
+        lines.push(format!(
+            "import library {import} (from {})",
+            target.import_library_name(py).unwrap_or_default()
+        ));
+    }
+    lines.push(format!("pkg-config file {}", target.pkgconfig_path(py)));
+    lines
+}
