@@ -18,21 +18,45 @@
 
 # The Bridge is a row of pointer-sized words; the order is that of the
 # `Bridge` struct in src/ffi.rs.
-SIZE, SINK_WRITE, SINK_ERROR, RUST_CALL, BOOTSTRAP_SINK, EXECUTABLE, LOOKUP, CALL, RUN = range(9)
-BRIDGE_WORDS = 9
+SIZE, SINK_WRITE, SINK_ERROR, RUST_CALL, BOOTSTRAP_SINK, EXECUTABLE, LOOKUP, CALL, RUN, OBJECT = range(10)
+BRIDGE_WORDS = 10
 
 SINK_WRITE_T = "void(*)(void *, const char *, size_t)"
 SINK_ERROR_T = "void(*)(void *, const char *, size_t, const char *, size_t, const char *, size_t)"
-RUST_CALL_T = "int(*)(const char *, size_t, const char *, size_t, uintptr_t *)"
+RUST_CALL_T = "int(*)(const char *, size_t, const char *, size_t, int, uintptr_t *)"
 LOOKUP_T = "int(*)(const char *, size_t, const char *, size_t, uint64_t *, void *)"
 CALL_T = "int(*)(uint64_t, const char *, size_t, int, void *)"
 RUN_T = "int(*)(const char *, size_t, void *)"
+OBJECT_T = "int(*)(int, uint64_t, const char *, size_t, const char *, size_t, void *)"
 
 # Status codes of rust_call, mirrored in src/ffi.rs.
 REPLY_OK = 0
 REPLY_ERROR = 1
 REPLY_PANIC = 2
 REPLY_NOT_FOUND = 3
+REPLY_OK_MARSHAL = 4
+REPLY_WRONG_ARGUMENTS = 5
+
+# How a call's data is encoded (CallMode in src/ffi.rs).
+MODE_BYTES = 0
+MODE_STR = 1
+MODE_MARSHAL = 2
+
+# Operations on objects held by handle (ObjectOp in src/ffi.rs).
+(
+    OP_IMPORT,
+    OP_GETATTR,
+    OP_CALL,
+    OP_CALL_METHOD,
+    OP_EXTRACT,
+    OP_REPR,
+    OP_STR,
+    OP_DROP,
+    OP_FROM_FUNCTION,
+) = range(9)
+
+# What Python's marshal carries and Rust reads back.
+PLAIN_TYPES = (type(None), bool, int, float, str, bytes, tuple, list, dict, set, frozenset)
 
 # What a callback returns when even its own error handling failed; Rust
 # turns it into a bridge error.
@@ -101,6 +125,39 @@ def _install(sys, ffi, words, report, sources):
     char_p = ffi.typeof("char *")
     cast = ffi.cast
     modules = sys.modules
+    import marshal
+
+    loads = marshal.loads
+    dumps = marshal.dumps
+
+    def unplain(value, place):
+        """The first value inside `value` that has no Rust counterpart, and where."""
+        if type(value) in (tuple, list, set, frozenset):
+            for i, item in enumerate(value):
+                found = unplain(item, "%s[%d]" % (place, i))
+                if found:
+                    return found
+            return None
+        if type(value) is dict:
+            for key, item in value.items():
+                found = unplain(key, "%s (a key)" % place) or unplain(item, "%s[%r]" % (place, key))
+                if found:
+                    return found
+            return None
+        if type(value) in PLAIN_TYPES:
+            return None
+        return place, type(value)
+
+    def to_marshal(value, place):
+        found = unplain(value, place)
+        if found:
+            where, cls = found
+            raise TypeError(
+                "%s is a %s.%s, which has no Rust counterpart; return None, bool, int, "
+                "float, str, bytes, tuple, list, dict or set (or hold it as an object handle)"
+                % (where, cls.__module__, cls.__qualname__)
+            )
+        return dumps(value, 2)
 
     if words[EXECUTABLE]:
         # pypy_setup_home sets sys.executable to `<home>/x`; the real launcher
@@ -132,10 +189,16 @@ def _install(sys, ffi, words, report, sources):
             report(sink, exc, 1)
             return -1
 
-    def call(handle, data, size, as_str, sink):
+    def call(handle, data, size, mode, sink):
         try:
             arg = unpack(data, size) if size else b""
-            if as_str:
+            if mode == MODE_MARSHAL:
+                args, kwargs = loads(arg)
+                result = functions[handle](*args, **(kwargs or {}))
+                out = to_marshal(result, "the result")
+                sink_write(sink, out, len(out))
+                return 0
+            if mode == MODE_STR:
                 arg = arg.decode("utf-8")
             result = functions[handle](arg)
             if type(result) is not bytes:
@@ -201,33 +264,39 @@ def _install(sys, ffi, words, report, sources):
         cls.__module__ = "embed_runtime"
         cls.__qualname__ = cls.__name__
 
-    def rust(name, data=b""):
-        """Calls the Rust function registered as `name` with bytes or str;
-        returns bytes for bytes and str for str."""
-        as_str = isinstance(data, str)
-        if as_str:
-            raw = data.encode("utf-8")
-        elif type(data) is bytes:
-            raw = data
-        elif isinstance(data, (bytearray, memoryview)):
-            raw = bytes(data)
+    def rust(name, *args, **kwargs):
+        """Calls the Rust function registered as `name`: with one bytes or
+        str argument for a function of bytes (the reply has the same type);
+        with any arguments for a function registered with typed arguments."""
+        if len(args) == 1 and not kwargs and type(args[0]) in (bytes, str, bytearray, memoryview):
+            data = args[0]
+            mode = MODE_STR if type(data) is str else MODE_BYTES
+            raw = data.encode("utf-8") if mode == MODE_STR else bytes(data)
+        elif not args and not kwargs:
+            mode, raw = MODE_BYTES, b""
         else:
-            raise TypeError(
-                "embed_runtime.call takes bytes or str, not %s" % type(data).__name__
-            )
+            if kwargs:
+                raise TypeError(
+                    "embed_runtime.call passes positional arguments only to Rust functions"
+                )
+            mode, raw = MODE_MARSHAL, to_marshal(args, "argument")
         name_raw = name.encode("utf-8")
         out = new("uintptr_t[2]")
-        status = rust_call(name_raw, len(name_raw), raw, len(raw), out)
+        status = rust_call(name_raw, len(name_raw), raw, len(raw), mode, out)
         # The reply lives in a per-thread Rust buffer until this thread's
         # next call into Rust, so it is copied at once.
         payload = unpack(cast(char_p, out[0]), out[1]) if out[1] else b""
         if status == REPLY_OK:
-            return payload.decode("utf-8") if as_str else payload
+            return payload.decode("utf-8") if mode == MODE_STR else payload
+        if status == REPLY_OK_MARSHAL:
+            return loads(payload)
         message = payload.decode("utf-8", "replace")
         if status == REPLY_PANIC:
             raise RustPanic(message)
         if status == REPLY_NOT_FOUND:
             raise RustFunctionNotFound(message)
+        if status == REPLY_WRONG_ARGUMENTS:
+            raise TypeError(message)
         raise RustError(message)
 
     rust.__name__ = rust.__qualname__ = "call"
@@ -237,10 +306,52 @@ def _install(sys, ffi, words, report, sources):
     module.RustPanic = RustPanic
     module.RustFunctionNotFound = RustFunctionNotFound
 
+    # Objects Rust holds by handle; an entry lives until Rust drops its handle.
+    objects = {}
+    next_handle = [1]
+
+    def keep(obj, sink):
+        handle = next_handle[0]
+        next_handle[0] = handle + 1
+        objects[handle] = obj
+        raw = handle.to_bytes(8, "little")
+        sink_write(sink, raw, 8)
+
+    def obj_op(op, handle, name, name_len, data, size, sink):
+        try:
+            if op == OP_DROP:
+                objects.pop(handle, None)
+                return 0
+            text = unpack(name, name_len).decode("utf-8") if name_len else ""
+            if op == OP_IMPORT:
+                __import__(text)
+                keep(modules[text], sink)
+            elif op == OP_FROM_FUNCTION:
+                keep(functions[handle], sink)
+            else:
+                obj = objects[handle]
+                if op == OP_GETATTR:
+                    keep(getattr(obj, text), sink)
+                elif op in (OP_CALL, OP_CALL_METHOD):
+                    args, kwargs = loads(unpack(data, size)) if size else ((), None)
+                    target = getattr(obj, text) if op == OP_CALL_METHOD else obj
+                    keep(target(*args, **(kwargs or {})), sink)
+                elif op == OP_EXTRACT:
+                    out = to_marshal(obj, "the object")
+                    sink_write(sink, out, len(out))
+                else:
+                    out = (repr(obj) if op == OP_REPR else str(obj)).encode("utf-8", "surrogateescape")
+                    sink_write(sink, out, len(out))
+            return 0
+        except BaseException as exc:
+            report(sink, exc, 1)
+            return -1
+
     callbacks = (
         ffi.callback(LOOKUP_T, lookup, error=CALLBACK_BROKEN),
         ffi.callback(CALL_T, call, error=CALLBACK_BROKEN),
         ffi.callback(RUN_T, run, error=CALLBACK_BROKEN),
+        ffi.callback(OBJECT_T, obj_op, error=CALLBACK_BROKEN),
     )
     # The callbacks must outlive every call; the module keeps them alive.
     module._callbacks = callbacks
@@ -248,6 +359,7 @@ def _install(sys, ffi, words, report, sources):
     # Filled last: Rust takes a non-null `run` as the sign that all is ready.
     words[LOOKUP] = ffi.cast("uintptr_t", callbacks[0])
     words[CALL] = ffi.cast("uintptr_t", callbacks[1])
+    words[OBJECT] = ffi.cast("uintptr_t", callbacks[3])
     words[RUN] = ffi.cast("uintptr_t", callbacks[2])
 
 

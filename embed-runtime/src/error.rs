@@ -100,6 +100,14 @@ pub enum Error {
         expected: String,
     },
 
+    #[error("cannot convert {what}: {source}")]
+    Convert {
+        /// What was being converted (`the result of __main__.score to i64`).
+        what: String,
+        #[source]
+        source: crate::marshal::ConvertError,
+    },
+
     #[error("PyPy failed to start: {0}")]
     Startup(String),
 

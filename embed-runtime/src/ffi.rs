@@ -218,6 +218,7 @@ impl LibPyPy {
             lookup: None,
             call: None,
             run: None,
+            object: None,
         });
         let source = CString::new(source)
             .map_err(|_| Error::Bridge("the bootstrap contains a NUL byte".into()))?;
@@ -239,12 +240,13 @@ impl LibPyPy {
                  lack _cffi_backend?"
             )));
         }
-        match (bridge.lookup, bridge.call, bridge.run) {
-            (Some(lookup), Some(call), Some(run)) => Ok(Callbacks {
+        match (bridge.lookup, bridge.call, bridge.run, bridge.object) {
+            (Some(lookup), Some(call), Some(run), Some(object)) => Ok(Callbacks {
                 lib: *self,
                 lookup,
                 call,
                 run,
+                object,
             }),
             _ => Err(Error::Bridge(
                 "the bootstrap returned without filling in its callbacks".into(),
@@ -368,15 +370,44 @@ pub(crate) enum ReplyStatus {
     Error = 1,
     Panic = 2,
     NotFound = 3,
+    /// The reply is a marshal value (a function registered with `register_typed`).
+    OkMarshal = 4,
+    /// Arguments of the wrong kind for the function (Python raises `TypeError`).
+    WrongArguments = 5,
+}
+
+/// How the data of a call is encoded, both ways; mirrored in bootstrap.py.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum CallMode {
+    Bytes = 0,
+    Str = 1,
+    /// `(args, kwargs)` in marshal format; the result in marshal format.
+    Marshal = 2,
+}
+
+/// Operations on Python objects held by handle; mirrored in bootstrap.py.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum ObjectOp {
+    Import = 0,
+    GetAttr = 1,
+    Call = 2,
+    CallMethod = 3,
+    Extract = 4,
+    Repr = 5,
+    Str = 6,
+    Drop = 7,
+    FromFunction = 8,
 }
 
 type SinkWriteFn = extern "C" fn(*mut c_void, *const u8, usize);
 type SinkErrorFn = extern "C" fn(*mut c_void, *const u8, usize, *const u8, usize, *const u8, usize);
-type RustCallFn = extern "C" fn(*const u8, usize, *const u8, usize, *mut usize) -> c_int;
+type RustCallFn = extern "C" fn(*const u8, usize, *const u8, usize, c_int, *mut usize) -> c_int;
 type LookupFn =
     unsafe extern "C" fn(*const u8, usize, *const u8, usize, *mut u64, *mut c_void) -> c_int;
 type CallFn = unsafe extern "C" fn(u64, *const u8, usize, c_int, *mut c_void) -> c_int;
 type RunFn = unsafe extern "C" fn(*const u8, usize, *mut c_void) -> c_int;
+type ObjectFn =
+    unsafe extern "C" fn(c_int, u64, *const u8, usize, *const u8, usize, *mut c_void) -> c_int;
 
 /// `embed_bridge` in bootstrap.py; the bootstrap checks that `size` matches.
 #[repr(C)]
@@ -390,6 +421,7 @@ struct Bridge {
     lookup: Option<LookupFn>,
     call: Option<CallFn>,
     run: Option<RunFn>,
+    object: Option<ObjectFn>,
 }
 
 /// The callback a Python function's result or exception goes to; lives on
@@ -463,6 +495,7 @@ extern "C" fn rust_call(
     name_len: usize,
     data: *const u8,
     data_len: usize,
+    mode: c_int,
     out: *mut usize,
 ) -> c_int {
     let outcome = catch_unwind(AssertUnwindSafe(|| {
@@ -471,10 +504,15 @@ extern "C" fn rust_call(
         ATTACHED.with(|a| a.set(true));
         // SAFETY: cffi passes two buffers of the given lengths, alive for this call.
         let (name, data) = unsafe { (bytes(name, name_len), bytes(data, data_len)) };
-        crate::runtime::dispatch(name, data)
+        let mode = match mode {
+            1 => CallMode::Str,
+            2 => CallMode::Marshal,
+            _ => CallMode::Bytes,
+        };
+        crate::runtime::dispatch(name, data, mode)
     }));
     let (status, payload) = match outcome {
-        Ok(Ok(bytes)) => (ReplyStatus::Ok, bytes),
+        Ok(Ok((status, bytes))) => (status, bytes),
         Ok(Err((status, message))) => (status, message.into_bytes()),
         Err(panic) => (
             ReplyStatus::Panic,
@@ -510,13 +548,14 @@ pub(crate) fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
     }
 }
 
-/// The three Python functions the bootstrap filled in.
+/// The Python functions the bootstrap filled in.
 #[derive(Clone, Copy)]
 pub(crate) struct Callbacks {
     lib: LibPyPy,
     lookup: LookupFn,
     call: CallFn,
     run: RunFn,
+    object: ObjectFn,
 }
 
 // SAFETY: the callbacks are plain function pointers into libpypy's cffi
@@ -558,30 +597,59 @@ impl Callbacks {
         outcome(code, sink, "lookup").map(|()| handle)
     }
 
-    /// Calls the function behind `handle` with `arg` (as `str` when `as_str`),
+    /// Calls the function behind `handle` with `arg` encoded as `mode` says,
     /// appending its result to `out`.
     pub(crate) fn call(
         &self,
         handle: u64,
         arg: &[u8],
-        as_str: bool,
+        mode: CallMode,
         out: &mut Vec<u8>,
     ) -> Result<(), Error> {
         self.lib.attach_current_thread();
         let mut sink = Sink::new(out);
         // SAFETY: the thread is attached; `arg` is valid for the call (and valid
-        // UTF-8 when `as_str`, which the safe callers guarantee); the callback
-        // only reads `arg` and reports through `sink`.
+        // UTF-8 for `CallMode::Str`, which the safe callers guarantee); the
+        // callback only reads `arg` and reports through `sink`.
         let code = unsafe {
             (self.call)(
                 handle,
                 arg.as_ptr(),
                 arg.len(),
-                c_int::from(as_str),
+                mode as c_int,
                 (&mut sink as *mut Sink).cast(),
             )
         };
         outcome(code, sink, "call")
+    }
+
+    /// `op` on the object behind `handle` (with an attribute or module
+    /// `name`, and marshal `data` for calls); appends the reply to `out`: a
+    /// new handle (8 bytes, little-endian), marshal data or UTF-8 text.
+    pub(crate) fn object(
+        &self,
+        op: ObjectOp,
+        handle: u64,
+        name: &str,
+        data: &[u8],
+        out: &mut Vec<u8>,
+    ) -> Result<(), Error> {
+        self.lib.attach_current_thread();
+        let mut sink = Sink::new(out);
+        // SAFETY: the thread is attached; `name` and `data` are valid for the
+        // call; the callback only reads them and reports through `sink`.
+        let code = unsafe {
+            (self.object)(
+                op as c_int,
+                handle,
+                name.as_ptr(),
+                name.len(),
+                data.as_ptr(),
+                data.len(),
+                (&mut sink as *mut Sink).cast(),
+            )
+        };
+        outcome(code, sink, "an object operation")
     }
 
     /// Runs `source` in `__main__`.
@@ -637,9 +705,9 @@ mod tests {
         // bootstrap.py reads the Bridge as a row of words; the size check at
         // run time catches a missing field, this catches a swapped one.
         assert!(BOOTSTRAP.contains(
-            "SIZE, SINK_WRITE, SINK_ERROR, RUST_CALL, BOOTSTRAP_SINK, EXECUTABLE, LOOKUP, CALL, RUN = range(9)"
+            "SIZE, SINK_WRITE, SINK_ERROR, RUST_CALL, BOOTSTRAP_SINK, EXECUTABLE, LOOKUP, CALL, RUN, OBJECT = range(10)"
         ));
-        assert!(BOOTSTRAP.contains("BRIDGE_WORDS = 9"));
-        assert_eq!(bridge_size(), 9 * std::mem::size_of::<usize>());
+        assert!(BOOTSTRAP.contains("BRIDGE_WORDS = 10"));
+        assert_eq!(bridge_size(), 10 * std::mem::size_of::<usize>());
     }
 }

@@ -2,18 +2,63 @@
 //! project's `cargo xtask build-pypy` or `cargo xtask repackage`.
 //!
 //! ```no_run
+//! use std::collections::HashMap;
+//!
 //! let rt = embed_runtime::start()?;
-//! rt.run("import sys; print('hello from PyPy', sys.version_info[:2])")?;
+//! rt.run("def score(n, tag): return {tag: n * 1.5, 'base': float(n)}")?;
 //!
-//! rt.run("def shout(s): return s.upper() + '!'")?;
-//! let shout = rt.function("__main__", "shout")?; // look up once ...
-//! assert_eq!(shout.call_str("hi")?, "HI!"); // ... call fast, from any thread
+//! // Rust values in, Rust values out: look the function up once, call it fast.
+//! let score = rt.function("__main__", "score")?;
+//! let s: HashMap<String, f64> = score.call((42, "x"))?;
+//! assert_eq!(s["x"], 63.0);
 //!
-//! embed_runtime::register("add_one", |data: &[u8]| Ok(data.iter().map(|b| b + 1).collect()));
-//! rt.run("import embed_runtime; assert embed_runtime.call('add_one', b'abc') == b'bcd'")?;
+//! // Python objects as handles.
+//! let json = rt.import("json")?;
+//! let text: String = json.call_method("dumps", (vec![1, 2],))?.extract()?;
+//! assert_eq!(text, "[1, 2]");
+//!
+//! // Rust functions with typed signatures, called from Python.
+//! embed_runtime::register_typed("add", |a: i64, b: i64| Ok::<_, embed_runtime::BoxError>(a + b));
+//! rt.run("import embed_runtime; assert embed_runtime.call('add', 1, 2) == 3")?;
 //! # Ok::<(), embed_runtime::Error>(())
 //! ```
 //!
+//! # Values and objects
+//!
+//! [`Function::call`] takes any `serde::Serialize` (a tuple is the argument
+//! list, `()` none, any other value the one argument), [`Function::call_kw`]
+//! adds keyword arguments (a map or a struct), and the result is read as any
+//! `serde::de::DeserializeOwned`. None, bool, int (of any size; an error
+//! when it does not fit the Rust type), float, str, bytes (use
+//! `serde_bytes::ByteBuf`), list, tuple, dict and set map both ways; structs
+//! are dicts, enums are their variant's name or `{name: value}`. Values
+//! cross in Python's own `marshal` format, which PyPy reads and writes at
+//! interpreter level (`cargo xtask bench` compares it with JSON). A
+//! conversion that fails is [`Error::Convert`], naming the Python type, the
+//! Rust type and where (`argument 2`, `scores[1]`); a Python exception is
+//! [`Error::Python`] with its type, message and traceback.
+//!
+//! [`PyObject`] holds any Python object: [`Runtime::import`],
+//! [`PyObject::getattr`], [`PyObject::call`], [`PyObject::call_method`],
+//! [`PyObject::extract`], [`PyObject::repr`] and [`PyObject::str`]; dropping
+//! it releases the object. Handles are `Send + Sync` and borrow the runtime
+//! for `'static`, so none can outlive the PyPy it belongs to.
+//!
+//! For those coming from PyO3:
+//!
+//! | PyO3 | embed-runtime |
+//! |---|---|
+//! | `Python::with_gil(\|py\| ...)` | nothing: every method attaches the thread itself |
+//! | `py.import("json")?` | `rt.import("json")?` |
+//! | `obj.getattr("dumps")?` | `obj.getattr("dumps")?` |
+//! | `f.call1((1, "x"))?` | `obj.call((1, "x"))?` (a handle) or `function.call((1, "x"))?` (converted) |
+//! | `f.call((1,), Some(&kwargs))?` | `function.call_kw((1,), Some(&kwargs))?` |
+//! | `obj.call_method1("m", (1,))?` | `obj.call_method("m", (1,))?` |
+//! | `obj.extract::<T>()?` | `obj.extract::<T>()?` (any serde type) |
+//! | `Py<PyAny>` | `PyObject` |
+//! | `#[pyfunction]` + `wrap_pyfunction!` | `register_typed("name", \|a: i64, s: String\| ...)` |
+//! | `py.run(code, None, None)?` | `rt.run(code)?` |
+
 //! # Where PyPy comes from
 //!
 //! [`start`] (or [`Builder::start`]) looks, in this order, and uses the first
@@ -137,8 +182,10 @@
 //! - Two different PyPy versions in one process.
 //! - `fork()` after PyPy started (upstream does not support it for
 //!   embedders either).
-//! - Passing Python objects to Rust: values cross as `bytes` or `str`;
-//!   encode anything richer (JSON, msgpack) on both sides.
+//! - Python objects inside values: a value that crosses is converted; to
+//!   keep an object, hold it as a [`PyObject`]. Keyword arguments reach
+//!   Python functions, not Rust ones (`register_typed` takes positional
+//!   arguments).
 
 mod archive_name;
 mod cache;
@@ -148,8 +195,10 @@ mod embedded;
 mod error;
 mod ffi;
 pub mod manifest;
+pub mod marshal;
 mod memory;
 mod runtime;
+mod typed;
 
 pub use discover::{
     build_time_archive, ArchiveOrigin, Home, Source, ARCHIVE_ENV, CACHE_ENV, HOME_ENV,
@@ -160,3 +209,4 @@ pub use memory::{
     DEFAULT_NURSERY_CAP, DEFAULT_NURSERY_FLOOR, GC_VARIABLES,
 };
 pub use runtime::{register, register_str, running, start, BoxError, Builder, Function, Runtime};
+pub use typed::{register_typed, PyObject, TypedFn};

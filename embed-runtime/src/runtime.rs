@@ -10,7 +10,7 @@ use std::sync::{Arc, LazyLock, Mutex, OnceLock, RwLock};
 use crate::cache;
 use crate::discover::{self, Home, Source};
 use crate::error::Error;
-use crate::ffi::{self, Callbacks, LibPyPy, ReplyStatus};
+use crate::ffi::{self, CallMode, Callbacks, LibPyPy, ReplyStatus};
 use crate::memory::{self, GcSettings, GcSize, MemoryStats, Nursery};
 
 /// Chooses where PyPy comes from, then starts it.
@@ -226,7 +226,7 @@ pub fn running() -> Option<&'static Runtime> {
 /// The one PyPy of this process. Every method may be called from any thread.
 pub struct Runtime {
     home: Home,
-    callbacks: Callbacks,
+    pub(crate) callbacks: Callbacks,
     /// The handle of the bootstrap's `memory_stats`, looked up on first use.
     memory_stats: OnceLock<u64>,
 }
@@ -279,7 +279,8 @@ impl Runtime {
             }
         };
         let mut out = Vec::new();
-        self.callbacks.call(handle, b"", false, &mut out)?;
+        self.callbacks
+            .call(handle, b"", CallMode::Bytes, &mut out)?;
         MemoryStats::parse(&String::from_utf8(out)?)
     }
 
@@ -294,9 +295,9 @@ impl Runtime {
 /// A Python function looked up once; calling it costs one cffi callback.
 #[derive(Clone)]
 pub struct Function {
-    runtime: &'static Runtime,
-    handle: u64,
-    name: Arc<str>,
+    pub(crate) runtime: &'static Runtime,
+    pub(crate) handle: u64,
+    pub(crate) name: Arc<str>,
 }
 
 impl fmt::Debug for Function {
@@ -325,7 +326,9 @@ impl Function {
     /// first), so that a loop can reuse one buffer.
     pub fn call_bytes_into(&self, arg: &[u8], out: &mut Vec<u8>) -> Result<(), Error> {
         out.clear();
-        self.runtime.callbacks.call(self.handle, arg, false, out)
+        self.runtime
+            .callbacks
+            .call(self.handle, arg, CallMode::Bytes, out)
     }
 
     /// Calls the function with a `str` argument; its result must be UTF-8.
@@ -333,7 +336,7 @@ impl Function {
         let mut out = Vec::new();
         self.runtime
             .callbacks
-            .call(self.handle, arg.as_bytes(), true, &mut out)?;
+            .call(self.handle, arg.as_bytes(), CallMode::Str, &mut out)?;
         Ok(String::from_utf8(out)?)
     }
 }
@@ -342,9 +345,25 @@ impl Function {
 /// `embed_runtime.RustError` with this message.
 pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
 
-type RustFn = Arc<dyn Fn(&[u8]) -> Result<Vec<u8>, BoxError> + Send + Sync>;
+type BytesFn = dyn Fn(&[u8]) -> Result<Vec<u8>, BoxError> + Send + Sync;
+type ValuesFn = dyn Fn(crate::marshal::Value) -> Result<Vec<u8>, BoxError> + Send + Sync;
+
+/// A Rust function Python can call: of bytes, or of typed values (marshal).
+#[derive(Clone)]
+pub(crate) enum RustFn {
+    Bytes(Arc<BytesFn>),
+    /// Takes the marshal tuple of the arguments, returns the marshal result.
+    Typed(Arc<ValuesFn>),
+}
 
 static REGISTRY: LazyLock<RwLock<HashMap<String, RustFn>>> = LazyLock::new(Default::default);
+
+pub(crate) fn register_fn(name: String, f: RustFn) {
+    REGISTRY
+        .write()
+        .unwrap_or_else(|p| p.into_inner())
+        .insert(name, f);
+}
 
 /// Makes `f` callable from Python as `embed_runtime.call(name, data)`, with
 /// `data` as bytes (a `str` is sent as UTF-8 and the reply decoded back to
@@ -355,10 +374,7 @@ pub fn register<F>(name: impl Into<String>, f: F)
 where
     F: Fn(&[u8]) -> Result<Vec<u8>, BoxError> + Send + Sync + 'static,
 {
-    REGISTRY
-        .write()
-        .unwrap_or_else(|p| p.into_inner())
-        .insert(name.into(), Arc::new(f));
+    register_fn(name.into(), RustFn::Bytes(Arc::new(f)));
 }
 
 /// [`register`] for a function of text: the data must be UTF-8.
@@ -373,7 +389,11 @@ where
 }
 
 /// Runs the Rust function Python asked for; a panic is caught by the caller in `ffi`.
-pub(crate) fn dispatch(name: &[u8], data: &[u8]) -> Result<Vec<u8>, (ReplyStatus, String)> {
+pub(crate) fn dispatch(
+    name: &[u8],
+    data: &[u8],
+    mode: CallMode,
+) -> Result<(ReplyStatus, Vec<u8>), (ReplyStatus, String)> {
     let name = String::from_utf8_lossy(name);
     let f = REGISTRY
         .read()
@@ -401,7 +421,36 @@ pub(crate) fn dispatch(name: &[u8], data: &[u8]) -> Result<Vec<u8>, (ReplyStatus
             ),
         ));
     };
-    f(data).map_err(|e| (ReplyStatus::Error, e.to_string()))
+    let error = |e: BoxError| (ReplyStatus::Error, e.to_string());
+    match (f, mode) {
+        (RustFn::Bytes(f), CallMode::Bytes | CallMode::Str) => {
+            f(data).map(|out| (ReplyStatus::Ok, out)).map_err(error)
+        }
+        (RustFn::Bytes(_), CallMode::Marshal) => Err((
+            ReplyStatus::WrongArguments,
+            format!(
+                "the Rust function {name:?} takes one bytes or str argument \
+                 (it was registered with `register`, not `register_typed`)"
+            ),
+        )),
+        (RustFn::Typed(f), mode) => {
+            let args = match mode {
+                CallMode::Marshal => crate::marshal::read(data)
+                    .map(|(v, _)| v)
+                    .map_err(|e| (ReplyStatus::Error, e.to_string()))?,
+                CallMode::Str => crate::marshal::Value::Tuple(vec![crate::marshal::Value::Str(
+                    String::from_utf8_lossy(data).into_owned(),
+                )]),
+                CallMode::Bytes if data.is_empty() => crate::marshal::Value::Tuple(vec![]),
+                CallMode::Bytes => {
+                    crate::marshal::Value::Tuple(vec![crate::marshal::Value::Bytes(data.to_vec())])
+                }
+            };
+            f(args)
+                .map(|out| (ReplyStatus::OkMarshal, out))
+                .map_err(error)
+        }
+    }
 }
 
 #[cfg(test)]
@@ -411,7 +460,7 @@ mod tests {
     #[test]
     fn dispatch_reports_unknown_names_with_the_known_ones() {
         register("tests.echo", |d: &[u8]| Ok(d.to_vec()));
-        let Err((status, message)) = dispatch(b"tests.nope", b"") else {
+        let Err((status, message)) = dispatch(b"tests.nope", b"", CallMode::Bytes) else {
             panic!("an unknown name must fail")
         };
         assert!(matches!(status, ReplyStatus::NotFound));
@@ -419,7 +468,10 @@ mod tests {
             message.contains("tests.nope") && message.contains("tests.echo"),
             "{message}"
         );
-        assert_eq!(dispatch(b"tests.echo", b"abc").unwrap(), b"abc");
+        assert_eq!(
+            dispatch(b"tests.echo", b"abc", CallMode::Bytes).unwrap(),
+            (ReplyStatus::Ok, b"abc".to_vec())
+        );
     }
 
     #[test]
@@ -431,13 +483,16 @@ mod tests {
                 Ok(s.to_uppercase())
             }
         });
-        assert_eq!(dispatch(b"tests.upper", b"ab").unwrap(), b"AB");
-        let Err((status, message)) = dispatch(b"tests.upper", b"") else {
+        assert_eq!(
+            dispatch(b"tests.upper", b"ab", CallMode::Str).unwrap(),
+            (ReplyStatus::Ok, b"AB".to_vec())
+        );
+        let Err((status, message)) = dispatch(b"tests.upper", b"", CallMode::Str) else {
             panic!("empty input must fail")
         };
         assert!(matches!(status, ReplyStatus::Error));
         assert_eq!(message, "empty input");
-        let Err((_, message)) = dispatch(b"tests.upper", b"\xff") else {
+        let Err((_, message)) = dispatch(b"tests.upper", b"\xff", CallMode::Bytes) else {
             panic!("invalid UTF-8 must fail")
         };
         assert!(message.contains("utf-8"), "{message}");

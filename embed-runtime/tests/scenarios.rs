@@ -213,6 +213,8 @@ const TESTS: &[Test] = &[
     ("gc_settings_apply_and_bad_ones_start_nothing", gc_settings),
     ("gc_environment_wins_over_the_builder", gc_environment_wins),
     ("four_threads_1000_calls_each", four_threads),
+    ("typed_calls_handles_and_typed_rust_functions", typed_calls),
+    ("handle_churn_keeps_rss_flat", handle_churn),
     ("rust_callbacks_errors_and_panics", rust_callbacks),
     ("same_home_again_other_home_error", same_and_other_home),
     ("unloadable_library_then_a_good_home", unloadable_then_good),
@@ -552,6 +554,35 @@ fn gc_environment_wins(ctx: &Ctx) {
     );
 }
 
+fn typed_calls(ctx: &Ctx) {
+    let r = expect_success(
+        child_command(None, "typed", &ctx.shared_cache)
+            .env(embed_runtime::ARCHIVE_ENV, &ctx.subject.archive),
+    );
+    assert_eq!(r["done"], "true");
+}
+
+fn handle_churn(ctx: &Ctx) {
+    let r = expect_success(
+        child_command(None, "handle_churn", &ctx.shared_cache)
+            .env(embed_runtime::ARCHIVE_ENV, &ctx.subject.archive)
+            .env_remove("PYPY_GC_NURSERY"),
+    );
+    let first: i64 = r["rss_growth_first_kb"].parse().unwrap();
+    let second: i64 = r["rss_growth_second_kb"].parse().unwrap();
+    assert!(
+        second <= STEADY_LIMIT_KB,
+        "RSS grew by {first} kB, then {second} kB over two batches of {} handles created \
+         and dropped (limit {STEADY_LIMIT_KB} kB); GC: {}",
+        r["batch"],
+        r["memory"]
+    );
+    println!(
+        "  handle churn: +{first} kB then +{second} kB per {} handles",
+        r["batch"]
+    );
+}
+
 fn four_threads(ctx: &Ctx) {
     let r = expect_success(
         child_command(None, "threads", &ctx.shared_cache)
@@ -692,6 +723,8 @@ fn child(name: &str) {
             other => panic!("expected a GcSetting error, got {other:?}"),
         },
         "threads" => child_threads(),
+        "typed" => child_typed(),
+        "handle_churn" => child_handle_churn(),
         "rust_callbacks" => child_rust_callbacks(),
         "same_and_other_home" => child_same_and_other_home(),
         "unloadable_then_good" => {
@@ -956,6 +989,231 @@ fn child_gc_settings() {
     let grow = rt.function("__main__", "grow").unwrap();
     result("over_the_cap", grow.call_str("").unwrap());
     result("memory_after", rt.memory().unwrap());
+}
+
+fn child_typed() {
+    use std::collections::{BTreeMap, HashMap};
+
+    use serde::Deserialize;
+
+    let rt = embed_runtime::start().expect("start");
+    rt.run(
+        "import traceback\n\
+         def score(n, tag):\n    return {tag: n * 1.5, 'twice': float(n * 2), 'one': 1}\n\
+         def echo(*args, **kwargs):\n    return [args, kwargs]\n\
+         def kinds(x):\n    return type(x).__name__\n\
+         def big():\n    return 2 ** 70\n\
+         def odd():\n    return object()\n\
+         def fails(x):\n    raise ValueError('bad %r' % (x,))\n\
+         def record():\n    return {'name': 'r', 'scores': [1.0, 2.5], 'shape': {'Rect': {'w': 2, 'h': 3}}, 'data': b'\\x00\\xff', 'nested': (1, [2, {3: None}])}\n",
+    )
+    .unwrap();
+    let f = |name: &str| rt.function("__main__", name).unwrap();
+
+    // The issue's example.
+    let s: HashMap<String, f64> = f("score").call((42, "x")).unwrap();
+    assert_eq!(s["x"], 63.0);
+    assert_eq!(s["twice"], 84.0);
+    assert_eq!(s["one"], 1.0);
+
+    // Every type, Rust to Python: what Python sees.
+    let kind = |v: &dyn erased::Value| -> String { v.kind(&f("kinds")) };
+    assert_eq!(kind(&()), "NoneType");
+    assert_eq!(kind(&None::<i32>), "NoneType");
+    assert_eq!(kind(&true), "bool");
+    assert_eq!(kind(&7u8), "int");
+    assert_eq!(kind(&(1u128 << 100)), "int");
+    assert_eq!(kind(&1.5f32), "float");
+    assert_eq!(kind(&"s"), "str");
+    assert_eq!(kind(&'c'), "str");
+    assert_eq!(kind(&serde_bytes::ByteBuf::from(vec![1])), "bytes");
+    assert_eq!(kind(&vec![1, 2]), "list");
+    assert_eq!(kind(&(1, 2)), "tuple");
+    assert_eq!(kind(&BTreeMap::from([("a", 1)])), "dict");
+
+    // And back: a Python structure read as Rust types.
+    #[derive(Debug, Deserialize, PartialEq)]
+    enum Shape {
+        Rect { w: u32, h: u32 },
+    }
+    #[derive(Debug, Deserialize)]
+    struct Record {
+        name: String,
+        scores: Vec<f64>,
+        shape: Shape,
+        data: serde_bytes::ByteBuf,
+        nested: (i64, (u8, HashMap<i32, Option<String>>)),
+    }
+    let r: Record = f("record").call(()).unwrap();
+    assert_eq!(
+        (r.name.as_str(), r.scores.as_slice()),
+        ("r", &[1.0, 2.5][..])
+    );
+    assert_eq!(r.shape, Shape::Rect { w: 2, h: 3 });
+    assert_eq!(r.data.as_slice(), b"\x00\xff");
+    assert_eq!(r.nested.1 .1[&3], None);
+    let big: u128 = f("big").call(()).unwrap();
+    assert_eq!(big, 1 << 70);
+
+    // Arguments: one value, a tuple, keyword arguments.
+    let echoed: (Vec<i32>, BTreeMap<String, String>) = f("echo")
+        .call_kw((1, 2), Some(&BTreeMap::from([("sep", ",")])))
+        .unwrap();
+    assert_eq!(echoed.0, [1, 2]);
+    assert_eq!(echoed.1["sep"], ",");
+    let one: (Vec<Vec<i32>>, HashMap<String, i32>) = f("echo").call(vec![5]).unwrap();
+    assert_eq!(one.0, [vec![5]]);
+
+    // Bad results, named: Python type, Rust type, place.
+    let e = f("big").call::<_, i64>(()).unwrap_err().to_string();
+    assert!(
+        e.contains("does not fit i64") && e.contains("__main__.big"),
+        "{e}"
+    );
+    let e = f("record").call::<_, Record2>(()).unwrap_err().to_string();
+    assert!(
+        e.contains("scores[1]") && e.contains("expected i64") || e.contains("got Python float"),
+        "{e}"
+    );
+    let e = f("odd").call::<_, ()>(()).unwrap_err();
+    let py = e.python().expect("a Python TypeError").clone();
+    assert_eq!(py.type_name, "TypeError");
+    assert!(py.message.contains("builtins.object"), "{py:?}");
+    // A NaN key never reaches Python.
+    let e = f("kinds")
+        .call::<_, String>((NanKeyed,))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("argument 1") && e.contains("NaN cannot be a dict key"),
+        "{e}"
+    );
+
+    // Python exceptions keep type, message and traceback.
+    let e = f("fails").call::<_, ()>(("x",)).unwrap_err();
+    let py = e.python().unwrap();
+    assert_eq!(py.type_name, "ValueError");
+    assert_eq!(py.message, "bad 'x'");
+    assert!(py.traceback.contains("in fails"), "{}", py.traceback);
+
+    // Handles.
+    let json = rt.import("json").unwrap();
+    let dumps = json.getattr("dumps").unwrap();
+    let text: String = dumps
+        .call_kw(
+            (BTreeMap::from([("b", 1), ("a", 2)]),),
+            Some(&BTreeMap::from([("sort_keys", true)])),
+        )
+        .unwrap()
+        .extract()
+        .unwrap();
+    assert_eq!(text, r#"{"a": 2, "b": 1}"#);
+    let parsed = json.call_method("loads", ("[1, 2.5, null]",)).unwrap();
+    let list: (i32, f64, Option<i32>) = parsed.extract().unwrap();
+    assert_eq!(list, (1, 2.5, None));
+    assert_eq!(parsed.repr().unwrap(), "[1, 2.5, None]");
+    assert!(json.str().unwrap().contains("module 'json'"));
+    let e = json.getattr("no_such_thing").unwrap_err();
+    assert_eq!(e.python().unwrap().type_name, "AttributeError");
+    let e = rt.import("no_such_module_here").unwrap_err();
+    assert_eq!(e.python().unwrap().type_name, "ModuleNotFoundError");
+    let as_object = f("score").object().unwrap();
+    let via_handle: HashMap<String, f64> = as_object.call((2, "y")).unwrap().extract().unwrap();
+    assert_eq!(via_handle["y"], 3.0);
+
+    // Handles are Send + Sync and work from any thread.
+    fn send_sync<T: Send + Sync>(_: &T) {}
+    send_sync(&json);
+    std::thread::scope(|scope| {
+        for t in 0..4 {
+            let dumps = &dumps;
+            scope.spawn(move || {
+                for i in 0..200 {
+                    let s: String = dumps.call((vec![t, i],)).unwrap().extract().unwrap();
+                    assert_eq!(s, format!("[{t}, {i}]"));
+                }
+            });
+        }
+    });
+
+    // Rust functions with typed signatures.
+    embed_runtime::register_typed("add", |a: i64, b: i64| {
+        Ok::<_, embed_runtime::BoxError>(a + b)
+    });
+    embed_runtime::register_typed("greet", |name: String, times: usize| {
+        Ok::<_, embed_runtime::BoxError>(serde_bytes::ByteBuf::from(
+            name.repeat(times).into_bytes(),
+        ))
+    });
+    embed_runtime::register_typed("boom", |_: i32| -> Result<i32, embed_runtime::BoxError> {
+        panic!("typed boom")
+    });
+    rt.run(
+        "import embed_runtime\n\
+         assert embed_runtime.call('add', 1, 2) == 3, embed_runtime.call('add', 1, 2)\n\
+         assert embed_runtime.call('add', 2**40, -1) == 2**40 - 1\n\
+         assert embed_runtime.call('greet', 'ab', 2) == b'abab'\n\
+         try:\n    embed_runtime.call('add', 1, 'x')\nexcept embed_runtime.RustError as e:\n    err = str(e)\n\
+         assert 'argument 2' in err and 'expected i64' in err and 'str' in err, err\n\
+         try:\n    embed_runtime.call('add', 1)\nexcept embed_runtime.RustError as e:\n    err = str(e)\n\
+         assert 'takes 2 argument' in err, err\n\
+         try:\n    embed_runtime.call('boom', 1)\nexcept embed_runtime.RustPanic as e:\n    err = str(e)\n\
+         assert 'typed boom' in err, err\n",
+    )
+    .unwrap();
+    result("done", true);
+}
+
+#[derive(Debug, serde::Deserialize)]
+#[allow(dead_code)]
+struct Record2 {
+    scores: Vec<i64>,
+}
+
+/// A map whose one key is NaN.
+struct NanKeyed;
+
+impl serde::Serialize for NanKeyed {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let mut m = s.serialize_map(Some(1))?;
+        m.serialize_entry(&f64::NAN, &1)?;
+        m.end()
+    }
+}
+
+/// Calls `kinds` (which returns the Python type's name) on any value.
+mod erased {
+    pub trait Value {
+        fn kind(&self, f: &embed_runtime::Function) -> String;
+    }
+    impl<T: serde::Serialize> Value for T {
+        fn kind(&self, f: &embed_runtime::Function) -> String {
+            f.call((self,)).unwrap()
+        }
+    }
+}
+
+fn child_handle_churn() {
+    let rt = embed_runtime::start().expect("start");
+    let json = rt.import("json").unwrap();
+    let batch = 100_000;
+    let churn = || {
+        for _ in 0..batch {
+            drop(json.getattr("dumps").unwrap());
+        }
+    };
+    // Steady state first: the JIT and the nursery are warm.
+    churn();
+    let before = rss_kb();
+    churn();
+    let middle = rss_kb();
+    churn();
+    let after = rss_kb();
+    result("batch", batch);
+    result("rss_growth_first_kb", middle - before);
+    result("rss_growth_second_kb", after - middle);
+    result("memory", rt.memory().unwrap());
 }
 
 fn child_threads() {

@@ -21,7 +21,7 @@ fn lists_the_shipped_recipes() {
         String::from_utf8_lossy(&out.stderr)
     );
     let first = stdout.lines().nth(1).unwrap();
-    assert!(first.starts_with("pypy3.11-v7.3.20 (default)"), "{stdout}");
+    assert!(first.starts_with("pypy3.11-v7.3.23 (default)"), "{stdout}");
     assert!(stdout.contains("pypy3.10-v7.3.19"), "{stdout}");
 }
 
