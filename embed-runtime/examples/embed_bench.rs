@@ -6,7 +6,10 @@
 //! - `calls HOME N`: nanoseconds per fast-path call and per `pypy_execute_source`;
 //! - `extract ARCHIVE CACHE`: extract an archive into an empty cache;
 //! - `memory HOME N default|pypy`: RSS added by N fast-path calls and
-//!   nanoseconds per call, with embed-runtime's default nursery or PyPy's own.
+//!   nanoseconds per call, with embed-runtime's default nursery or PyPy's own;
+//! - `typed HOME CALLS HOT_CALLS HANDLES`: typed calls (marshal, and JSON
+//!   for comparison), a hot Python function, handle churn; the PyO3 side of
+//!   the same cases is `xtask/bench-pyo3`.
 
 use std::path::PathBuf;
 use std::time::Instant;
@@ -16,7 +19,7 @@ use embed_runtime::Builder;
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let usage = "usage: embed_bench first-statement HOME | calls HOME N | extract ARCHIVE CACHE \
-                 | memory HOME N default|pypy";
+                 | memory HOME N default|pypy | typed HOME CALLS HOT_CALLS HANDLES";
     match args
         .iter()
         .map(String::as_str)
@@ -29,6 +32,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         }
         ["calls", home, n] => calls(home, n.parse()?)?,
         ["memory", home, n, nursery] => memory(home, n.parse()?, nursery)?,
+        ["typed", home, calls, hot, handles] => {
+            typed(home, calls.parse()?, hot.parse()?, handles.parse()?)?
+        }
         ["extract", archive, cache] => {
             let home = Builder::new()
                 .home(archive)
@@ -108,4 +114,101 @@ fn rss_kb() -> Result<u64, Box<dyn std::error::Error>> {
         .find_map(|l| l.strip_prefix("VmRSS:"))
         .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
         .ok_or_else(|| "no VmRSS line in /proc/self/status".into())
+}
+
+/// The Python side of the typed cases, shared with the PyO3 bench.
+const TYPED_SOURCE: &str = include_str!("../../xtask/assets/typed_bench.py");
+
+fn typed(
+    home: &str,
+    calls: u32,
+    hot_calls: u32,
+    handles: u32,
+) -> Result<(), Box<dyn std::error::Error>> {
+    use std::collections::HashMap;
+
+    let rt = Builder::new().home(home).start()?;
+    rt.run(TYPED_SOURCE)?;
+
+    // (a) f(i, s) -> a dict of three entries, as a Rust map; marshal.
+    let f = rt.function("__main__", "overhead")?;
+    for i in 0..calls / 10 {
+        let _: HashMap<String, f64> = f.call((i64::from(i), "x"))?;
+    }
+    let start = Instant::now();
+    for i in 0..calls {
+        let m: HashMap<String, f64> = f.call((i64::from(i), "x"))?;
+        assert_eq!(m.len(), 3);
+    }
+    println!(
+        "call_ns={:.1}",
+        start.elapsed().as_nanos() as f64 / f64::from(calls)
+    );
+
+    // The fixed cost of a typed call: no arguments, None back.
+    rt.run("def nothing():\n    return None")?;
+    let nothing = rt.function("__main__", "nothing")?;
+    for _ in 0..calls / 10 {
+        let () = nothing.call(())?;
+    }
+    let start = Instant::now();
+    for _ in 0..calls {
+        let () = nothing.call(())?;
+    }
+    println!(
+        "empty_call_ns={:.1}",
+        start.elapsed().as_nanos() as f64 / f64::from(calls)
+    );
+
+    // The same through JSON on both sides, the alternative wire format.
+    let fj = rt.function("__main__", "overhead_json")?;
+    for i in 0..calls / 10 {
+        let out = fj.call_str(&serde_json::to_string(&(i, "x"))?)?;
+        let _: HashMap<String, f64> = serde_json::from_str(&out)?;
+    }
+    let start = Instant::now();
+    for i in 0..calls {
+        let out = fj.call_str(&serde_json::to_string(&(i, "x"))?)?;
+        let m: HashMap<String, f64> = serde_json::from_str(&out)?;
+        assert_eq!(m.len(), 3);
+    }
+    println!(
+        "json_call_ns={:.1}",
+        start.elapsed().as_nanos() as f64 / f64::from(calls)
+    );
+
+    // (b) a pure-Python loop of 100,000 steps; the JIT warms up first.
+    let hot = rt.function("__main__", "hot")?;
+    for _ in 0..20 {
+        let _: i64 = hot.call((100_000,))?;
+    }
+    let start = Instant::now();
+    for _ in 0..hot_calls {
+        let _: i64 = hot.call((100_000,))?;
+    }
+    println!(
+        "hot_ms={:.3}",
+        start.elapsed().as_secs_f64() * 1e3 / f64::from(hot_calls)
+    );
+
+    // (c) a handle: import (cached by sys.modules), getattr, drop.
+    let churn = |n: u32| -> Result<(), embed_runtime::Error> {
+        for _ in 0..n {
+            let json = rt.import("json")?;
+            drop(json.getattr("dumps")?);
+        }
+        Ok(())
+    };
+    churn(handles / 10)?;
+    let start = Instant::now();
+    churn(handles)?;
+    println!(
+        "handle_ns={:.1}",
+        start.elapsed().as_nanos() as f64 / f64::from(handles)
+    );
+    // RSS over 1,000,000 more handles created and dropped, in steady state.
+    let before = rss_kb()?;
+    churn(1_000_000)?;
+    println!("churn_rss_growth_kb={}", rss_kb()? as i64 - before as i64);
+    Ok(())
 }

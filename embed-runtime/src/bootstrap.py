@@ -149,15 +149,19 @@ def _install(sys, ffi, words, report, sources):
         return place, type(value)
 
     def to_marshal(value, place):
+        # The common case costs one interpreter-level call; the walk that
+        # names the culprit only runs when marshal refuses.
+        try:
+            return dumps(value, 2)
+        except ValueError:
+            pass
         found = unplain(value, place)
-        if found:
-            where, cls = found
-            raise TypeError(
-                "%s is a %s.%s, which has no Rust counterpart; return None, bool, int, "
-                "float, str, bytes, tuple, list, dict or set (or hold it as an object handle)"
-                % (where, cls.__module__, cls.__qualname__)
-            )
-        return dumps(value, 2)
+        where, cls = found if found else (place, type(value))
+        raise TypeError(
+            "%s is a %s.%s, which has no Rust counterpart; return None, bool, int, "
+            "float, str, bytes, tuple, list, dict or set (or hold it as an object handle)"
+            % (where, cls.__module__, cls.__qualname__)
+        )
 
     if words[EXECUTABLE]:
         # pypy_setup_home sets sys.executable to `<home>/x`; the real launcher
@@ -194,7 +198,10 @@ def _install(sys, ffi, words, report, sources):
             arg = unpack(data, size) if size else b""
             if mode == MODE_MARSHAL:
                 args, kwargs = loads(arg)
-                result = functions[handle](*args, **(kwargs or {}))
+                if kwargs:
+                    result = functions[handle](*args, **kwargs)
+                else:
+                    result = functions[handle](*args)
                 out = to_marshal(result, "the result")
                 sink_write(sink, out, len(out))
                 return 0

@@ -8,7 +8,7 @@ use anyhow::{Context, Result};
 /// Options of `cargo xtask bench`.
 #[derive(clap::Args, Debug)]
 pub struct Args {
-    /// Run only the sections whose name contains this (translate, archive, embed).
+    /// Run only the sections whose name contains this (translate, archive, embed, typed).
     #[arg(long)]
     pub only: Option<String>,
     /// Also write the report as JSON to this file.
@@ -106,6 +106,7 @@ const SECTIONS: &[Section] = &[
     ("translate", crate::translate_bench::bench),
     ("archive", crate::archive::bench::section),
     ("embed", crate::embed_bench::section),
+    ("typed", crate::typed_bench::section),
 ];
 
 pub fn run(args: Args) -> Result<()> {

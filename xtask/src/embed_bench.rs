@@ -69,7 +69,7 @@ pub fn section(report: &mut Report) -> Result<()> {
     )
     .run()
     .context("building embed-runtime's bench example in release mode")?;
-    let bench = release_dir().join("examples").join("embed_bench");
+    let bench = release_example("embed_bench");
     let work = tempfile::tempdir().context("creating the benchmark folder")?;
     // The runtime's own cache (its bootstrap module) goes here too, not to the user's.
     sh.set_var(embed_runtime::CACHE_ENV, work.path().join("runtime-cache"));
@@ -350,8 +350,13 @@ fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1e3
 }
 
+/// An example of embed-runtime built in release mode.
+pub fn release_example(name: &str) -> PathBuf {
+    release_dir().join("examples").join(name)
+}
+
 /// `key=value` from the bench binary's output.
-fn value_of(output: &str, key: &str) -> Result<f64> {
+pub fn value_of(output: &str, key: &str) -> Result<f64> {
     output
         .lines()
         .find_map(|l| l.strip_prefix(key)?.strip_prefix('='))

@@ -28,6 +28,7 @@ pub mod targets;
 pub mod test_cmd;
 pub mod translate;
 pub mod translate_bench;
+pub mod typed_bench;
 pub mod verify;
 
 pub use embed_runtime::manifest;
