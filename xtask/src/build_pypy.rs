@@ -44,6 +44,8 @@ pub struct Args {
 pub fn run(args: Args) -> Result<()> {
     let started = Instant::now();
     let sh = Shell::new()?;
+    // Hashed now: the binary may be rebuilt while an hour-long translation runs.
+    let xtask_id = xtask_identity()?;
     let recipe = match &args.recipe {
         Some(name) => recipe::find(name)?,
         None => recipe::newest()?,
@@ -148,7 +150,7 @@ pub fn run(args: Args) -> Result<()> {
     let stored = outputs
         .dir
         .join("packages")
-        .join(package_key(&outputs, &recipe, &origin)?);
+        .join(package_key(&outputs, &recipe, &origin, &xtask_id)?);
     let archive = match reuse_package(&stored, &dist, &recipe, &target)? {
         Some(archive) => archive,
         None => {
@@ -184,14 +186,20 @@ fn package_key(
     outputs: &translate::Outputs,
     recipe: &recipe::Recipe,
     origin: &Origin,
+    xtask_id: &str,
 ) -> Result<String> {
     let mut hasher = Sha256::new();
     hasher.update(outputs.key.as_bytes());
     hasher.update(fs_err::read(&recipe.path)?);
     hasher.update(serde_json::to_vec(origin)?);
-    let exe = std::env::current_exe().context("locating the xtask binary")?;
-    hasher.update(fetch::sha256_file(&exe)?.as_bytes());
+    hasher.update(xtask_id.as_bytes());
     Ok(hex::encode(hasher.finalize()))
+}
+
+/// The sha256 of this xtask's own binary.
+fn xtask_identity() -> Result<String> {
+    let exe = std::env::current_exe().context("locating the xtask binary")?;
+    fetch::sha256_file(&exe).with_context(|| format!("hashing {}", exe.display()))
 }
 
 /// Publishes a stored archive into `dist` and verifies it there, or says there is none.
