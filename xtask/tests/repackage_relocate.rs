@@ -32,6 +32,10 @@ fn absolute_runpath_becomes_origin_relative() {
     fs_err::create_dir_all(t.join("lib")).unwrap();
     let dest = t.join("lib/pypy3.9");
     xshell::cmd!(sh, "cp -al {stdlib} {dest}").run().unwrap();
+    let include = debian.join("usr/include/pypy3.9");
+    fs_err::create_dir_all(t.join("include")).unwrap();
+    let dest = t.join("include/pypy3.9");
+    xshell::cmd!(sh, "cp -al {include} {dest}").run().unwrap();
 
     let out = tempfile::tempdir().unwrap();
     let target = targets::get("x86_64-unknown-linux-gnu").unwrap();
