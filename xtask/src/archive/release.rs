@@ -187,23 +187,9 @@ pub fn locate(tree: &Path, target: &Target) -> Result<Found> {
 /// target, or no launcher), reads the version banner compiled into libpypy.
 pub fn interpreter_versions(launcher: Option<&Path>, libpypy: &Path) -> Result<Versions> {
     if let Some(launcher) = launcher {
-        let sh = Shell::new()?;
-        let lib_dir = libpypy.parent().unwrap_or(Path::new("."));
-        let var = if cfg!(target_os = "macos") {
-            "DYLD_LIBRARY_PATH"
-        } else {
-            "LD_LIBRARY_PATH"
-        };
-        let _env = sh.push_env(var, lib_dir);
         let code = "import sys; v = sys.version_info; p = sys.pypy_version_info; \
                     print('%d.%d %d.%d.%d' % (v[0], v[1], p[0], p[1], p[2]))";
-        let out = cmd!(sh, "{launcher} -S -c {code}")
-            .env_remove("PYTHONHOME")
-            .env_remove("PYTHONPATH")
-            .quiet()
-            .ignore_stderr()
-            .read();
-        if let Ok(out) = out {
+        if let Ok(out) = ask_launcher(launcher, libpypy, code) {
             if let Some((python, pypy)) = out.trim().split_once(' ') {
                 return Ok(Versions {
                     python: python.into(),
@@ -228,24 +214,9 @@ fn interpreter_paths(
     libpypy: &Path,
     tree: &Path,
 ) -> Option<(Option<PathBuf>, Option<PathBuf>)> {
-    let launcher = launcher?;
-    let sh = Shell::new().ok()?;
-    let lib_dir = libpypy.parent().unwrap_or(Path::new("."));
-    let var = if cfg!(target_os = "macos") {
-        "DYLD_LIBRARY_PATH"
-    } else {
-        "LD_LIBRARY_PATH"
-    };
-    let _env = sh.push_env(var, lib_dir);
     let code = "import sysconfig; print(sysconfig.get_path('stdlib')); \
                 print(sysconfig.get_path('include'))";
-    let out = cmd!(sh, "{launcher} -S -c {code}")
-        .env_remove("PYTHONHOME")
-        .env_remove("PYTHONPATH")
-        .quiet()
-        .ignore_stderr()
-        .read()
-        .ok()?;
+    let out = ask_launcher(launcher?, libpypy, code).ok()?;
     let tree = tree.canonicalize().ok()?;
     let inside = |line: Option<&str>| {
         let path = PathBuf::from(line?.trim()).canonicalize().ok()?;
@@ -253,6 +224,26 @@ fn interpreter_paths(
     };
     let mut lines = out.lines();
     Some((inside(lines.next()), inside(lines.next())))
+}
+
+/// Runs `code` with the launcher (`-S`, no `PYTHONHOME`/`PYTHONPATH`), with
+/// libpypy's folder on the loader path, since layouts like Debian's keep
+/// the two apart; its stdout.
+fn ask_launcher(launcher: &Path, libpypy: &Path, code: &str) -> Result<String> {
+    let sh = Shell::new()?;
+    let lib_dir = libpypy.parent().unwrap_or(Path::new("."));
+    let var = if cfg!(target_os = "macos") {
+        "DYLD_LIBRARY_PATH"
+    } else {
+        "LD_LIBRARY_PATH"
+    };
+    let _env = sh.push_env(var, lib_dir);
+    Ok(cmd!(sh, "{launcher} -S -c {code}")
+        .env_remove("PYTHONHOME")
+        .env_remove("PYTHONPATH")
+        .quiet()
+        .ignore_stderr()
+        .read()?)
 }
 
 /// Reads the banner pieces PyPy compiles into libpypy for `sys.version`:
