@@ -22,15 +22,45 @@ pub fn dist_dir() -> PathBuf {
 }
 
 /// Root of our caches: `$PYPY_EMBED_CACHE`, else the user's cache folder, else `target/`.
+/// An empty variable counts as unset, as XDG's convention has it (an empty
+/// `PYPY_EMBED_CACHE` used to put `downloads/` into the current folder).
 pub fn cache_root() -> PathBuf {
-    if let Some(dir) = std::env::var_os(CACHE_ENV) {
-        return PathBuf::from(dir);
+    cache_root_from(|name| std::env::var_os(name))
+}
+
+fn cache_root_from(env: impl Fn(&str) -> Option<std::ffi::OsString>) -> PathBuf {
+    let set = |name: &str| env(name).filter(|v| !v.is_empty()).map(PathBuf::from);
+    if let Some(dir) = set(CACHE_ENV) {
+        return dir;
     }
-    match std::env::var_os("XDG_CACHE_HOME")
-        .map(PathBuf::from)
-        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))
-    {
+    match set("XDG_CACHE_HOME").or_else(|| set("HOME").map(|h| h.join(".cache"))) {
         Some(dir) => dir.join("pypy-embed"),
         None => workspace_root().join("target").join("pypy-embed-cache"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn root_with(vars: &[(&str, &str)]) -> PathBuf {
+        cache_root_from(|name| vars.iter().find(|(k, _)| *k == name).map(|(_, v)| v.into()))
+    }
+
+    #[test]
+    fn empty_variables_count_as_unset() {
+        assert_eq!(root_with(&[(CACHE_ENV, "/c")]), Path::new("/c"));
+        assert_eq!(
+            root_with(&[(CACHE_ENV, ""), ("XDG_CACHE_HOME", ""), ("HOME", "/home/u")]),
+            Path::new("/home/u/.cache/pypy-embed")
+        );
+        assert_eq!(
+            root_with(&[("XDG_CACHE_HOME", "/x")]),
+            Path::new("/x/pypy-embed")
+        );
+        assert_eq!(
+            root_with(&[(CACHE_ENV, ""), ("HOME", "")]),
+            workspace_root().join("target/pypy-embed-cache")
+        );
     }
 }
