@@ -78,8 +78,9 @@ impl LibPyPy {
         // SAFETY: loading runs libpypy's initialisers, which only set up
         // RPython's static data; nothing else in the process depends on them.
         let library = unsafe { open_library(&absolute) }.map_err(|e| load_error(e.to_string()))?;
-        // SAFETY: each type matches the C declaration of DESIGN.md §1
-        // (`int rpython_startup_code(void)`, `int pypy_setup_home(char *, int)`, …).
+        // SAFETY: each type matches the C declaration in the archive's
+        // `pypy_embed.h` (xtask/assets/pypy_embed.h: `int rpython_startup_code(void)`,
+        // `int pypy_setup_home(char *, int)`, …).
         let lib = unsafe {
             LibPyPy {
                 startup: symbol(&library, "rpython_startup_code").map_err(load_error)?,

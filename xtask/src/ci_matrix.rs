@@ -16,9 +16,10 @@ use crate::targets::{self, Target};
 /// Folder of the workflows, relative to the workspace root.
 pub const WORKFLOWS_DIR: &str = ".github/workflows";
 
-/// Minutes a release build may take: a full JIT translation measured ~55 min on
-/// 2 cores with a PyPy 2.7 host and ~2 h with CPython 2.7 (DESIGN.md §2); the
-/// rest covers packaging, verification and runners slower than that machine.
+/// Minutes a release build may take: a full JIT translation measured 44-75 min
+/// on 2 cores with a PyPy 2.7 host (docs/build-report.md), and longer with
+/// CPython 2.7; the rest covers packaging, verification and runners slower
+/// than that machine.
 pub const RELEASE_BUILD_TIMEOUT_MINUTES: u32 = 240;
 
 /// Minutes the test job may take (fixtures, a small real translation, the suite).
