@@ -987,7 +987,16 @@ impl<'de> de::SeqAccess<'de> for Seq {
 
 struct Map {
     items: std::vec::IntoIter<(Value, Value)>,
-    value: Option<(String, Value)>,
+    /// The value of the key just read, and that key for errors.
+    value: Option<(Value, Value)>,
+}
+
+/// `.name` for a str key, `[repr]` for any other: where an error in a dict is.
+fn key_place(key: &Value) -> String {
+    match key {
+        Value::Str(s) => format!(".{s}"),
+        other => format!("[{}]", other.repr()),
+    }
 }
 
 impl Map {
@@ -1008,24 +1017,24 @@ impl<'de> de::MapAccess<'de> for Map {
         let Some((key, value)) = self.items.next() else {
             return Ok(None);
         };
-        let place = match &key {
-            Value::Str(s) => format!(".{s}"),
-            other => format!("[{}]", other.repr()),
-        };
-        self.value = Some((place.clone(), value));
-        seed.deserialize(key)
-            .map(Some)
-            .map_err(|e| e.at(format!("{place} (the key)")))
+        // Places are formatted only when something fails: this is the hot
+        // path of every dict a typed call returns.
+        // A copy of the key (a scalar or a small tuple) names the place of an error.
+        let for_errors = key.clone();
+        let result = seed.deserialize(key);
+        let result = result.map_err(|e| e.at(format!("{} (the key)", key_place(&for_errors))));
+        self.value = Some((for_errors, value));
+        result.map(Some)
     }
     fn next_value_seed<V: DeserializeSeed<'de>>(
         &mut self,
         seed: V,
     ) -> Result<V::Value, ConvertError> {
-        let (place, value) = self
+        let (key, value) = self
             .value
             .take()
             .ok_or_else(|| ConvertError::new("a dict value without its key"))?;
-        seed.deserialize(value).map_err(|e| e.at(place))
+        seed.deserialize(value).map_err(|e| e.at(key_place(&key)))
     }
     fn size_hint(&self) -> Option<usize> {
         Some(self.items.len())

@@ -1072,7 +1072,7 @@ fn child_typed() {
     );
     let e = f("record").call::<_, Record2>(()).unwrap_err().to_string();
     assert!(
-        e.contains("scores[1]") && e.contains("expected i64") || e.contains("got Python float"),
+        e.contains("scores[0]: expected i64, got Python float 1.0") && e.contains("Record2"),
         "{e}"
     );
     let e = f("odd").call::<_, ()>(()).unwrap_err();

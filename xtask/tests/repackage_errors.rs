@@ -35,6 +35,13 @@ const LIB: &str = "usr/lib/x86_64-linux-gnu/libpypy3.9-c.so";
 const LAUNCHER: &str = "usr/bin/pypy3.9";
 const STDLIB: &str = "usr/lib/pypy3.9";
 const INCLUDE: &str = "usr/include/pypy3.9";
+/// Everything a repackageable tree has: library, launcher, stdlib, headers.
+const COMPLETE: &[(&str, &str)] = &[
+    (LIB, LIB),
+    (LAUNCHER, LAUNCHER),
+    (STDLIB, STDLIB),
+    (INCLUDE, INCLUDE),
+];
 
 fn repackage_err(tree: &Path) -> String {
     let out = tempfile::tempdir_in(fixtures::root()).unwrap();
@@ -123,15 +130,7 @@ fn library_without_a_launcher_still_gives_versions() {
 #[test]
 fn text_file_naming_the_build_tree() {
     let dir = scratch();
-    tree_with(
-        dir.path(),
-        &[
-            (LIB, LIB),
-            (LAUNCHER, LAUNCHER),
-            (STDLIB, STDLIB),
-            (INCLUDE, INCLUDE),
-        ],
-    );
+    tree_with(dir.path(), COMPLETE);
     let pth = dir.path().join(STDLIB).join("build-paths.pth");
     fs_err::write(&pth, format!("{}/site-packages\n", dir.path().display())).unwrap();
     let err = repackage_err(dir.path());
@@ -192,15 +191,7 @@ fn a_second_empty_stdlib_folder_is_not_taken_for_the_standard_library() {
     // Debian's pypy3 leaves an empty /usr/local/lib/pypy3.9/dist-packages
     // behind; the interpreter says which folder is its own.
     let dir = scratch();
-    tree_with(
-        dir.path(),
-        &[
-            (LIB, LIB),
-            (LAUNCHER, LAUNCHER),
-            (STDLIB, STDLIB),
-            (INCLUDE, INCLUDE),
-        ],
-    );
+    tree_with(dir.path(), COMPLETE);
     fs_err::create_dir_all(dir.path().join("usr/local/lib/pypy3.9/dist-packages")).unwrap();
     let target = targets::get("x86_64-unknown-linux-gnu").unwrap();
     let found = xtask::archive::locate(dir.path(), &target).unwrap();
