@@ -15,6 +15,8 @@ use std::fmt;
 use serde::de::{self, DeserializeSeed, IntoDeserializer, Visitor};
 use serde::ser::{self, Serialize};
 
+mod stream;
+
 // Type codes of CPython's and PyPy's marshal.
 const NULL: u8 = b'0';
 const NONE: u8 = b'N';
@@ -695,8 +697,21 @@ pub fn read(bytes: &[u8]) -> Result<(Value, &[u8]), ConvertError> {
     }
 }
 
-/// Reads `bytes` (one marshal value) as a `T`.
+/// Reads `bytes` (one marshal value) as a `T`: straight from the bytes
+/// when they fit, and otherwise once more through a `Value` tree, whose
+/// error says where the value went wrong.
 pub fn from_bytes<T: de::DeserializeOwned>(bytes: &[u8]) -> Result<T, ConvertError> {
+    let mut stream = stream::Stream { bytes };
+    if let Ok(value) = T::deserialize(&mut stream) {
+        if stream.bytes.is_empty() {
+            return Ok(value);
+        }
+    }
+    from_tree(bytes)
+}
+
+/// [`from_bytes`] through a `Value` tree.
+fn from_tree<T: de::DeserializeOwned>(bytes: &[u8]) -> Result<T, ConvertError> {
     let (value, rest) = read(bytes)?;
     if !rest.is_empty() {
         return Err(ConvertError::new("extra bytes after the marshal value"));

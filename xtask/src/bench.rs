@@ -87,6 +87,12 @@ impl Report {
 }
 
 /// The median of `runs` timings of `f`, after one warm-up run.
+/// The middle value (the upper one of an even count).
+pub fn median(values: &mut [f64]) -> f64 {
+    values.sort_by(|a, b| a.total_cmp(b));
+    values[values.len() / 2]
+}
+
 pub fn median_time(runs: usize, mut f: impl FnMut() -> Result<()>) -> Result<Duration> {
     f().context("warm-up run")?;
     let mut times = Vec::with_capacity(runs);

@@ -85,8 +85,8 @@ pub fn bench(report: &mut Report) -> Result<()> {
         translate::translate(&sh, &spec, &host, &cache, true)?;
         driven.push(start.elapsed().as_secs_f64());
     }
-    let hand = median(&mut by_hand);
-    let ours = median(&mut driven);
+    let hand = crate::bench::median(&mut by_hand);
+    let ours = crate::bench::median(&mut driven);
     let overhead = ours / hand;
     report.add(Row {
         section: "translate".into(),
@@ -110,7 +110,7 @@ pub fn bench(report: &mut Report) -> Result<()> {
         hits.push(start.elapsed().as_secs_f64());
         anyhow::ensure!(out.cached, "the second translation was not a cache hit");
     }
-    let hit = median(&mut hits);
+    let hit = crate::bench::median(&mut hits);
     report.add(Row {
         section: "translate".into(),
         name: "cache hit, translate() (median s)".into(),
@@ -161,7 +161,7 @@ fn cli_cache_hit(sh: &Shell, h: &fixtures::Host27) -> Result<f64> {
     for _ in 0..5 {
         times.push(run()?);
     }
-    Ok(median(&mut times))
+    Ok(crate::bench::median(&mut times))
 }
 
 /// The command line the driver would run, run plainly with the same environment.
@@ -191,9 +191,4 @@ fn time_by_hand(sh: &Shell, spec: &Spec, host: &host::HostPython) -> Result<f64>
         log.display()
     );
     Ok(elapsed)
-}
-
-fn median(values: &mut [f64]) -> f64 {
-    values.sort_by(|a, b| a.total_cmp(b));
-    values[values.len() / 2]
 }

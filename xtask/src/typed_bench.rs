@@ -17,6 +17,7 @@ use crate::{fixtures, paths};
 const CALLS: &str = "200000";
 const HOT_CALLS: &str = "200";
 const HANDLES: &str = "200000";
+const ROUNDS: usize = 3;
 
 pub fn section(report: &mut Report) -> Result<()> {
     let sh = Shell::new()?;
@@ -47,18 +48,34 @@ pub fn section(report: &mut Report) -> Result<()> {
     let _cache = sh.push_env(embed_runtime::CACHE_ENV, work.path().join("cache"));
     let ours_exe = crate::embed_bench::release_example("embed_bench");
     let theirs_exe = bench_pyo3.join("target/release/bench-pyo3");
-    let ours = cmd!(
-        sh,
-        "{ours_exe} typed {archive} {CALLS} {HOT_CALLS} {HANDLES}"
-    )
-    .quiet()
-    .read()
-    .context("running embed-runtime's typed bench")?;
-    let theirs = cmd!(sh, "{theirs_exe} {CALLS} {HOT_CALLS} {HANDLES}")
-        .quiet()
-        .read()
-        .context("running the PyO3 bench")?;
-    let value = |out: &str, key: &str| crate::embed_bench::value_of(out, key);
+    // Both sides in turn, several rounds: a machine's load then weighs on
+    // both alike, and the median of each figure is reported.
+    let mut ours = Vec::new();
+    let mut theirs = Vec::new();
+    for _ in 0..ROUNDS {
+        ours.push(
+            cmd!(
+                sh,
+                "{ours_exe} typed {archive} {CALLS} {HOT_CALLS} {HANDLES}"
+            )
+            .quiet()
+            .read()
+            .context("running embed-runtime's typed bench")?,
+        );
+        theirs.push(
+            cmd!(sh, "{theirs_exe} {CALLS} {HOT_CALLS} {HANDLES}")
+                .quiet()
+                .read()
+                .context("running the PyO3 bench")?,
+        );
+    }
+    let value = |outs: &[String], key: &str| -> Result<f64> {
+        let mut values = outs
+            .iter()
+            .map(|out| crate::embed_bench::value_of(out, key))
+            .collect::<Result<Vec<f64>>>()?;
+        Ok(crate::bench::median(&mut values))
+    };
     let name = archive_label(&archive);
     let section = format!("typed {name} vs PyO3 on CPython");
 
