@@ -187,12 +187,16 @@
 //!   Python functions, not Rust ones (`register_typed` takes positional
 //!   arguments).
 
+// The compiler keeps every `unsafe` block in `ffi`, each with its SAFETY line.
+#![deny(unsafe_code)]
+
 mod archive_name;
 mod cache;
 mod discover;
 #[cfg(feature = "embedded-archive")]
 mod embedded;
 mod error;
+#[allow(unsafe_code)]
 mod ffi;
 pub mod manifest;
 pub mod marshal;

@@ -769,7 +769,10 @@ mod tests {
             RpythonChoice::from_value(&linux, Some("")).unwrap(),
             RpythonChoice::Table(TestRpython::PypiSdist)
         );
-        let tree = rpython_tree().unwrap();
+        let source = tempfile::tempdir().unwrap();
+        fs_err::create_dir_all(source.path().join("rpython")).unwrap();
+        fs_err::write(source.path().join("rpython/__main__.py"), "").unwrap();
+        let tree = source.path().to_path_buf();
         assert_eq!(
             RpythonChoice::from_value(&linux, tree.to_str()).unwrap(),
             RpythonChoice::Tree(tree)

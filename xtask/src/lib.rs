@@ -26,6 +26,8 @@ pub mod recipes_cmd;
 pub mod repackage;
 pub mod targets;
 pub mod test_cmd;
+#[cfg(test)]
+mod tidy;
 pub mod translate;
 pub mod translate_bench;
 pub mod typed_bench;

@@ -290,26 +290,18 @@ mod tests {
         targets::get("x86_64-unknown-linux-gnu").unwrap()
     }
 
-    // Debian's pypy3 tree is a fixture of Linux machines only.
-    #[cfg(target_os = "linux")]
-    /// A source tree whose `pypy/goal` holds Debian's real launcher and
-    /// libpypy under the names a translation gives them.
+    /// A source tree whose `pypy/goal` holds a launcher and a libpypy under
+    /// the names a translation gives them (only the names are looked at).
     fn goal_tree() -> tempfile::TempDir {
-        let debian = crate::fixtures::debian_pypy3().unwrap();
-        let tree = tempfile::tempdir_in(crate::fixtures::root()).unwrap();
+        let tree = tempfile::tempdir().unwrap();
         let goal = tree.path().join("pypy/goal");
         fs_err::create_dir_all(&goal).unwrap();
-        fs_err::hard_link(debian.join("usr/bin/pypy3.9"), goal.join("pypy3.9-c")).unwrap();
-        fs_err::hard_link(
-            debian.join("usr/lib/x86_64-linux-gnu/libpypy3.9-c.so"),
-            goal.join("libpypy3.9-c.so"),
-        )
-        .unwrap();
+        fs_err::write(goal.join("pypy3.9-c"), "launcher").unwrap();
+        fs_err::write(goal.join("libpypy3.9-c.so"), "library").unwrap();
         tree
     }
 
     #[test]
-    #[cfg(target_os = "linux")]
     fn finds_the_translation_outputs() {
         let tree = goal_tree();
         let t = find_translated(tree.path(), &linux()).unwrap();
@@ -319,7 +311,6 @@ mod tests {
     }
 
     #[test]
-    #[cfg(target_os = "linux")]
     fn missing_outputs_are_named() {
         let tree = goal_tree();
         let goal = tree.path().join("pypy/goal");

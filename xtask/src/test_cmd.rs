@@ -42,6 +42,15 @@ pub fn run(args: Args) -> Result<()> {
     )
     .run()
     .context("building the test-suite failed")?;
+    // Unit tests need no fixture: they run first against an empty fixture
+    // folder, as on a fresh checkout.
+    {
+        let empty = tempfile::tempdir()?;
+        let _no_fixtures = sh.push_env(fixtures::FIXTURES_ENV, empty.path());
+        cmd!(sh, "cargo test --workspace --lib {extra...}")
+            .run()
+            .context("the unit tests failed without fixtures")?;
+    }
     // The other OSes' code paths are compiled and linted here, as no runner
     // of theirs is at hand: while the tests run, which leave a core idle for
     // long stretches (RPython annotates on one), rather than while they build.

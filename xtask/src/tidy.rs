@@ -1,0 +1,133 @@
+//! House rules checked by `cargo test`, in the spirit of rust-analyzer's
+//! tidy test: every module says what it is for, `unsafe` lives only in
+//! embed-runtime's `ffi`, and every environment variable the code reads is
+//! in the README.
+
+use std::path::{Path, PathBuf};
+
+use crate::paths::workspace_root;
+
+/// The one file allowed to hold `unsafe` code.
+const UNSAFE_HOME: &str = "embed-runtime/src/ffi.rs";
+
+/// Every `.rs` file of the repository, outside build output.
+fn rust_files() -> Vec<PathBuf> {
+    let root = workspace_root();
+    walkdir::WalkDir::new(&root)
+        .into_iter()
+        .filter_entry(|e| {
+            let name = e.file_name().to_string_lossy();
+            !(name == "target" || name == "dist" || name.starts_with('.'))
+        })
+        .filter_map(Result::ok)
+        .filter(|e| e.file_type().is_file() && e.path().extension().is_some_and(|x| x == "rs"))
+        .map(|e| e.into_path())
+        .collect()
+}
+
+fn relative(path: &Path) -> String {
+    path.strip_prefix(workspace_root())
+        .unwrap_or(path)
+        .to_string_lossy()
+        .replace('\\', "/")
+}
+
+/// The code of a line without its `//` comment (strings are not parsed:
+/// no line here puts `//` inside a string before the word checked).
+fn code_of(line: &str) -> &str {
+    line.split("//").next().unwrap_or("")
+}
+
+#[test]
+fn every_module_says_what_it_is_for() {
+    let missing: Vec<String> = rust_files()
+        .into_iter()
+        .filter(|path| {
+            let text = fs_err::read_to_string(path).unwrap();
+            !text.trim_start().starts_with("//!")
+        })
+        .map(|path| relative(&path))
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "files without a `//!` line at the top: {missing:?}"
+    );
+}
+
+#[test]
+fn unsafe_code_lives_only_in_ffi() {
+    let mut found = Vec::new();
+    for path in rust_files() {
+        let name = relative(&path);
+        if name == UNSAFE_HOME || name == "xtask/src/tidy.rs" {
+            continue;
+        }
+        let text = fs_err::read_to_string(&path).unwrap();
+        for (number, line) in text.lines().enumerate() {
+            let code = code_of(line);
+            if [
+                "unsafe {",
+                "unsafe fn",
+                "unsafe impl",
+                "unsafe extern",
+                "unsafe trait",
+            ]
+            .iter()
+            .any(|word| code.contains(word))
+            {
+                found.push(format!("{name}:{}: {}", number + 1, line.trim()));
+            }
+        }
+    }
+    assert!(
+        found.is_empty(),
+        "unsafe code outside {UNSAFE_HOME}: {found:#?}"
+    );
+    let lib = fs_err::read_to_string(workspace_root().join("embed-runtime/src/lib.rs")).unwrap();
+    assert!(
+        lib.contains("#![deny(unsafe_code)]"),
+        "embed-runtime's lib.rs no longer denies unsafe code"
+    );
+}
+
+/// The names of our environment variables (`PYPY_...` in double quotes).
+fn variables_in(text: &str) -> Vec<String> {
+    let mut found = Vec::new();
+    for piece in text.split('"').skip(1).step_by(2) {
+        let is_name = piece.starts_with("PYPY_")
+            && piece.len() > 5
+            && piece
+                .chars()
+                .all(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || c == '_');
+        if is_name {
+            found.push(piece.to_string());
+        }
+    }
+    found
+}
+
+#[test]
+fn every_environment_variable_is_in_the_readme() {
+    let readme = fs_err::read_to_string(workspace_root().join("README.md")).unwrap();
+    let mut missing = Vec::new();
+    for path in rust_files() {
+        let text = fs_err::read_to_string(&path).unwrap();
+        for name in variables_in(&text) {
+            if !readme.contains(&format!("`{name}`")) {
+                missing.push(format!("{name} ({})", relative(&path)));
+            }
+        }
+    }
+    missing.sort();
+    missing.dedup();
+    assert!(
+        missing.is_empty(),
+        "environment variables the README's table does not list: {missing:?}"
+    );
+}
+
+#[test]
+fn variable_names_are_found_in_string_literals_only() {
+    let text = r#"var("PYPY_EMBED_CACHE"); let x = "PYPY_"; "not PYPY_X" "PYPY_GC_MAX""#;
+    assert_eq!(variables_in(text), ["PYPY_EMBED_CACHE", "PYPY_GC_MAX"]);
+}
