@@ -628,6 +628,36 @@ mod tests {
         }
     }
 
+    /// Libraries whose headers come with macOS's own SDK, so no Homebrew
+    /// formula of theirs is installed.
+    const MACOS_SDK_PROVIDES: &[&str] = &["zlib", "bzip2", "expat", "ncurses"];
+
+    #[test]
+    fn doctor_and_the_target_table_name_the_same_packages() {
+        for t in targets::all().unwrap() {
+            for lib in LIBRARIES {
+                let listed = |name: &str| t.system_packages.iter().any(|p| p == name);
+                match t.package_manager {
+                    targets::PackageManager::Apt => assert!(
+                        listed(lib.debian),
+                        "{}: doctor suggests `{}` for {}, which system_packages lacks",
+                        t.triple,
+                        lib.debian,
+                        lib.what
+                    ),
+                    targets::PackageManager::Brew => assert!(
+                        listed(lib.homebrew) || MACOS_SDK_PROVIDES.contains(&lib.homebrew),
+                        "{}: doctor suggests `{}` for {}, which system_packages lacks",
+                        t.triple,
+                        lib.homebrew,
+                        lib.what
+                    ),
+                    _ => {}
+                }
+            }
+        }
+    }
+
     #[test]
     fn hints_follow_the_targets_package_manager() {
         let linux = targets::get("x86_64-unknown-linux-gnu").unwrap();

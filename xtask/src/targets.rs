@@ -163,6 +163,9 @@ pub struct Target {
     /// The `Libs:` line of the pkg-config file.
     pkgconfig_libs: String,
     pub search_path: SearchPath,
+    /// The variable the loader searches for shared libraries
+    /// (`LD_LIBRARY_PATH`, `DYLD_LIBRARY_PATH`, `PATH`).
+    pub loader_path_var: String,
     /// MACOSX_DEPLOYMENT_TARGET of macOS builds.
     #[serde(default)]
     pub deployment_target: Option<String>,
@@ -1018,5 +1021,17 @@ mod tests {
             parse(&table_with("ci = true", "ci = true\ncolour = \"red\"")).unwrap_err()
         );
         assert!(err.contains("unknown field `colour`"), "{err}");
+    }
+
+    #[test]
+    fn loader_variables_follow_the_os() {
+        for t in all().unwrap() {
+            let expected = match t.os {
+                Os::Linux => "LD_LIBRARY_PATH",
+                Os::Macos => "DYLD_LIBRARY_PATH",
+                Os::Windows => "PATH",
+            };
+            assert_eq!(t.loader_path_var, expected, "{}", t.triple);
+        }
     }
 }

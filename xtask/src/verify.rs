@@ -337,17 +337,22 @@ pub fn dependency_allowed(
 /// Python run by the relocated launcher; each import loads a cffi or
 /// ctypes module that links system libraries.
 const LAUNCHER_CHECK: &str = "import sys, sqlite3, ssl, ctypes, cffi; print(sys.prefix)";
-/// Removes every variable that could make PyPy or the loader look outside the tree.
+/// Removes every variable that could make PyPy or the loader look outside
+/// the tree: Python's own, and every loader variable of the target table
+/// but `PATH`, which Windows programs cannot do without.
 pub(crate) fn clean_env(c: xshell::Cmd<'_>) -> xshell::Cmd<'_> {
-    [
-        "PYTHONHOME",
-        "PYTHONPATH",
-        "PYTHONSTARTUP",
-        "LD_LIBRARY_PATH",
-        "DYLD_LIBRARY_PATH",
-    ]
-    .iter()
-    .fold(c, |c, var| c.env_remove(var))
+    let loader_vars: Vec<String> = targets::all()
+        .map(|all| all.into_iter().map(|t| t.loader_path_var).collect())
+        .unwrap_or_default();
+    ["PYTHONHOME", "PYTHONPATH", "PYTHONSTARTUP"]
+        .into_iter()
+        .chain(
+            loader_vars
+                .iter()
+                .map(String::as_str)
+                .filter(|v| *v != "PATH"),
+        )
+        .fold(c, |c, var| c.env_remove(var))
 }
 
 /// Runs the launcher and the C embedding program from the unpacked tree,
@@ -428,10 +433,13 @@ fn run_embed_program(
     )
     .context("compiling the C embedding check")?;
     let mut run = clean_env(cmd!(sh, "{exe} {lib}"));
+    // Windows finds a DLL beside the executable or on its loader path, and
+    // this executable is not beside libpypy.
     if target.os == targets::Os::Windows {
-        let path = std::env::var_os("PATH").unwrap_or_default();
+        let var = &target.loader_path_var;
+        let path = std::env::var_os(var).unwrap_or_default();
         let dirs = std::iter::once(lib_dir.to_path_buf()).chain(std::env::split_paths(&path));
-        run = run.env("PATH", std::env::join_paths(dirs)?);
+        run = run.env(var, std::env::join_paths(dirs)?);
     }
     let out = run
         .quiet()

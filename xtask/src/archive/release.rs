@@ -232,12 +232,9 @@ fn interpreter_paths(
 fn ask_launcher(launcher: &Path, libpypy: &Path, code: &str) -> Result<String> {
     let sh = Shell::new()?;
     let lib_dir = libpypy.parent().unwrap_or(Path::new("."));
-    let var = if cfg!(target_os = "macos") {
-        "DYLD_LIBRARY_PATH"
-    } else {
-        "LD_LIBRARY_PATH"
-    };
-    let _env = sh.push_env(var, lib_dir);
+    // The launcher runs here, so the loader is this machine's.
+    let host = crate::targets::get(crate::targets::host_triple())?;
+    let _env = sh.push_env(&host.loader_path_var, lib_dir);
     Ok(cmd!(sh, "{launcher} -S -c {code}")
         .env_remove("PYTHONHOME")
         .env_remove("PYTHONPATH")
