@@ -3,10 +3,6 @@
 //! build target in the workspace's `dist/`. With the `embedded-archive`
 //! feature it also records the archive's sha256 for `include_bytes!`.
 
-#[path = "src/archive_name.rs"]
-#[allow(dead_code)]
-mod archive_name;
-
 use std::env;
 use std::path::{Path, PathBuf};
 
@@ -18,7 +14,6 @@ fn main() {
     println!("cargo:rustc-env=EMBED_RUNTIME_TARGET={target}");
     println!("cargo:rerun-if-env-changed={BUILD_ARCHIVE_ENV}");
     println!("cargo:rerun-if-changed=build.rs");
-    println!("cargo:rerun-if-changed=src/archive_name.rs");
 
     let mut searched = Vec::new();
     let found = match env::var_os(BUILD_ARCHIVE_ENV).filter(|v| !v.is_empty()) {
@@ -42,7 +37,7 @@ fn main() {
                     // Cargo watches a folder's contents, so a new archive rebuilds.
                     println!("cargo:rerun-if-changed={}", dist.display());
                 }
-                if let Some(path) = archive_name::newest_for(&dist, &target) {
+                if let Some(path) = pypy_archive::name::newest_for(&dist, &target) {
                     found = Some(path);
                     break;
                 }
@@ -97,20 +92,6 @@ fn dist_dirs() -> Vec<PathBuf> {
 }
 
 fn sha256_file(path: &Path) -> String {
-    use sha2::Digest;
-    use std::io::Read;
-    let mut file =
-        std::fs::File::open(path).unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()));
-    let mut hasher = sha2::Sha256::new();
-    let mut buffer = vec![0u8; 1 << 20];
-    loop {
-        let n = file
-            .read(&mut buffer)
-            .unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()));
-        if n == 0 {
-            break;
-        }
-        hasher.update(&buffer[..n]);
-    }
-    hex::encode(hasher.finalize())
+    pypy_archive::hash::sha256_file(path)
+        .unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()))
 }

@@ -24,8 +24,9 @@ use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use pypy_archive::hash::{sha256_bytes, sha256_file};
+use pypy_archive::lock::FileLock;
 use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256};
 
 use crate::error::Error;
 use crate::manifest::{Manifest, MANIFEST_NAME, TOP_DIR};
@@ -108,16 +109,10 @@ pub(crate) fn ensure(cache: &Path, archive: &ArchiveRef<'_>) -> Result<Extracted
 
     fs::create_dir_all(cache).map_err(|e| Error::io("creating the cache folder", cache, e))?;
     let lock_path = cache.join(format!("{sha256}.lock"));
-    let lock = File::options()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(&lock_path)
-        .map_err(|e| Error::io("opening the lock file", &lock_path, e))?;
     // Blocks while another process extracts; the OS releases the lock if that
     // process dies, so a crash cannot wedge later starts.
-    lock.lock()
-        .map_err(|e| Error::io("locking", &lock_path, e))?;
+    let lock =
+        FileLock::acquire(&lock_path, || {}).map_err(|e| Error::io("locking", &lock_path, e))?;
 
     // Whoever held the lock before us may have done the work.
     let repaired = match check(&entry, &sha256) {
@@ -233,7 +228,7 @@ fn check_one(entry: &Path, rel: &str, want: &StampEntry) -> Result<(), String> {
 /// loading the cached bytecode ~0.5 ms. `None` when the cache is not
 /// writable; the caller then runs the source itself.
 pub(crate) fn bootstrap_module(cache: &Path, source: &str) -> Option<(PathBuf, String)> {
-    let digest = hex::encode(Sha256::digest(source.as_bytes()));
+    let digest = sha256_bytes(source.as_bytes());
     let name = format!("_embed_runtime_bootstrap_{}", &digest[..16]);
     let dir = cache.join("bootstrap");
     let path = dir.join(format!("{name}.py"));
@@ -261,7 +256,7 @@ fn file_sha256(cache: &Path, path: &Path) -> Result<String, Error> {
     let meta = fs::metadata(path).map_err(|e| Error::io("reading", path, e))?;
     let identity = file_identity(&meta);
     let canonical = path.canonicalize().unwrap_or_else(|_| path.to_path_buf());
-    let key = hex::encode(Sha256::digest(canonical.to_string_lossy().as_bytes()));
+    let key = sha256_bytes(canonical.to_string_lossy().as_bytes());
     let memo_dir = cache.join("archives");
     let memo = memo_dir.join(format!("{key}.json"));
     if let Ok(text) = fs::read_to_string(&memo) {
@@ -271,19 +266,7 @@ fn file_sha256(cache: &Path, path: &Path) -> Result<String, Error> {
             }
         }
     }
-    let mut file = File::open(path).map_err(|e| Error::io("reading", path, e))?;
-    let mut hasher = Sha256::new();
-    let mut buffer = vec![0u8; 1 << 20];
-    loop {
-        let n = file
-            .read(&mut buffer)
-            .map_err(|e| Error::io("reading", path, e))?;
-        if n == 0 {
-            break;
-        }
-        hasher.update(&buffer[..n]);
-    }
-    let sha256 = hex::encode(hasher.finalize());
+    let sha256 = sha256_file(path).map_err(|e| Error::io("reading", path, e))?;
     // Remembering is an optimisation: a failure to write is not an error.
     let record = ArchiveMemo {
         path: canonical,
@@ -512,7 +495,7 @@ fn write_jobs(receive: &Mutex<mpsc::Receiver<Job>>) -> (Vec<Written>, Option<Err
         }
         match write_one(&job) {
             Ok(()) => done.push(Written {
-                sha256: hex::encode(Sha256::digest(&job.data)),
+                sha256: sha256_bytes(&job.data),
                 size: job.data.len() as u64,
                 rel: job.rel,
                 mode: job.mode,
@@ -759,7 +742,7 @@ mod tests {
             self.manifest_files.insert(
                 rel.into(),
                 FileEntry {
-                    sha256: hex::encode(Sha256::digest(data)),
+                    sha256: sha256_bytes(data),
                     size: data.len() as u64,
                     mode,
                     link: None,
@@ -908,7 +891,7 @@ mod tests {
         let archive = dir.path().join("a.tar.gz");
         TestArchive::new().write(&archive, &[]);
         let bytes: &'static [u8] = Box::leak(fs::read(&archive).unwrap().into_boxed_slice());
-        let sha256: &'static str = Box::leak(hex::encode(Sha256::digest(bytes)).into_boxed_str());
+        let sha256: &'static str = Box::leak(sha256_bytes(bytes).into_boxed_str());
         let cache = dir.path().join("cache");
         let got = ensure(&cache, &ArchiveRef::Embedded { bytes, sha256 }).unwrap();
         assert!(got.extracted_now);

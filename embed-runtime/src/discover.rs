@@ -4,7 +4,6 @@
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 
-use crate::archive_name;
 use crate::cache::{self, ArchiveRef};
 use crate::error::{Error, Searched};
 use serde::Deserialize;
@@ -17,7 +16,7 @@ pub const HOME_ENV: &str = "PYPY_EMBED_HOME";
 /// Names an archive.
 pub const ARCHIVE_ENV: &str = "PYPY_EMBED_ARCHIVE";
 /// Moves the cache: archives are extracted under `$PYPY_EMBED_CACHE/runtime`.
-pub const CACHE_ENV: &str = "PYPY_EMBED_CACHE";
+pub use pypy_archive::cache::CACHE_ENV;
 
 /// The build target, for choosing among archives.
 const TARGET: &str = env!("EMBED_RUNTIME_TARGET");
@@ -161,7 +160,7 @@ fn try_source(
                 return from_tree(source, &tree).map(Some);
             }
             note(tree.display().to_string(), "does not exist");
-            match archive_name::newest_for(dir, TARGET) {
+            match pypy_archive::name::newest_for(dir, TARGET) {
                 Some(archive) => from_archive(source, &archive, &cache()?).map(Some),
                 None => {
                     let pattern = dir.join(format!("pypy*-v*-{TARGET}.tar.gz"));
@@ -217,11 +216,8 @@ pub(crate) fn cache_dir(builder: &Builder) -> Result<PathBuf, Error> {
     if let Some(dir) = &builder.cache_dir {
         return Ok(dir.clone());
     }
-    if let Some(dir) = non_empty_env(CACHE_ENV) {
-        return Ok(PathBuf::from(dir).join("runtime"));
-    }
-    dirs::cache_dir()
-        .map(|d| d.join("pypy-embed").join("runtime"))
+    pypy_archive::cache::cache_root()
+        .map(|root| root.join("runtime"))
         .ok_or_else(|| Error::BadHome {
             source_name: "the user's cache folder".into(),
             path: PathBuf::new(),

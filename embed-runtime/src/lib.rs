@@ -190,7 +190,6 @@
 // The compiler keeps every `unsafe` block in `ffi`, each with its SAFETY line.
 #![deny(unsafe_code)]
 
-mod archive_name;
 mod cache;
 mod discover;
 #[cfg(feature = "embedded-archive")]
@@ -198,7 +197,7 @@ mod embedded;
 mod error;
 #[allow(unsafe_code)]
 mod ffi;
-pub mod manifest;
+pub use pypy_archive::manifest;
 pub mod marshal;
 mod memory;
 mod runtime;

@@ -5,7 +5,6 @@
 //! looks complete. A lock file per key keeps two builds of the same key from
 //! translating twice at once.
 
-use std::fs::File;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
@@ -49,7 +48,7 @@ pub struct BuildCache {
 
 /// Held while a key is being built or read; released on drop.
 pub struct KeyLock {
-    _file: File,
+    _lock: pypy_archive::lock::FileLock,
 }
 
 impl BuildCache {
@@ -83,10 +82,9 @@ impl BuildCache {
     pub fn lock(&self, key: &str) -> Result<KeyLock> {
         fs_err::create_dir_all(&self.root)?;
         let path = self.root.join(format!("{key}.lock"));
-        let file = File::create(&path).with_context(|| format!("creating {}", path.display()))?;
-        file.lock()
+        let lock = pypy_archive::lock::FileLock::acquire(&path, || {})
             .with_context(|| format!("locking {}", path.display()))?;
-        Ok(KeyLock { _file: file })
+        Ok(KeyLock { _lock: lock })
     }
 
     /// Removes work folders of this key left by interrupted runs (call with the lock held).

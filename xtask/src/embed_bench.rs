@@ -72,7 +72,10 @@ pub fn section(report: &mut Report) -> Result<()> {
     let bench = release_example("embed_bench");
     let work = tempfile::tempdir().context("creating the benchmark folder")?;
     // The runtime's own cache (its bootstrap module) goes here too, not to the user's.
-    sh.set_var(embed_runtime::CACHE_ENV, work.path().join("runtime-cache"));
+    sh.set_var(
+        pypy_archive::cache::CACHE_ENV,
+        work.path().join("runtime-cache"),
+    );
 
     // (b) first, since its first run leaves the tree that (a) and (c) use.
     let (ours, tar) = extraction(&sh, &bench, &archive, work.path())?;

@@ -33,4 +33,4 @@ pub mod translate_bench;
 pub mod typed_bench;
 pub mod verify;
 
-pub use embed_runtime::manifest;
+pub use pypy_archive::manifest;

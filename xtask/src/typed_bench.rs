@@ -45,7 +45,7 @@ pub fn section(report: &mut Report) -> Result<()> {
              Debian's python3-dev)",
     )?;
     let work = tempfile::tempdir()?;
-    let _cache = sh.push_env(embed_runtime::CACHE_ENV, work.path().join("cache"));
+    let _cache = sh.push_env(pypy_archive::cache::CACHE_ENV, work.path().join("cache"));
     let ours_exe = crate::embed_bench::release_example("embed_bench");
     let theirs_exe = bench_pyo3.join("target/release/bench-pyo3");
     // Both sides in turn, several rounds: a machine's load then weighs on

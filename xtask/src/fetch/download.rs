@@ -17,7 +17,7 @@ use reqwest::header::{CONTENT_RANGE, RANGE};
 use reqwest::{StatusCode, Url};
 use sha2::{Digest, Sha256};
 
-use super::lock::{lock_path_for, FileLock};
+use super::lock::{self, lock_path_for};
 use super::progress::Progress;
 use super::{FetchOptions, Mirror};
 use crate::recipe::normalize_sha256;
@@ -50,7 +50,7 @@ pub fn download_verified(url: &str, sha256: &str, opts: &FetchOptions) -> Result
         return Ok(final_path);
     }
     fs_err::create_dir_all(&dir).context("creating the download cache")?;
-    let _lock = FileLock::acquire(&lock_path_for(&final_path))?;
+    let _lock = lock::acquire(&lock_path_for(&final_path))?;
     // Another run may have finished the file while we waited for the lock.
     if is_cached(&final_path, &expected) {
         return Ok(final_path);
@@ -128,7 +128,7 @@ fn mismatch(source: &str, expected: &str, actual: &str) -> anyhow::Error {
 
 /// A local mirror: copies while hashing into `part`, which is kept only if it matches.
 fn copy_verified(source: &Path, part: &Path, expected: &str) -> Result<()> {
-    let mut input = match File::open(source) {
+    let input = match File::open(source) {
         Ok(f) => f,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => bail!(
             "the mirror folder {} has no {}; put upstream's file there under that name",
@@ -139,24 +139,13 @@ fn copy_verified(source: &Path, part: &Path, expected: &str) -> Result<()> {
     };
     eprintln!("fetch: copying {}", source.display());
     let mut output = File::create(part).with_context(|| format!("creating {}", part.display()))?;
-    let mut hasher = Sha256::new();
-    let mut buf = vec![0u8; 1 << 16];
-    loop {
-        let n = input
-            .read(&mut buf)
-            .with_context(|| format!("reading {}", source.display()))?;
-        if n == 0 {
-            break;
-        }
-        hasher.update(&buf[..n]);
-        output
-            .write_all(&buf[..n])
-            .with_context(|| format!("writing {}", part.display()))?;
-    }
+    let mut hashing = pypy_archive::hash::HashingReader::new(input);
+    std::io::copy(&mut hashing, &mut output)
+        .with_context(|| format!("copying {} to {}", source.display(), part.display()))?;
     output
         .sync_all()
         .with_context(|| format!("writing {}", part.display()))?;
-    let actual = hex::encode(hasher.finalize());
+    let actual = hashing.hex_digest();
     if actual != expected {
         drop(output);
         let _ = std::fs::remove_file(part);

@@ -15,7 +15,7 @@ use std::path::{Component, Path, PathBuf};
 
 use anyhow::{anyhow, bail, Context, Result};
 
-use super::lock::{lock_path_for, FileLock};
+use super::lock::{self, lock_path_for, FileLock};
 
 /// Symbolic links followed while resolving one path, as in Linux's limit.
 const MAX_LINK_HOPS: u32 = 40;
@@ -53,7 +53,7 @@ pub fn extract_once(archive: &Path, dest: &Path) -> Result<bool> {
 fn lock_for(dest: &Path) -> Result<FileLock> {
     let parent = parent_of(dest)?;
     fs_err::create_dir_all(parent).context("creating the extraction folder")?;
-    FileLock::acquire(&lock_path_for(dest))
+    lock::acquire(&lock_path_for(dest))
 }
 
 fn parent_of(dest: &Path) -> Result<&Path> {

@@ -10,12 +10,10 @@ mod extract;
 mod lock;
 mod progress;
 
-use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
-use sha2::{Digest, Sha256};
 use xshell::{cmd, Shell};
 
 use crate::manifest;
@@ -24,7 +22,7 @@ use crate::recipe::{self, Recipe};
 
 pub use download::{cached_path, download_verified};
 pub use extract::{extract_archive, extract_once};
-pub use lock::FileLock;
+pub use lock::{acquire as lock, FileLock};
 
 /// Environment variable naming a mirror (folder or base URL), like `--mirror`.
 pub const MIRROR_ENV: &str = "PYPY_EMBED_MIRROR";
@@ -307,19 +305,7 @@ pub fn git_commit(dir: &Path) -> Option<String> {
 
 /// The sha256 of a file, as lowercase hex.
 pub fn sha256_file(path: &Path) -> Result<String> {
-    let mut file = fs_err::File::open(path)?;
-    let mut hasher = Sha256::new();
-    let mut buf = vec![0u8; 1 << 16];
-    loop {
-        let n = file
-            .read(&mut buf)
-            .with_context(|| format!("reading {}", path.display()))?;
-        if n == 0 {
-            break;
-        }
-        hasher.update(&buf[..n]);
-    }
-    Ok(hex::encode(hasher.finalize()))
+    pypy_archive::hash::sha256_file(path).with_context(|| format!("hashing {}", path.display()))
 }
 
 #[cfg(test)]

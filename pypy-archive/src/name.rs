@@ -1,6 +1,6 @@
 //! Archive file names (`pypy<py>-v<pypy>-<triple>.tar.gz`) and picking the
-//! newest one for a target in a folder. Shared with the build script, which
-//! includes this file, so it uses nothing but `std`.
+//! newest one for a target in a folder (embed-runtime's build script and
+//! its discovery both ask).
 
 use std::path::{Path, PathBuf};
 

@@ -1,7 +1,7 @@
 //! The archive format: `PYPY.json`, the manifest at the top of every archive.
 //!
 //! These types are the contract between the xtask that writes archives and
-//! this crate that reads them; both use this one definition. The whole
+//! embed-runtime that reads them; both use this one definition. The whole
 //! format (layout, reproducibility rules, checks) is described in
 //! `docs/archive-format.md`. Note for readers: the `.tar.gz` is a series of
 //! gzip members (compressed in parallel), so decode it with a multi-member
