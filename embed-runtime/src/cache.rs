@@ -19,11 +19,12 @@
 use std::collections::{BTreeMap, HashSet};
 use std::fs::{self, File};
 use std::io::{BufReader, Read, Write};
-use std::path::{Component, Path, PathBuf};
+use std::path::{Path, PathBuf};
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use pypy_archive::entry::{check_link, safe_relative_path};
 use pypy_archive::hash::{sha256_bytes, sha256_file};
 use pypy_archive::lock::FileLock;
 use serde::{Deserialize, Serialize};
@@ -407,7 +408,7 @@ fn read_entries(
         let raw_path = entry
             .path()
             .map_err(|e| bad(format!("an entry has an unreadable path: {e}")))?;
-        let rel = safe_relative_path(&raw_path)
+        let rel = safe_relative_path(&raw_path, TOP_DIR)
             .map_err(|r| bad(format!("{}: {r}", raw_path.display())))?;
         if let Some(link) = result
             .links
@@ -626,94 +627,10 @@ fn compare_with_manifest(
     Ok(stamp)
 }
 
-/// An entry's path as a relative `/`-separated string under `pypy/`;
-/// absolute paths, `..` and anything outside the top folder are refused.
-fn safe_relative_path(path: &Path) -> Result<String, String> {
-    let mut parts = Vec::new();
-    for component in path.components() {
-        match component {
-            Component::Normal(part) => parts.push(
-                part.to_str()
-                    .ok_or_else(|| "the path is not valid UTF-8".to_string())?
-                    .to_string(),
-            ),
-            Component::CurDir => {}
-            Component::ParentDir => return Err("the path contains `..`".into()),
-            Component::RootDir | Component::Prefix(_) => return Err("the path is absolute".into()),
-        }
-    }
-    match parts.first() {
-        Some(top) if top == TOP_DIR => {}
-        _ => return Err(format!("everything must lie under {TOP_DIR}/")),
-    }
-    if parts.len() == 1 {
-        // The top folder itself, only acceptable as a directory entry.
-        return Ok(TOP_DIR.to_string());
-    }
-    if parts.iter().any(|p| p.contains('\\')) {
-        return Err("the path contains a backslash".into());
-    }
-    Ok(parts.join("/"))
-}
-
-/// A link must be relative and resolve, without leaving the top folder.
-fn check_link(rel: &str, target: &str) -> Result<(), String> {
-    let target_path = Path::new(target);
-    if target_path.is_absolute() || target.starts_with('/') {
-        return Err("absolute link target".into());
-    }
-    // Depth below the top folder of the link's own folder.
-    let mut depth = rel.split('/').count() as i64 - 2;
-    for component in target_path.components() {
-        match component {
-            Component::Normal(_) => depth += 1,
-            Component::CurDir => {}
-            Component::ParentDir => {
-                depth -= 1;
-                if depth < 0 {
-                    return Err("the link points outside the archive's top folder".into());
-                }
-            }
-            Component::RootDir | Component::Prefix(_) => return Err("absolute link target".into()),
-        }
-    }
-    Ok(())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::manifest::{FileEntry, Origin, Paths, Source, FORMAT_VERSION};
-
-    #[test]
-    fn unsafe_paths_are_refused() {
-        assert_eq!(
-            safe_relative_path(Path::new("pypy/bin/x")).unwrap(),
-            "pypy/bin/x"
-        );
-        assert_eq!(
-            safe_relative_path(Path::new("./pypy/./lib")).unwrap(),
-            "pypy/lib"
-        );
-        assert!(safe_relative_path(Path::new("/etc/passwd"))
-            .unwrap_err()
-            .contains("absolute"));
-        assert!(safe_relative_path(Path::new("pypy/../../x"))
-            .unwrap_err()
-            .contains(".."));
-        assert!(safe_relative_path(Path::new("other/x"))
-            .unwrap_err()
-            .contains("under pypy/"));
-    }
-
-    #[test]
-    fn links_must_stay_inside_the_top_folder() {
-        assert!(check_link("pypy/bin/pypy3", "pypy3.11").is_ok());
-        assert!(check_link("pypy/lib/a/b", "../../bin/x").is_ok());
-        assert!(check_link("pypy/bin/x", "../../etc/passwd").is_err());
-        assert!(check_link("pypy/bin/x", "/etc/passwd").is_err());
-        assert!(check_link("pypy/x", "..").is_err());
-    }
 
     /// A real tar.gz archive with a manifest that matches its files, plus
     /// whatever extra entries a test adds.

@@ -4,6 +4,7 @@
 //! Each concern is one small module, so that neither side carries a copy.
 
 pub mod cache;
+pub mod entry;
 pub mod hash;
 pub mod lock;
 pub mod manifest;

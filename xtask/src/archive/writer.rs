@@ -10,11 +10,12 @@
 
 use std::collections::BTreeMap;
 use std::io::Write;
-use std::path::{Component, Path, PathBuf};
+use std::path::{Path, PathBuf};
 use std::sync::{mpsc, Mutex};
 
 use anyhow::{bail, Context, Result};
 use flate2::{Compression, GzBuilder};
+use pypy_archive::entry::{check_link, safe_relative_path};
 
 /// The mtime used when `SOURCE_DATE_EPOCH` is not set: 2000-01-01T00:00:00Z
 /// (not 0, which some tools treat as "no date").
@@ -383,26 +384,6 @@ impl<W: Write> Write for HashingWriter<W> {
     }
 }
 
-/// Checks that an entry name from an archive stays inside `top/`.
-fn safe_entry_path(archive: &Path, name: &Path, top: &str) -> Result<()> {
-    let mut comps = name.components();
-    if comps.next() != Some(Component::Normal(top.as_ref())) {
-        bail!(
-            "{}: entry {} is outside the top folder `{top}/`",
-            archive.display(),
-            name.display()
-        );
-    }
-    if comps.any(|c| !matches!(c, Component::Normal(_))) {
-        bail!(
-            "{}: entry {} has `..` or an absolute part; refusing to unpack it",
-            archive.display(),
-            name.display()
-        );
-    }
-    Ok(())
-}
-
 /// Unpacks `archive` (a .tar.gz with one top folder `top`) into `dest`,
 /// refusing entries that would land outside it, links that point outside
 /// the tree, and special files. A truncated or corrupt archive is an error
@@ -422,7 +403,9 @@ pub fn extract_tar_gz(archive: &Path, top: &str, dest: &Path) -> Result<()> {
     for entry in tar.entries().with_context(broken)? {
         let mut entry = entry.with_context(broken)?;
         let name = entry.path().with_context(broken)?.into_owned();
-        safe_entry_path(archive, &name, top)?;
+        let rel = safe_relative_path(&name, top).map_err(|why| {
+            anyhow::anyhow!("{}: entry {}: {why}", archive.display(), name.display())
+        })?;
         match entry.header().entry_type() {
             tar::EntryType::Regular | tar::EntryType::Directory => {}
             tar::EntryType::Symlink => {
@@ -430,23 +413,14 @@ pub fn extract_tar_gz(archive: &Path, top: &str, dest: &Path) -> Result<()> {
                     .link_name()
                     .with_context(broken)?
                     .with_context(broken)?;
-                let resolved = name.parent().unwrap_or(Path::new("")).join(&target);
-                let mut depth = 0i32;
-                for c in resolved.components() {
-                    match c {
-                        Component::Normal(_) => depth += 1,
-                        Component::ParentDir => depth -= 1,
-                        _ => depth = -100,
-                    }
-                    if depth < 1 {
-                        bail!(
-                            "{}: link {} points outside the archive ({})",
-                            archive.display(),
-                            name.display(),
-                            target.display()
-                        );
-                    }
-                }
+                check_link(&rel, &target.to_string_lossy()).map_err(|why| {
+                    anyhow::anyhow!(
+                        "{}: link {} points outside the archive ({}): {why}",
+                        archive.display(),
+                        name.display(),
+                        target.display()
+                    )
+                })?;
             }
             other => bail!(
                 "{}: entry {} has unsupported type {other:?}",
@@ -582,16 +556,33 @@ mod tests {
         );
     }
 
+    /// A .tar.gz holding one file entry named `name`, as raw bytes, so that
+    /// names the tar crate would refuse to write can be tested.
+    fn one_entry_archive(dir: &Path, name: &str) -> PathBuf {
+        let mut header = tar::Header::new_old();
+        header.as_old_mut().name[..name.len()].copy_from_slice(name.as_bytes());
+        header.set_size(1);
+        header.set_mode(0o644);
+        header.set_entry_type(tar::EntryType::Regular);
+        header.set_cksum();
+        let mut builder = tar::Builder::new(Vec::new());
+        builder.append(&header, &b"x"[..]).unwrap();
+        let tar = builder.into_inner().unwrap();
+        let file = dir.join("one.tar.gz");
+        fs_err::write(&file, gzip_member(&tar, 1).unwrap()).unwrap();
+        file
+    }
+
     #[test]
     fn entries_outside_the_top_folder_are_refused() {
-        let err = safe_entry_path(Path::new("a.tar.gz"), Path::new("top/../etc"), "top")
-            .unwrap_err()
-            .to_string();
-        assert!(err.contains(".."), "{err}");
-        let err = safe_entry_path(Path::new("a.tar.gz"), Path::new("other/x"), "top")
-            .unwrap_err()
-            .to_string();
-        assert!(err.contains("outside the top folder"), "{err}");
+        let dir = tempfile::tempdir().unwrap();
+        for (name, why) in [("top/../etc", ".."), ("other/x", "must lie under top/")] {
+            let archive = one_entry_archive(dir.path(), name);
+            let dest = dir.path().join("out");
+            let err = format!("{:#}", extract_tar_gz(&archive, "top", &dest).unwrap_err());
+            assert!(err.contains(name) && err.contains(why), "{err}");
+            assert!(!dest.join("etc").exists() && !dir.path().join("etc").exists());
+        }
     }
 
     #[test]
