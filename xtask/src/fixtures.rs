@@ -7,7 +7,6 @@
 //! packages on Linux, PyPy's own binary release where apt does not exist
 //! (`PYPY_EMBED_TEST_PYPY`, set per runner by `ci.yml` from the target table).
 
-use std::ffi::OsStr;
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
@@ -217,7 +216,7 @@ pub struct Host27 {
 
 /// The machine's CPython 2.7 plus our isolated host packages.
 pub fn host27() -> Result<Host27> {
-    let python = find_cpython27().with_context(|| FIX.to_string())?;
+    let python = host::find_cpython27().with_context(|| FIX.to_string())?;
     let site = existing(root().join("host27-site"), "Python 2.7 host packages")?;
     Ok(Host27 { python, site })
 }
@@ -358,89 +357,6 @@ fn venv_program(venv: &Path, name: &str) -> PathBuf {
     }
 }
 
-/// A Python 2.7: `$PYPY_EMBED_HOST_PYTHON` when set (CI points it at the PyPy
-/// 2.7 that `setup-python` installs, as the runners no longer have CPython
-/// 2.7), else CPython as pyenv installs it on these machines, else
-/// `python2.7` (or `python2`) on PATH.
-pub fn find_cpython27() -> Result<PathBuf> {
-    let pyenv_roots: Vec<PathBuf> = [
-        std::env::var_os("PYENV_ROOT").map(PathBuf::from),
-        std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".pyenv")),
-    ]
-    .into_iter()
-    .flatten()
-    .collect();
-    find_python27_in(
-        std::env::var_os(host::HOST_ENV).as_deref(),
-        &pyenv_roots,
-        std::env::var_os("PATH").as_deref(),
-    )
-}
-
-/// [`find_cpython27`] with `$PYPY_EMBED_HOST_PYTHON`, the pyenv roots and the PATH given.
-fn find_python27_in(
-    explicit: Option<&OsStr>,
-    pyenv_roots: &[PathBuf],
-    path: Option<&OsStr>,
-) -> Result<PathBuf> {
-    if let Some(explicit) = explicit.filter(|v| !v.is_empty()).map(PathBuf::from) {
-        if !explicit.is_file() {
-            bail!(
-                "${} names {}, which is not a file; point it at a Python 2.7 interpreter or unset it",
-                host::HOST_ENV,
-                explicit.display()
-            );
-        }
-        return Ok(explicit);
-    }
-    let mut searched = Vec::new();
-    for root in pyenv_roots {
-        let versions = root.join("versions");
-        if let Ok(entries) = std::fs::read_dir(&versions) {
-            let mut found: Vec<PathBuf> = entries
-                .flatten()
-                .filter(|e| e.file_name().to_string_lossy().starts_with("2.7"))
-                .map(|e| e.path().join("bin").join("python"))
-                .filter(|p| p.exists())
-                .collect();
-            found.sort();
-            if let Some(p) = found.pop() {
-                return Ok(p);
-            }
-        }
-        searched.push(versions.display().to_string());
-    }
-    for name in ["python2.7", "python2"] {
-        if let Some(p) = path.and_then(|path| which_in(path, name)) {
-            return Ok(p);
-        }
-        searched.push(format!("{name} on PATH"));
-    }
-    bail!(
-        "no Python 2.7 found (searched {}); install one with `pyenv install 2.7.18`, \
-         `apt-get install python2.7` where the distribution still has it, or put a \
-         PyPy 2.7 on PATH as `python2.7`",
-        searched.join(", ")
-    )
-}
-
-/// A program on PATH, without running it.
-pub fn which(name: &str) -> Option<PathBuf> {
-    which_in(&std::env::var_os("PATH")?, name)
-}
-
-/// A program in one of the folders of `path` (a PATH value); `NAME.exe` also counts on Windows.
-fn which_in(path: &OsStr, name: &str) -> Option<PathBuf> {
-    let names = if cfg!(windows) {
-        vec![name.to_string(), format!("{name}.exe")]
-    } else {
-        vec![name.to_string()]
-    };
-    std::env::split_paths(path)
-        .flat_map(|dir| names.iter().map(move |n| dir.join(n)))
-        .find(|p| p.is_file())
-}
-
 /// Downloads or builds every fixture that is not there yet. Idempotent and offline
 /// apart from the package registries (PyPI and Debian's archive) and, in
 /// `official-release` mode, PyPy's release (or `$PYPY_EMBED_MIRROR`).
@@ -545,7 +461,7 @@ fn prepare_rpython(sh: &Shell, root: &Path) -> Result<()> {
 
 fn prepare_host27(sh: &Shell, root: &Path) -> Result<()> {
     let site = root.join("host27-site");
-    let python = find_cpython27()?;
+    let python = host::find_cpython27()?;
     let modules: Vec<&str> = HOST27_PACKAGES.iter().map(|p| host::module_of(p)).collect();
     if site.is_dir() && imports(sh, &python, Some(&site), &modules) {
         return Ok(());
@@ -881,54 +797,6 @@ mod tests {
                 t.triple
             );
         }
-    }
-
-    #[test]
-    fn python27_on_path_is_found_without_pyenv() {
-        // CI's macOS runner: no pyenv, a `python2.7` link on PATH to setup-python's PyPy 2.7.
-        let real = find_cpython27().expect("a Python 2.7 fixture on this machine");
-        let bin = tempfile::tempdir().unwrap();
-        #[cfg(unix)]
-        std::os::unix::fs::symlink(&real, bin.path().join("python2.7")).unwrap();
-        #[cfg(windows)]
-        fs_err::copy(&real, bin.path().join("python2.7.exe")).unwrap();
-        let no_pyenv = [bin.path().join("no-pyenv")];
-        let path = std::env::join_paths([Path::new("/nonexistent"), bin.path()]).unwrap();
-        let found = find_python27_in(None, &no_pyenv, Some(&path)).unwrap();
-        assert_eq!(found.parent(), Some(bin.path()));
-
-        let err = find_python27_in(None, &no_pyenv, Some(OsStr::new(""))).unwrap_err();
-        let text = format!("{err:#}");
-        assert!(
-            text.contains("no-pyenv") && text.contains("python2.7 on PATH"),
-            "{text}"
-        );
-    }
-
-    #[test]
-    fn the_host_variable_comes_first_and_must_name_a_file() {
-        // CI's Windows runner: setup-python's PyPy 2.7 is `python.exe` in a
-        // folder of its own, named by $PYPY_EMBED_HOST_PYTHON.
-        let real = find_cpython27().expect("a Python 2.7 fixture on this machine");
-        let pyenv = [PathBuf::from("/nonexistent")];
-        let found = find_python27_in(Some(real.as_os_str()), &pyenv, None).unwrap();
-        assert_eq!(found, real);
-        // Set but empty counts as unset.
-        let err = find_python27_in(Some(OsStr::new("")), &pyenv, None).unwrap_err();
-        assert!(
-            format!("{err:#}").contains("no Python 2.7 found"),
-            "{err:#}"
-        );
-
-        let missing = tempfile::tempdir().unwrap().path().join("python.exe");
-        let err = find_python27_in(Some(missing.as_os_str()), &pyenv, None).unwrap_err();
-        let text = format!("{err:#}");
-        assert!(
-            text.contains(host::HOST_ENV)
-                && text.contains("python.exe")
-                && text.contains("not a file"),
-            "{text}"
-        );
     }
 
     #[test]

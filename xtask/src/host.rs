@@ -3,13 +3,14 @@
 //! Translation is hours of single-threaded Python, so the host matters: a
 //! PyPy 2.7 is 2-3x faster than CPython 2.7 and is preferred when both exist.
 
+use std::ffi::OsStr;
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
 use sha2::{Digest, Sha256};
 use xshell::{cmd, Shell};
 
-use crate::{fixtures, paths};
+use crate::paths;
 
 /// Environment variable naming the host interpreter (like `--host-python`).
 pub const HOST_ENV: &str = "PYPY_EMBED_HOST_PYTHON";
@@ -91,12 +92,12 @@ fn candidates(explicit: Option<&Path>) -> Vec<(PathBuf, String)> {
         return found;
     }
     for name in ["pypy2.7", "pypy", "python2.7", "python2"] {
-        match fixtures::which(name) {
+        match which(name) {
             Some(p) => found.push((p, format!("`{name}` on PATH"))),
             None => found.push((PathBuf::from(name), format!("`{name}` on PATH (not found)"))),
         }
     }
-    if let Ok(p) = fixtures::find_cpython27() {
+    if let Ok(p) = find_cpython27() {
         found.push((p, "pyenv's 2.7 versions".to_string()));
     } else {
         found.push((
@@ -221,6 +222,89 @@ fn ensure_packages(sh: &Shell, host: &HostPython, packages: &[String]) -> Result
     Ok(Some(site))
 }
 
+/// A Python 2.7: `$PYPY_EMBED_HOST_PYTHON` when set (CI points it at the PyPy
+/// 2.7 that `setup-python` installs, as the runners no longer have CPython
+/// 2.7), else CPython as pyenv installs it on these machines, else
+/// `python2.7` (or `python2`) on PATH.
+pub fn find_cpython27() -> Result<PathBuf> {
+    let pyenv_roots: Vec<PathBuf> = [
+        std::env::var_os("PYENV_ROOT").map(PathBuf::from),
+        std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".pyenv")),
+    ]
+    .into_iter()
+    .flatten()
+    .collect();
+    find_python27_in(
+        std::env::var_os(HOST_ENV).as_deref(),
+        &pyenv_roots,
+        std::env::var_os("PATH").as_deref(),
+    )
+}
+
+/// [`find_cpython27`] with `$PYPY_EMBED_HOST_PYTHON`, the pyenv roots and the PATH given.
+fn find_python27_in(
+    explicit: Option<&OsStr>,
+    pyenv_roots: &[PathBuf],
+    path: Option<&OsStr>,
+) -> Result<PathBuf> {
+    if let Some(explicit) = explicit.filter(|v| !v.is_empty()).map(PathBuf::from) {
+        if !explicit.is_file() {
+            bail!(
+                "${} names {}, which is not a file; point it at a Python 2.7 interpreter or unset it",
+                HOST_ENV,
+                explicit.display()
+            );
+        }
+        return Ok(explicit);
+    }
+    let mut searched = Vec::new();
+    for root in pyenv_roots {
+        let versions = root.join("versions");
+        if let Ok(entries) = std::fs::read_dir(&versions) {
+            let mut found: Vec<PathBuf> = entries
+                .flatten()
+                .filter(|e| e.file_name().to_string_lossy().starts_with("2.7"))
+                .map(|e| e.path().join("bin").join("python"))
+                .filter(|p| p.exists())
+                .collect();
+            found.sort();
+            if let Some(p) = found.pop() {
+                return Ok(p);
+            }
+        }
+        searched.push(versions.display().to_string());
+    }
+    for name in ["python2.7", "python2"] {
+        if let Some(p) = path.and_then(|path| which_in(path, name)) {
+            return Ok(p);
+        }
+        searched.push(format!("{name} on PATH"));
+    }
+    bail!(
+        "no Python 2.7 found (searched {}); install one with `pyenv install 2.7.18`, \
+         `apt-get install python2.7` where the distribution still has it, or put a \
+         PyPy 2.7 on PATH as `python2.7`",
+        searched.join(", ")
+    )
+}
+
+/// A program on PATH, without running it.
+pub fn which(name: &str) -> Option<PathBuf> {
+    which_in(&std::env::var_os("PATH")?, name)
+}
+
+/// A program in one of the folders of `path` (a PATH value); `NAME.exe` also counts on Windows.
+fn which_in(path: &OsStr, name: &str) -> Option<PathBuf> {
+    let names = if cfg!(windows) {
+        vec![name.to_string(), format!("{name}.exe")]
+    } else {
+        vec![name.to_string()]
+    };
+    std::env::split_paths(path)
+        .flat_map(|dir| names.iter().map(move |n| dir.join(n)))
+        .find(|p| p.is_file())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -268,7 +352,7 @@ mod tests {
     #[test]
     fn the_machines_python27_is_accepted() {
         let sh = Shell::new().unwrap();
-        let python = fixtures::find_cpython27().expect("Python 2.7 fixture");
+        let python = find_cpython27().expect("Python 2.7 fixture");
         let host = find(&sh, Some(&python), &[]).unwrap();
         // CPython from pyenv here; CI's runners have PyPy 2.7 as `python2.7`.
         assert!(
@@ -277,5 +361,54 @@ mod tests {
             host.implementation
         );
         assert!(host.version.starts_with("2.7"), "{}", host.version);
+    }
+
+    #[test]
+    fn python27_on_path_is_found_without_pyenv() {
+        // CI's macOS runner: no pyenv, a `python2.7` link on PATH to setup-python's PyPy 2.7.
+        let bin = tempfile::tempdir().unwrap();
+        let real = bin.path().join("real-python");
+        fs_err::write(&real, "").unwrap();
+        #[cfg(unix)]
+        std::os::unix::fs::symlink(&real, bin.path().join("python2.7")).unwrap();
+        #[cfg(windows)]
+        fs_err::copy(&real, bin.path().join("python2.7.exe")).unwrap();
+        let no_pyenv = [bin.path().join("no-pyenv")];
+        let path = std::env::join_paths([Path::new("/nonexistent"), bin.path()]).unwrap();
+        let found = find_python27_in(None, &no_pyenv, Some(&path)).unwrap();
+        assert_eq!(found.parent(), Some(bin.path()));
+
+        let err = find_python27_in(None, &no_pyenv, Some(OsStr::new(""))).unwrap_err();
+        let text = format!("{err:#}");
+        assert!(
+            text.contains("no-pyenv") && text.contains("python2.7 on PATH"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn the_host_variable_comes_first_and_must_name_a_file() {
+        // CI's Windows runner: setup-python's PyPy 2.7 is `python.exe` in a
+        // folder of its own, named by $PYPY_EMBED_HOST_PYTHON.
+        let dir = tempfile::tempdir().unwrap();
+        let real = dir.path().join("python.exe");
+        fs_err::write(&real, "").unwrap();
+        let pyenv = [PathBuf::from("/nonexistent")];
+        let found = find_python27_in(Some(real.as_os_str()), &pyenv, None).unwrap();
+        assert_eq!(found, real);
+        // Set but empty counts as unset.
+        let err = find_python27_in(Some(OsStr::new("")), &pyenv, None).unwrap_err();
+        assert!(
+            format!("{err:#}").contains("no Python 2.7 found"),
+            "{err:#}"
+        );
+
+        let missing = tempfile::tempdir().unwrap().path().join("python.exe");
+        let err = find_python27_in(Some(missing.as_os_str()), &pyenv, None).unwrap_err();
+        let text = format!("{err:#}");
+        assert!(
+            text.contains(HOST_ENV) && text.contains("python.exe") && text.contains("not a file"),
+            "{text}"
+        );
     }
 }

@@ -480,7 +480,7 @@ fn run_rpython(
     let compiler = key_inputs.compiler_version.clone();
 
     let _dir = sh.push_dir(work);
-    let ccache = crate::fixtures::which("ccache").is_some();
+    let ccache = crate::host::which("ccache").is_some();
     let _env: Vec<_> = rpython_env(spec, host, &usession, ccache, |var| std::env::var_os(var))?
         .into_iter()
         .map(|(var, value)| sh.push_env(var, value))

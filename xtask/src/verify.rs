@@ -176,7 +176,7 @@ pub fn check_sha256_file(archive: &Path) -> Result<()> {
 /// Every file on disk against the manifest, both ways.
 fn check_files(top: &Path, manifest: &Manifest) -> Result<Vec<String>> {
     let mut problems = Vec::new();
-    let on_disk = crate::archive::release::hash_tree(top)?;
+    let on_disk = crate::archive::writer::hash_tree(top)?;
     for (rel, want) in &manifest.files {
         let path = format!("{}/{rel}", manifest::TOP_DIR);
         match on_disk.get(rel) {
@@ -491,7 +491,7 @@ pub fn read_manifest(archive: &Path) -> Result<Manifest> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::archive::release::sha256_bytes;
+    use pypy_archive::hash::sha256_bytes;
 
     #[test]
     fn dependency_rules_for_every_target() {

@@ -10,7 +10,7 @@ use xshell::{cmd, Shell};
 
 use super::writer::{self, EntryKind, WriteOptions};
 use crate::binary;
-use crate::manifest::{self, FileEntry, Manifest, Origin, Paths};
+use crate::manifest::{self, Manifest, Origin, Paths};
 use crate::targets::{Os, Target};
 
 /// The C header we add to `include/`.
@@ -522,7 +522,7 @@ pub fn build_manifest(staged: &Staged, origin: Origin) -> Result<Manifest> {
     let lib = binary::read(&staged.top.join(&lib_rel))?
         .with_context(|| format!("{lib_rel} is not a shared library"))?;
     let launcher_rel = target.launcher_path(py);
-    let files = hash_tree(&staged.top)?;
+    let files = writer::hash_tree(&staged.top)?;
     Ok(Manifest {
         format_version: manifest::FORMAT_VERSION,
         pypy_version: staged.versions.pypy.clone(),
@@ -544,41 +544,6 @@ pub fn build_manifest(staged: &Staged, origin: Origin) -> Result<Manifest> {
         origin,
         files,
     })
-}
-
-/// Every file and link below `top` except the manifest, as the manifest
-/// records them. Links are recorded by their target: `sha256` of the target
-/// string, `size` its length, mode 0o777.
-pub fn hash_tree(top: &Path) -> Result<std::collections::BTreeMap<String, FileEntry>> {
-    let entries = writer::list_tree(top)?;
-    let mut out = std::collections::BTreeMap::new();
-    for e in entries {
-        if e.rel == manifest::MANIFEST_NAME {
-            continue;
-        }
-        let entry = match &e.kind {
-            EntryKind::Dir => continue,
-            EntryKind::File { mode } => FileEntry {
-                sha256: crate::fetch::sha256_file(&e.path)?,
-                size: fs_err::metadata(&e.path)?.len(),
-                mode: *mode,
-                link: None,
-            },
-            EntryKind::Symlink { target } => FileEntry {
-                sha256: sha256_bytes(target.as_bytes()),
-                size: target.len() as u64,
-                mode: 0o777,
-                link: Some(target.clone()),
-            },
-        };
-        out.insert(e.rel, entry);
-    }
-    Ok(out)
-}
-
-pub fn sha256_bytes(data: &[u8]) -> String {
-    use sha2::Digest;
-    hex::encode(sha2::Sha256::digest(data))
 }
 
 /// What [`publish`] wrote.

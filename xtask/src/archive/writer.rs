@@ -16,6 +16,8 @@ use std::sync::{mpsc, Mutex};
 use anyhow::{bail, Context, Result};
 use flate2::{Compression, GzBuilder};
 use pypy_archive::entry::{check_link, safe_relative_path};
+use pypy_archive::hash::sha256_bytes;
+use pypy_archive::manifest::{self, FileEntry};
 
 /// The mtime used when `SOURCE_DATE_EPOCH` is not set: 2000-01-01T00:00:00Z
 /// (not 0, which some tools treat as "no date").
@@ -147,6 +149,36 @@ fn file_mode(meta: &std::fs::Metadata) -> u32 {
 fn file_mode(_meta: &std::fs::Metadata) -> u32 {
     // Windows has no executable bit; nothing in a Windows tree needs one.
     0o644
+}
+
+/// Every file and link below `top` except the manifest, as the manifest
+/// records them. Links are recorded by their target: `sha256` of the target
+/// string, `size` its length, mode 0o777.
+pub fn hash_tree(top: &Path) -> Result<std::collections::BTreeMap<String, FileEntry>> {
+    let entries = list_tree(top)?;
+    let mut out = std::collections::BTreeMap::new();
+    for e in entries {
+        if e.rel == manifest::MANIFEST_NAME {
+            continue;
+        }
+        let entry = match &e.kind {
+            EntryKind::Dir => continue,
+            EntryKind::File { mode } => FileEntry {
+                sha256: crate::fetch::sha256_file(&e.path)?,
+                size: fs_err::metadata(&e.path)?.len(),
+                mode: *mode,
+                link: None,
+            },
+            EntryKind::Symlink { target } => FileEntry {
+                sha256: sha256_bytes(target.as_bytes()),
+                size: target.len() as u64,
+                mode: 0o777,
+                link: Some(target.clone()),
+            },
+        };
+        out.insert(e.rel, entry);
+    }
+    Ok(out)
 }
 
 /// Sizes of what was written.
