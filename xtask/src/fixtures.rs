@@ -655,6 +655,43 @@ fn prepare_workflow_linter(sh: &Shell, root: &Path) -> Result<()> {
     Ok(())
 }
 
+/// The small RPython target the test-suite translates too.
+pub fn small_target() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/targetembedsmall.py")
+}
+
+/// A recipe in `dir` that translates the small target with `--shared --opt=2`,
+/// for driving `cargo xtask translate` on it as a user would.
+pub fn write_small_recipe(dir: &Path) -> Result<PathBuf> {
+    let recipe = dir.join("small.toml");
+    fs_err::write(
+        &recipe,
+        format!(
+            r#"[pypy]
+version = "7.3.20"
+python = "3.11"
+
+[source]
+url = "https://downloads.python.org/pypy/rpython-0.2.1.tar.gz"
+sha256 = "{sha}"
+
+[translate]
+target = "{target}"
+opt = "2"
+options = ["--shared"]
+min_memory_gib = 1
+min_disk_gib = 1
+
+[host]
+packages = ["py", "cffi"]
+"#,
+            sha = RPYTHON_SHA256,
+            target = small_target().display()
+        ),
+    )?;
+    Ok(recipe)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

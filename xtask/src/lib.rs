@@ -11,7 +11,6 @@ pub mod ci_matrix;
 pub mod consumers;
 pub mod cross_lint;
 pub mod doctor;
-pub mod embed_bench;
 pub mod externals;
 pub mod fetch;
 pub mod fixtures;
@@ -29,8 +28,6 @@ pub mod test_cmd;
 #[cfg(test)]
 mod tidy;
 pub mod translate;
-pub mod translate_bench;
-pub mod typed_bench;
 pub mod verify;
 
 pub use pypy_archive::manifest;

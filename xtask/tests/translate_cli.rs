@@ -7,7 +7,7 @@ use std::process::{Child, Command, Stdio};
 use xtask::fixtures;
 
 fn write_recipe(dir: &Path) -> std::path::PathBuf {
-    xtask::translate_bench::write_small_recipe(dir).unwrap()
+    xtask::fixtures::write_small_recipe(dir).unwrap()
 }
 
 fn translate_cmd(recipe: &Path, cache: &Path) -> Command {

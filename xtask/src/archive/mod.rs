@@ -1,11 +1,10 @@
 //! Our release archive: the reproducible .tar.gz writer ([`writer`]), the
 //! pipeline that turns any PyPy tree into a relocatable archive
-//! ([`release`], shared by `package` and `repackage`), and its benchmark.
+//! ([`release`], shared by `package` and `repackage`).
 //!
 //! The format itself is described in `docs/archive-format.md`; the manifest
 //! types are [`crate::manifest`].
 
-pub mod bench;
 pub mod release;
 pub mod writer;
 

@@ -1,57 +1,19 @@
 //! Benchmark section `translate`: the driver's overhead over running the same
 //! rpython command by hand, and the time of a cache-hit rebuild.
 
-use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use anyhow::{Context, Result};
 use xshell::{cmd, Shell};
 
-use crate::bench::{Report, Row};
+use super::report::{Report, Row};
 use crate::build_cache::BuildCache;
 use crate::translate::{self, Spec};
 use crate::{fixtures, host, targets};
 
-/// The small RPython target the test-suite translates too.
-pub fn small_target() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/targetembedsmall.py")
-}
-
-/// A recipe in `dir` that translates the small target with `--shared --opt=2`,
-/// for driving `cargo xtask translate` on it as a user would.
-pub fn write_small_recipe(dir: &Path) -> Result<PathBuf> {
-    let recipe = dir.join("small.toml");
-    fs_err::write(
-        &recipe,
-        format!(
-            r#"[pypy]
-version = "7.3.20"
-python = "3.11"
-
-[source]
-url = "https://downloads.python.org/pypy/rpython-0.2.1.tar.gz"
-sha256 = "{sha}"
-
-[translate]
-target = "{target}"
-opt = "2"
-options = ["--shared"]
-min_memory_gib = 1
-min_disk_gib = 1
-
-[host]
-packages = ["py", "cffi"]
-"#,
-            sha = fixtures::RPYTHON_SHA256,
-            target = small_target().display()
-        ),
-    )?;
-    Ok(recipe)
-}
-
 /// The small target the test-suite translates too.
 fn small_spec() -> Result<Spec> {
-    let target = small_target();
+    let target = fixtures::small_target();
     let rpython = fixtures::translation_rpython()?;
     Ok(Spec {
         source_root: rpython.tree,
@@ -65,7 +27,7 @@ fn small_spec() -> Result<Spec> {
     })
 }
 
-pub fn bench(report: &mut Report) -> Result<()> {
+pub fn section(report: &mut Report) -> Result<()> {
     let sh = Shell::new()?;
     let spec = small_spec()?;
     let h = fixtures::host27()?;
@@ -85,8 +47,8 @@ pub fn bench(report: &mut Report) -> Result<()> {
         translate::translate(&sh, &spec, &host, &cache, true)?;
         driven.push(start.elapsed().as_secs_f64());
     }
-    let hand = crate::bench::median(&mut by_hand);
-    let ours = crate::bench::median(&mut driven);
+    let hand = super::report::median(&mut by_hand);
+    let ours = super::report::median(&mut driven);
     let overhead = ours / hand;
     report.add(Row {
         section: "translate".into(),
@@ -110,7 +72,7 @@ pub fn bench(report: &mut Report) -> Result<()> {
         hits.push(start.elapsed().as_secs_f64());
         anyhow::ensure!(out.cached, "the second translation was not a cache hit");
     }
-    let hit = crate::bench::median(&mut hits);
+    let hit = super::report::median(&mut hits);
     report.add(Row {
         section: "translate".into(),
         name: "cache hit, translate() (median s)".into(),
@@ -140,7 +102,7 @@ pub fn bench(report: &mut Report) -> Result<()> {
 /// Median wall time of `xtask translate` on the small target once it is cached.
 fn cli_cache_hit(sh: &Shell, h: &fixtures::Host27) -> Result<f64> {
     let dir = tempfile::tempdir()?;
-    let recipe = write_small_recipe(dir.path())?;
+    let recipe = fixtures::write_small_recipe(dir.path())?;
     let cache = dir.path().join("cache");
     let tree = fixtures::translation_rpython()?.tree;
     let exe = std::env::current_exe().context("locating the xtask binary")?;
@@ -161,7 +123,7 @@ fn cli_cache_hit(sh: &Shell, h: &fixtures::Host27) -> Result<f64> {
     for _ in 0..5 {
         times.push(run()?);
     }
-    Ok(crate::bench::median(&mut times))
+    Ok(super::report::median(&mut times))
 }
 
 /// The command line the driver would run, run plainly with the same environment.

@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context, Result};
 use xshell::{cmd, Shell};
 
-use crate::bench::{Report, Row};
+use super::report::{Report, Row};
 use crate::{fixtures, manifest, paths};
 
 const SECTION: &str = "embed";

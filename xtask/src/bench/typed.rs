@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result};
 use xshell::{cmd, Shell};
 
-use crate::bench::{Report, Row};
+use super::report::{Report, Row};
 use crate::{fixtures, paths};
 
 const CALLS: &str = "200000";
@@ -22,7 +22,7 @@ const ROUNDS: usize = 3;
 pub fn section(report: &mut Report) -> Result<()> {
     let sh = Shell::new()?;
     sh.change_dir(paths::workspace_root());
-    let archive = match std::env::var_os(crate::embed_bench::ARCHIVE_ENV) {
+    let archive = match std::env::var_os(super::embed::ARCHIVE_ENV) {
         Some(path) => PathBuf::from(path),
         None => fixtures::test_archive()?,
     };
@@ -46,7 +46,7 @@ pub fn section(report: &mut Report) -> Result<()> {
     )?;
     let work = tempfile::tempdir()?;
     let _cache = sh.push_env(pypy_archive::cache::CACHE_ENV, work.path().join("cache"));
-    let ours_exe = crate::embed_bench::release_example("embed_bench");
+    let ours_exe = super::embed::release_example("embed_bench");
     let theirs_exe = bench_pyo3.join("target/release/bench-pyo3");
     // Both sides in turn, several rounds: a machine's load then weighs on
     // both alike, and the median of each figure is reported.
@@ -72,9 +72,9 @@ pub fn section(report: &mut Report) -> Result<()> {
     let value = |outs: &[String], key: &str| -> Result<f64> {
         let mut values = outs
             .iter()
-            .map(|out| crate::embed_bench::value_of(out, key))
+            .map(|out| super::embed::value_of(out, key))
             .collect::<Result<Vec<f64>>>()?;
-        Ok(crate::bench::median(&mut values))
+        Ok(super::report::median(&mut values))
     };
     let name = archive_label(&archive);
     let section = format!("typed {name} vs PyO3 on CPython");

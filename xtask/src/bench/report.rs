@@ -1,20 +1,9 @@
-//! `cargo xtask bench`: every benchmark the issues ask for, reported as
-//! ratios against baselines measured in the same run on the same machine.
+//! What every benchmark section reports: rows of a figure beside its
+//! baseline from the same run, and the medians they are taken from.
 
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
-
-/// Options of `cargo xtask bench`.
-#[derive(clap::Args, Debug)]
-pub struct Args {
-    /// Run only the sections whose name contains this (translate, archive, embed, typed).
-    #[arg(long)]
-    pub only: Option<String>,
-    /// Also write the report as JSON to this file.
-    #[arg(long)]
-    pub json: Option<std::path::PathBuf>,
-}
 
 /// One measured figure beside its baseline.
 #[derive(Debug, Clone, serde::Serialize)]
@@ -65,7 +54,7 @@ impl Report {
         self.rows.push(row);
     }
 
-    fn print(&self) {
+    pub(super) fn print(&self) {
         println!(
             "{:<24} {:<40} {:>12} {:<32} {:>12} {:>8}  goal",
             "section", "figure", "value", "baseline", "baseline", "ratio"
@@ -86,13 +75,13 @@ impl Report {
     }
 }
 
-/// The median of `runs` timings of `f`, after one warm-up run.
 /// The middle value (the upper one of an even count).
 pub fn median(values: &mut [f64]) -> f64 {
     values.sort_by(|a, b| a.total_cmp(b));
     values[values.len() / 2]
 }
 
+/// The median of `runs` timings of `f`, after one warm-up run.
 pub fn median_time(runs: usize, mut f: impl FnMut() -> Result<()>) -> Result<Duration> {
     f().context("warm-up run")?;
     let mut times = Vec::with_capacity(runs);
@@ -103,30 +92,4 @@ pub fn median_time(runs: usize, mut f: impl FnMut() -> Result<()>) -> Result<Dur
     }
     times.sort();
     Ok(times[times.len() / 2])
-}
-
-type Section = (&'static str, fn(&mut Report) -> Result<()>);
-
-/// The benchmark sections, one per issue that asks for figures.
-const SECTIONS: &[Section] = &[
-    ("translate", crate::translate_bench::bench),
-    ("archive", crate::archive::bench::section),
-    ("embed", crate::embed_bench::section),
-    ("typed", crate::typed_bench::section),
-];
-
-pub fn run(args: Args) -> Result<()> {
-    let mut report = Report::default();
-    for (name, section) in SECTIONS {
-        if args.only.as_deref().is_some_and(|o| !name.contains(o)) {
-            continue;
-        }
-        eprintln!("bench: section {name}");
-        section(&mut report).with_context(|| format!("benchmark section `{name}`"))?;
-    }
-    report.print();
-    if let Some(path) = args.json {
-        fs_err::write(&path, serde_json::to_string_pretty(&report)?)?;
-    }
-    Ok(())
 }

@@ -6,8 +6,8 @@ use std::time::Duration;
 use anyhow::{Context, Result};
 use xshell::{cmd, Shell};
 
-use super::writer::{write_tar_gz_file, WriteOptions};
-use crate::bench::{median_time, Report, Row};
+use super::report::{median_time, Report, Row};
+use crate::archive::writer::{write_tar_gz_file, WriteOptions};
 use crate::{fixtures, manifest};
 
 const RUNS: usize = 3;
@@ -17,7 +17,7 @@ pub fn section(report: &mut Report) -> Result<()> {
     let work = tempfile::tempdir().context("creating the benchmark folder")?;
     let tree = work.path().join("tree");
     fs_err::create_dir(&tree)?;
-    super::extract_tar_gz(&archive, manifest::TOP_DIR, &tree)?;
+    crate::archive::extract_tar_gz(&archive, manifest::TOP_DIR, &tree)?;
     let top = tree.join(manifest::TOP_DIR);
     let ours = work.path().join("ours.tar.gz");
     let theirs = work.path().join("tar.tar.gz");
