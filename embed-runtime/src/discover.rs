@@ -9,7 +9,6 @@ use crate::error::{Error, Searched};
 use serde::Deserialize;
 
 use crate::manifest::{ManifestError, Paths, FORMAT_VERSION, MANIFEST_NAME, TOP_DIR};
-use crate::runtime::Builder;
 
 /// Names an extracted tree (the `pypy/` folder, or the folder holding it).
 pub const HOME_ENV: &str = "PYPY_EMBED_HOME";
@@ -28,7 +27,7 @@ const BUILD_SEARCHED: &str = env!("EMBED_RUNTIME_BUILD_SEARCHED");
 /// Which discovery step found PyPy.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Source {
-    /// [`Builder::home`].
+    /// [`Builder::home`](crate::Builder::home).
     Explicit,
     /// `$PYPY_EMBED_HOME`.
     HomeEnv,
@@ -85,13 +84,25 @@ pub struct ArchiveOrigin {
     pub repaired: Option<String>,
 }
 
+/// What the search is told: set by the [`Builder`](crate::Builder), read
+/// only here.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct SearchOptions {
+    /// Use this and search nowhere else.
+    pub(crate) home: Option<PathBuf>,
+    /// Extract archives here instead of the user's cache folder.
+    pub(crate) cache_dir: Option<PathBuf>,
+    /// Places not to look.
+    pub(crate) skip: Vec<Source>,
+}
+
 /// Runs the discovery order of the crate docs. A step whose place is absent
 /// passes to the next; a step whose place exists but is unusable is an
 /// error, because silently using another PyPy than the one configured
 /// would be worse.
-pub(crate) fn find(builder: &Builder) -> Result<Home, Error> {
-    if let Some(path) = &builder.home {
-        return from_path(Source::Explicit, path, &|| cache_dir(builder));
+pub(crate) fn find(options: &SearchOptions) -> Result<Home, Error> {
+    if let Some(path) = &options.home {
+        return from_path(Source::Explicit, path, &|| cache_dir(options));
     }
     let mut searched = Vec::new();
     for source in [
@@ -101,7 +112,7 @@ pub(crate) fn find(builder: &Builder) -> Result<Home, Error> {
         Source::BuildTime,
         Source::Embedded,
     ] {
-        if builder.skip.contains(&source) {
+        if options.skip.contains(&source) {
             searched.push(Searched {
                 source: source.describe().to_string(),
                 place: "-".into(),
@@ -116,7 +127,7 @@ pub(crate) fn find(builder: &Builder) -> Result<Home, Error> {
                 outcome: outcome.to_string(),
             })
         };
-        if let Some(home) = try_source(source, builder, &mut note)? {
+        if let Some(home) = try_source(source, options, &mut note)? {
             return Ok(home);
         }
     }
@@ -126,10 +137,10 @@ pub(crate) fn find(builder: &Builder) -> Result<Home, Error> {
 /// One discovery step: `Ok(None)` when its place is absent (noted in `note`).
 fn try_source(
     source: Source,
-    builder: &Builder,
+    options: &SearchOptions,
     note: &mut dyn FnMut(String, &str),
 ) -> Result<Option<Home>, Error> {
-    let cache = || cache_dir(builder);
+    let cache = || cache_dir(options);
     match source {
         Source::Explicit => unreachable!("handled before the search"),
         Source::HomeEnv => match non_empty_env(HOME_ENV) {
@@ -212,8 +223,8 @@ fn non_empty_env(name: &str) -> Option<OsString> {
 }
 
 /// The cache folder for extracted archives.
-pub(crate) fn cache_dir(builder: &Builder) -> Result<PathBuf, Error> {
-    if let Some(dir) = &builder.cache_dir {
+pub(crate) fn cache_dir(options: &SearchOptions) -> Result<PathBuf, Error> {
+    if let Some(dir) = &options.cache_dir {
         return Ok(dir.clone());
     }
     pypy_archive::cache::cache_root()

@@ -18,6 +18,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Mutex;
 
 use crate::error::{Error, PythonError};
+use crate::registry::{CallMode, ReplyStatus};
 
 /// The bootstrap, run once through `pypy_execute_source_ptr`.
 pub(crate) const BOOTSTRAP: &str = include_str!("bootstrap.py");
@@ -364,28 +365,6 @@ fn path_cstring(path: &Path) -> Result<CString, Error> {
         .map_err(|_| Error::Bridge(format!("{} contains a NUL byte", path.display())))
 }
 
-/// Status codes of `rust_call`, mirrored in bootstrap.py.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum ReplyStatus {
-    Ok = 0,
-    Error = 1,
-    Panic = 2,
-    NotFound = 3,
-    /// The reply is a marshal value (a function registered with `register_typed`).
-    OkMarshal = 4,
-    /// Arguments of the wrong kind for the function (Python raises `TypeError`).
-    WrongArguments = 5,
-}
-
-/// How the data of a call is encoded, both ways; mirrored in bootstrap.py.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum CallMode {
-    Bytes = 0,
-    Str = 1,
-    /// `(args, kwargs)` in marshal format; the result in marshal format.
-    Marshal = 2,
-}
-
 /// Operations on Python objects held by handle; mirrored in bootstrap.py.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum ObjectOp {
@@ -510,7 +489,7 @@ extern "C" fn rust_call(
             2 => CallMode::Marshal,
             _ => CallMode::Bytes,
         };
-        crate::runtime::dispatch(name, data, mode)
+        crate::registry::dispatch(name, data, mode)
     }));
     let (status, payload) = match outcome {
         Ok(Ok((status, bytes))) => (status, bytes),

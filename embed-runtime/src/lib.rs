@@ -200,6 +200,7 @@ mod ffi;
 pub use pypy_archive::manifest;
 pub mod marshal;
 mod memory;
+mod registry;
 mod runtime;
 mod typed;
 
@@ -211,5 +212,6 @@ pub use memory::{
     default_nursery_size, l2_cache_size, parse_size, GcSize, MemoryStats, Nursery,
     DEFAULT_NURSERY_CAP, DEFAULT_NURSERY_FLOOR, GC_VARIABLES,
 };
-pub use runtime::{register, register_str, running, start, BoxError, Builder, Function, Runtime};
+pub use registry::{register, register_str, BoxError};
+pub use runtime::{running, start, Builder, Function, Runtime};
 pub use typed::{register_typed, PyObject, TypedFn};

@@ -2,16 +2,16 @@
 //! functions through the bootstrap's callbacks, and the Rust functions
 //! Python can call back.
 
-use std::collections::HashMap;
 use std::fmt;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, LazyLock, Mutex, OnceLock, RwLock};
+use std::sync::{Arc, Mutex, OnceLock};
 
 use crate::cache;
-use crate::discover::{self, Home, Source};
+use crate::discover::{self, Home, SearchOptions, Source};
 use crate::error::Error;
-use crate::ffi::{self, CallMode, Callbacks, LibPyPy, ReplyStatus};
+use crate::ffi::{self, Callbacks, LibPyPy};
 use crate::memory::{self, GcSettings, GcSize, MemoryStats, Nursery};
+use crate::registry::CallMode;
 
 /// Chooses where PyPy comes from, then starts it.
 ///
@@ -22,10 +22,8 @@ use crate::memory::{self, GcSettings, GcSize, MemoryStats, Nursery};
 /// ```
 #[derive(Debug, Clone, Default)]
 pub struct Builder {
-    pub(crate) home: Option<PathBuf>,
-    pub(crate) cache_dir: Option<PathBuf>,
+    pub(crate) search: SearchOptions,
     pub(crate) verbose: bool,
-    pub(crate) skip: Vec<Source>,
     pub(crate) gc: GcSettings,
 }
 
@@ -38,21 +36,21 @@ impl Builder {
     /// extracted tree (the `pypy/` folder holding `PYPY.json`, or the folder
     /// above it), or a tree without a manifest such as Debian's `/usr`.
     pub fn home(mut self, path: impl Into<PathBuf>) -> Self {
-        self.home = Some(path.into());
+        self.search.home = Some(path.into());
         self
     }
 
     /// Where archives are extracted; default `$PYPY_EMBED_CACHE/runtime`, else
     /// `<user cache dir>/pypy-embed/runtime`.
     pub fn cache_dir(mut self, path: impl Into<PathBuf>) -> Self {
-        self.cache_dir = Some(path.into());
+        self.search.cache_dir = Some(path.into());
         self
     }
 
     /// Leave one step out of the search (for instance
     /// [`Source::BuildTime`], so that only run-time configuration counts).
     pub fn skip(mut self, source: Source) -> Self {
-        self.skip.push(source);
+        self.search.skip.push(source);
         self
     }
 
@@ -127,7 +125,7 @@ impl Builder {
     /// what [`Builder::start`] would use. Useful to fill the cache ahead of
     /// time (an installer, a container build).
     pub fn find(&self) -> Result<Home, Error> {
-        discover::find(self)
+        discover::find(&self.search)
     }
 
     /// Finds PyPy (see the crate docs for the order), extracts it if it is an
@@ -147,12 +145,12 @@ impl Builder {
         let gc = self
             .gc
             .plan(&|name| std::env::var(name).ok(), memory::l2_cache_size())?;
-        let home = discover::find(&self)?;
+        let home = discover::find(&self.search)?;
         // A library that does not load leaves PyPy untouched, so a later
         // attempt with another home may still succeed.
         let lib = LibPyPy::load(&home.libpypy)?;
         let started = lib.start(&home.root, self.verbose, &gc.set).and_then(|()| {
-            let module = discover::cache_dir(&self)
+            let module = discover::cache_dir(&self.search)
                 .ok()
                 .and_then(|cache| cache::bootstrap_module(&cache, ffi::BOOTSTRAP));
             lib.bootstrap(
@@ -180,11 +178,11 @@ impl Builder {
     }
 
     fn same_home(&self, running: &'static Runtime) -> Result<&'static Runtime, Error> {
-        let Some(_) = &self.home else {
+        let Some(_) = &self.search.home else {
             // Without an explicit home, whatever runs is what discovery chose.
             return Ok(running);
         };
-        let requested = discover::find(self)?;
+        let requested = discover::find(&self.search)?;
         if same_path(&requested.root, &running.home.root) {
             Ok(running)
         } else {
@@ -338,163 +336,5 @@ impl Function {
             .callbacks
             .call(self.handle, arg.as_bytes(), CallMode::Str, &mut out)?;
         Ok(String::from_utf8(out)?)
-    }
-}
-
-/// The error a Rust function registered for Python returns; Python sees it as
-/// `embed_runtime.RustError` with this message.
-pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
-
-type BytesFn = dyn Fn(&[u8]) -> Result<Vec<u8>, BoxError> + Send + Sync;
-type ValuesFn = dyn Fn(crate::marshal::Value) -> Result<Vec<u8>, BoxError> + Send + Sync;
-
-/// A Rust function Python can call: of bytes, or of typed values (marshal).
-#[derive(Clone)]
-pub(crate) enum RustFn {
-    Bytes(Arc<BytesFn>),
-    /// Takes the marshal tuple of the arguments, returns the marshal result.
-    Typed(Arc<ValuesFn>),
-}
-
-static REGISTRY: LazyLock<RwLock<HashMap<String, RustFn>>> = LazyLock::new(Default::default);
-
-pub(crate) fn register_fn(name: String, f: RustFn) {
-    REGISTRY
-        .write()
-        .unwrap_or_else(|p| p.into_inner())
-        .insert(name, f);
-}
-
-/// Makes `f` callable from Python as `embed_runtime.call(name, data)`, with
-/// `data` as bytes (a `str` is sent as UTF-8 and the reply decoded back to
-/// `str`). An `Err` raises `embed_runtime.RustError`, a panic
-/// `embed_runtime.RustPanic`; neither harms the process. May be called before
-/// or after start; registering a name again replaces the function.
-pub fn register<F>(name: impl Into<String>, f: F)
-where
-    F: Fn(&[u8]) -> Result<Vec<u8>, BoxError> + Send + Sync + 'static,
-{
-    register_fn(name.into(), RustFn::Bytes(Arc::new(f)));
-}
-
-/// [`register`] for a function of text: the data must be UTF-8.
-pub fn register_str<F>(name: impl Into<String>, f: F)
-where
-    F: Fn(&str) -> Result<String, BoxError> + Send + Sync + 'static,
-{
-    register(name, move |data: &[u8]| {
-        let text = std::str::from_utf8(data)?;
-        Ok(f(text)?.into_bytes())
-    })
-}
-
-/// Runs the Rust function Python asked for; a panic is caught by the caller in `ffi`.
-pub(crate) fn dispatch(
-    name: &[u8],
-    data: &[u8],
-    mode: CallMode,
-) -> Result<(ReplyStatus, Vec<u8>), (ReplyStatus, String)> {
-    let name = String::from_utf8_lossy(name);
-    let f = REGISTRY
-        .read()
-        .unwrap_or_else(|p| p.into_inner())
-        .get(name.as_ref())
-        .cloned();
-    // The lock is released before the call, so the function may register others.
-    let Some(f) = f else {
-        let mut known: Vec<String> = REGISTRY
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .keys()
-            .cloned()
-            .collect();
-        known.sort();
-        return Err((
-            ReplyStatus::NotFound,
-            format!(
-                "no Rust function is registered as {name:?}; registered: {}",
-                if known.is_empty() {
-                    "none".to_string()
-                } else {
-                    known.join(", ")
-                }
-            ),
-        ));
-    };
-    let error = |e: BoxError| (ReplyStatus::Error, e.to_string());
-    match (f, mode) {
-        (RustFn::Bytes(f), CallMode::Bytes | CallMode::Str) => {
-            f(data).map(|out| (ReplyStatus::Ok, out)).map_err(error)
-        }
-        (RustFn::Bytes(_), CallMode::Marshal) => Err((
-            ReplyStatus::WrongArguments,
-            format!(
-                "the Rust function {name:?} takes one bytes or str argument \
-                 (it was registered with `register`, not `register_typed`)"
-            ),
-        )),
-        (RustFn::Typed(f), mode) => {
-            let args = match mode {
-                CallMode::Marshal => crate::marshal::read(data)
-                    .map(|(v, _)| v)
-                    .map_err(|e| (ReplyStatus::Error, e.to_string()))?,
-                CallMode::Str => crate::marshal::Value::Tuple(vec![crate::marshal::Value::Str(
-                    String::from_utf8_lossy(data).into_owned(),
-                )]),
-                CallMode::Bytes if data.is_empty() => crate::marshal::Value::Tuple(vec![]),
-                CallMode::Bytes => {
-                    crate::marshal::Value::Tuple(vec![crate::marshal::Value::Bytes(data.to_vec())])
-                }
-            };
-            f(args)
-                .map(|out| (ReplyStatus::OkMarshal, out))
-                .map_err(error)
-        }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn dispatch_reports_unknown_names_with_the_known_ones() {
-        register("tests.echo", |d: &[u8]| Ok(d.to_vec()));
-        let Err((status, message)) = dispatch(b"tests.nope", b"", CallMode::Bytes) else {
-            panic!("an unknown name must fail")
-        };
-        assert!(matches!(status, ReplyStatus::NotFound));
-        assert!(
-            message.contains("tests.nope") && message.contains("tests.echo"),
-            "{message}"
-        );
-        assert_eq!(
-            dispatch(b"tests.echo", b"abc", CallMode::Bytes).unwrap(),
-            (ReplyStatus::Ok, b"abc".to_vec())
-        );
-    }
-
-    #[test]
-    fn errors_of_rust_functions_keep_their_message() {
-        register_str("tests.upper", |s: &str| {
-            if s.is_empty() {
-                Err("empty input".into())
-            } else {
-                Ok(s.to_uppercase())
-            }
-        });
-        assert_eq!(
-            dispatch(b"tests.upper", b"ab", CallMode::Str).unwrap(),
-            (ReplyStatus::Ok, b"AB".to_vec())
-        );
-        let Err((status, message)) = dispatch(b"tests.upper", b"", CallMode::Str) else {
-            panic!("empty input must fail")
-        };
-        assert!(matches!(status, ReplyStatus::Error));
-        assert_eq!(message, "empty input");
-        let Err((_, message)) = dispatch(b"tests.upper", b"\xff", CallMode::Bytes) else {
-            panic!("invalid UTF-8 must fail")
-        };
-        assert!(message.contains("utf-8"), "{message}");
     }
 }

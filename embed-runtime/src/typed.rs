@@ -8,9 +8,10 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 
 use crate::error::Error;
-use crate::ffi::{CallMode, ObjectOp};
+use crate::ffi::ObjectOp;
 use crate::marshal::{self, ConvertError};
-use crate::runtime::{register_fn, BoxError, Function, Runtime, RustFn};
+use crate::registry::{register_fn, BoxError, CallMode, RustFn};
+use crate::runtime::{Function, Runtime};
 
 fn convert(what: String, source: ConvertError) -> Error {
     Error::Convert { what, source }

@@ -223,6 +223,10 @@ const TESTS: &[Test] = &[
         damaged_cache_entry,
     ),
     ("eight_processes_extract_once", eight_processes_extract_once),
+    (
+        "a_binary_with_the_archive_inside_runs_after_the_archive_is_gone",
+        embedded_archive_feature,
+    ),
 ];
 
 fn parent() {
@@ -1329,4 +1333,65 @@ fn child_same_and_other_home() {
         other => panic!("expected OtherHome, got {other:?}"),
     }
     first.run("assert 1 + 1 == 2").expect("still running");
+}
+
+/// The `embedded-archive` feature for real: a binary built with it keeps
+/// working after the archive it was built from is gone.
+fn embedded_archive_feature(ctx: &Ctx) {
+    let scratch = tempfile::tempdir().unwrap();
+    let archive = &ctx.subject.archive;
+    // A copy that the build embeds and the test then deletes.
+    let copy = scratch.path().join(archive.file_name().unwrap());
+    std::fs::copy(archive, &copy).unwrap();
+
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let built = Command::new(&cargo)
+        .args([
+            "build",
+            "--quiet",
+            "-p",
+            "embed-runtime",
+            "--example",
+            "hello",
+        ])
+        .args(["--features", "embedded-archive", "--message-format=json"])
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .env("PYPY_EMBED_BUILD_ARCHIVE", &copy)
+        .output()
+        .unwrap();
+    assert!(
+        built.status.success(),
+        "{}",
+        String::from_utf8_lossy(&built.stderr)
+    );
+    let exe = String::from_utf8_lossy(&built.stdout)
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter(|m| m["target"]["name"] == "hello")
+        .find_map(|m| m["executable"].as_str().map(PathBuf::from))
+        .expect("cargo names the built example");
+    // The binary moves away from the workspace, as a deployed program would.
+    let deployed = scratch
+        .path()
+        .join(format!("hello{}", std::env::consts::EXE_SUFFIX));
+    std::fs::copy(&exe, &deployed).unwrap();
+    std::fs::remove_file(&copy).unwrap();
+
+    let out = Command::new(&deployed)
+        .env_remove(embed_runtime::HOME_ENV)
+        .env_remove(embed_runtime::ARCHIVE_ENV)
+        .env(embed_runtime::CACHE_ENV, scratch.path().join("cache"))
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.starts_with("Hello from PyPy "), "{stdout}");
+    assert!(
+        stdout.contains("via archive embedded in the binary"),
+        "{stdout}"
+    );
 }

@@ -3,7 +3,7 @@
 //! from the recipe's `patches/` folder, one fetched from a loopback server
 //! by URL and sha256, one that does not apply, and `--no-patches`.
 
-mod common;
+use crate::common;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};

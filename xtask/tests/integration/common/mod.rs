@@ -212,3 +212,11 @@ pub fn files_except_locks(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
         .filter(|p| p.extension().is_none_or(|e| e != "lock"))
         .collect()
 }
+
+/// The RPython fixture tree is shared, and RPython writes its `_cache`
+/// inside it, so the tests that translate take turns (they were separate
+/// binaries, run one after another, before the tests became one binary).
+pub fn rpython_turn() -> std::sync::MutexGuard<'static, ()> {
+    static TURN: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    TURN.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}

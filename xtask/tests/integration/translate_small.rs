@@ -8,6 +8,8 @@ use xtask::build_cache::BuildCache;
 use xtask::translate::{self, Spec};
 use xtask::{c_compiler, fixtures, host, targets};
 
+use crate::common;
+
 fn fixture_target(name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("tests/fixtures")
@@ -37,6 +39,7 @@ fn host27(sh: &Shell) -> host::HostPython {
 
 #[test]
 fn small_target_translates_caches_and_runs() {
+    let _turn = common::rpython_turn();
     let sh = Shell::new().unwrap();
     let host = host27(&sh);
     let cache_dir = tempfile::tempdir().unwrap();
@@ -98,6 +101,7 @@ fn small_target_translates_caches_and_runs() {
 
 #[test]
 fn an_rpython_error_comes_back_with_its_lines() {
+    let _turn = common::rpython_turn();
     let sh = Shell::new().unwrap();
     let host = host27(&sh);
     let cache_dir = tempfile::tempdir().unwrap();
@@ -119,6 +123,7 @@ fn an_rpython_error_comes_back_with_its_lines() {
 
 #[test]
 fn a_known_upstream_failure_names_its_issue_and_fix() {
+    let _turn = common::rpython_turn();
     let sh = Shell::new().unwrap();
     let host = host27(&sh);
     let cache_dir = tempfile::tempdir().unwrap();

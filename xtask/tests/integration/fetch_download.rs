@@ -11,7 +11,7 @@ use xtask::fixtures::{self, RPYTHON_SDIST, RPYTHON_SHA256};
 use xtask::manifest::Source;
 use xtask::recipe::Recipe;
 
-mod common;
+use crate::common;
 
 use common::server::{Reply, Request, Server};
 

@@ -15,7 +15,7 @@ use xtask::fixtures::{self, TestPypySource};
 use xtask::manifest::{self, Source};
 use xtask::{targets, verify};
 
-mod common;
+use crate::common;
 
 use common::server::{Reply, Server};
 

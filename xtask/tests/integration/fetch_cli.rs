@@ -1,7 +1,7 @@
 //! `cargo xtask fetch` end to end: the real binary, a recipe file pointing at
 //! the rpython sdist, and a mirror folder holding the right or a tampered copy.
 
-mod common;
+use crate::common;
 
 use std::path::PathBuf;
 use std::process::{Command, Output};

@@ -1,5 +1,6 @@
 //! `cargo xtask translate` as a user runs it: interrupted, then completed, then cached.
 
+use crate::common;
 use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
@@ -45,6 +46,7 @@ fn complete_entries(cache: &Path) -> Vec<String> {
 
 #[test]
 fn interrupted_then_complete_then_cached() {
+    let _turn = common::rpython_turn();
     let tmp = tempfile::tempdir().unwrap();
     let recipe = write_recipe(tmp.path());
     let cache = tmp.path().join("cache");
