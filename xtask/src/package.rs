@@ -170,17 +170,15 @@ pub fn package_py_args(tree: &Path, name: &str, builddir: &Path) -> Vec<OsString
 pub fn origin_for(tree: &Path, recipe: Option<&Recipe>, target: &targets::Target) -> Origin {
     match recipe {
         Some(r) => {
-            let mut options = vec![format!(
-                "--opt={}",
-                r.targets
-                    .get(&target.triple)
-                    .and_then(|t| t.opt.clone())
-                    .unwrap_or_else(|| r.translate.opt.clone())
-            )];
-            options.extend(r.translate.options.iter().cloned());
-            if let Some(t) = r.targets.get(&target.triple) {
-                options.extend(t.extra_options.iter().cloned());
-            }
+            // What `translate` records for the same recipe and target.
+            let options = crate::translate::Spec::planned(
+                r,
+                tree,
+                String::new(),
+                &target.triple,
+                &crate::translate::RunOptions::default(),
+            )
+            .recorded_options();
             Origin {
                 recipe: Some(r.name.clone()),
                 source: Source::Release {
@@ -221,12 +219,9 @@ fn git_commit(tree: &Path) -> Option<String> {
 
 /// Libraries the recipe allows beyond the target table.
 pub fn extra_allowed(recipe: Option<&Recipe>, target: &targets::Target) -> Vec<String> {
-    let Some(r) = recipe else { return Vec::new() };
-    let mut out = r.package.allowed_libraries.clone();
-    if let Some(t) = r.targets.get(&target.triple) {
-        out.extend(t.allowed_libraries.iter().cloned());
-    }
-    out
+    recipe
+        .map(|r| r.allowed_libraries(&target.triple))
+        .unwrap_or_default()
 }
 
 /// Runs `package.py` on a translated tree, then relocates, writes the
@@ -366,6 +361,14 @@ mod tests {
             }
             other => panic!("{other:?}"),
         }
+        // A recipe's target options reach the manifest as `translate` records them.
+        let mut with_target_options = recipe.clone();
+        with_target_options.translate.target_options = vec!["--withoutmod-_cppyy".into()];
+        let o = origin_for(Path::new("/nowhere"), Some(&with_target_options), &linux());
+        assert_eq!(
+            o.translation_options,
+            ["--opt=jit", "--shared", "--withoutmod-_cppyy"]
+        );
         let o = origin_for(Path::new("/nowhere"), None, &linux());
         assert_eq!(o.source, Source::Checkout { commit: None });
     }

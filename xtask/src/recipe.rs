@@ -473,21 +473,6 @@ impl Recipe {
             .unwrap_or(&self.source.url)
     }
 
-    /// The RPython options for `triple`: `--opt=<level>` (the target's
-    /// override or the recipe's), the recipe's options, then the target's extra options.
-    pub fn rpython_options(&self, triple: &str) -> Vec<String> {
-        let over = self.targets.get(triple);
-        let opt = over
-            .and_then(|o| o.opt.as_deref())
-            .unwrap_or(&self.translate.opt);
-        let mut options = vec![format!("--opt={opt}")];
-        options.extend(self.translate.options.iter().cloned());
-        if let Some(over) = over {
-            options.extend(over.extra_options.iter().cloned());
-        }
-        options
-    }
-
     /// Shared libraries the result may need on `triple` beyond the target table's:
     /// the recipe's list plus the target's override.
     pub fn allowed_libraries(&self, triple: &str) -> Vec<String> {
@@ -628,12 +613,22 @@ extra_options = ["--no-shared-stuff"]
             "opt = \"2\"\nextra_options = [\"--gc=incminimark\"]\nallowed_libraries = [\"libx.so.1\"]",
         );
         let r = parse(&text).unwrap();
+        let recorded = |triple: &str| {
+            crate::translate::Spec::planned(
+                &r,
+                Path::new("/src"),
+                String::new(),
+                triple,
+                &Default::default(),
+            )
+            .recorded_options()
+        };
         assert_eq!(
-            r.rpython_options("aarch64-unknown-linux-gnu"),
+            recorded("aarch64-unknown-linux-gnu"),
             ["--opt=2", "--shared", "--gc=incminimark"]
         );
         assert_eq!(
-            r.rpython_options("x86_64-unknown-linux-gnu"),
+            recorded("x86_64-unknown-linux-gnu"),
             ["--opt=jit", "--shared"]
         );
         assert_eq!(
