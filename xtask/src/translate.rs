@@ -442,6 +442,10 @@ pub fn rpython_env(
         ("PYPY_USESSION_DIR", usession.into()),
         // Python buffers a piped stdout; progress must arrive as it happens.
         ("PYTHONUNBUFFERED", "1".into()),
+        // A randomised str hash reorders RPython's dicts and so its C; with
+        // the reproducible-builds patch, a fixed seed makes the output depend
+        // on the source alone (docs/reproducible-builds.md).
+        ("PYTHONHASHSEED", "0".into()),
     ];
     // The source tree first, so `-m rpython` finds its own rpython package.
     let mut pythonpath: Vec<std::ffi::OsString> = vec![spec.source_root.clone().into()];

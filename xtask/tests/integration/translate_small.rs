@@ -201,3 +201,63 @@ fn binary_exports(lib: &Path) -> Vec<String> {
         .expect("the library is an ELF, Mach-O or PE file")
         .exports
 }
+
+/// Reproducible builds: the small target translated twice, each time from
+/// its own copy of the RPython tree with our reproducibility patch, in
+/// folders of different names, at different times, gives the same library
+/// and launcher, byte for byte.
+#[test]
+fn two_translations_in_different_folders_are_identical() {
+    let _turn = common::rpython_turn();
+    let sh = Shell::new().unwrap();
+    let host = host27(&sh);
+    let rpython = fixtures::translation_rpython().expect("RPython fixture");
+    let path = xtask::paths::recipes_dir().join("patches/rpython-0.2.1-reproducible.patch");
+    let patch = xtask::patch::Ready {
+        record: xtask::manifest::PatchRecord {
+            name: "rpython-0.2.1-reproducible.patch".into(),
+            sha256: xtask::fetch::sha256_file(&path).unwrap(),
+            url: None,
+        },
+        path,
+    };
+    let scratch = tempfile::tempdir().unwrap();
+    let mut builds = Vec::new();
+    for folder in ["one", "a-second-folder-with-a-longer-name"] {
+        let root = scratch.path().join(folder);
+        let tree = root.join("rpython");
+        xtask::patch::apply_into(&sh, &rpython.tree, std::slice::from_ref(&patch), &tree)
+            .expect("the reproducibility patch applies to the RPython fixture");
+        let mut spec = spec("targetembedsmall.py", "2");
+        spec.source_root = tree;
+        spec.source_id = format!("{}+reproducible", rpython.source_id);
+        let cache = BuildCache::new(root.join("cache"));
+        let out = translate::translate(&sh, &spec, &host, &cache, false)
+            .expect("the patched tree translates");
+        assert!(!out.cached, "each folder has a cache of its own");
+        let launcher = out.launcher.expect("a launcher");
+        builds.push((
+            std::fs::read(&out.library).unwrap(),
+            std::fs::read(&launcher).unwrap(),
+        ));
+    }
+    let differing = |a: &[u8], b: &[u8]| {
+        a.iter().zip(b).filter(|(x, y)| x != y).count() + a.len().abs_diff(b.len())
+    };
+    let (first, second) = (&builds[0], &builds[1]);
+    let sha = pypy_archive::hash::sha256_bytes;
+    assert!(
+        first.0 == second.0,
+        "the libraries differ in {} bytes (sha256 {} against {})",
+        differing(&first.0, &second.0),
+        sha(&first.0),
+        sha(&second.0)
+    );
+    assert!(
+        first.1 == second.1,
+        "the launchers differ in {} bytes (sha256 {} against {})",
+        differing(&first.1, &second.1),
+        sha(&first.1),
+        sha(&second.1)
+    );
+}
