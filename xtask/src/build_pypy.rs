@@ -220,7 +220,7 @@ fn reuse_package(
         fs_err::copy(stored.join(&file), &tmp)?;
         fs_err::rename(&tmp, dist.join(&file))?;
     }
-    archive::release::update_sha256sums(dist, &name, &sha256)?;
+    archive::publish::update_sha256sums(dist, &name, &sha256)?;
     let archive = dist.join(&name);
     verify::verify_archive(
         &archive,

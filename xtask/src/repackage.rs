@@ -197,7 +197,7 @@ pub fn repackage_with_options(
     } else {
         build_paths.push(tree.to_path_buf());
     }
-    archive::release::check_no_build_paths(&staged, &build_paths)?;
+    archive::relocate::check_no_build_paths(&staged, &build_paths)?;
     archive::relocate(&staged)?;
     let manifest = archive::build_manifest(&staged, origin)?;
     archive::publish(&staged, &manifest, out_dir, opts)

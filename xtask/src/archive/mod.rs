@@ -1,15 +1,23 @@
-//! Our release archive: the reproducible .tar.gz writer ([`writer`]), the
-//! pipeline that turns any PyPy tree into a relocatable archive
-//! ([`release`], shared by `package` and `repackage`).
+//! Our release archive: the pipeline shared by `package` and `repackage`
+//! that turns any PyPy tree into a relocatable archive, one file per step,
+//! each using only the steps before it: [`locate`] the parts, [`stage`]
+//! them as a release tree, [`relocate`] the binaries, describe the tree in
+//! [`manifest`], pack it with the reproducible [`writer`], and [`publish`]
+//! it into `dist/`, verified first.
 //!
 //! The format itself is described in `docs/archive-format.md`; the manifest
 //! types are [`crate::manifest`].
 
-pub mod release;
+pub mod locate;
+pub mod manifest;
+pub mod publish;
+pub mod relocate;
+pub mod stage;
 pub mod writer;
 
-pub use release::{
-    build_manifest, locate, publish, relocate, stage, Found, PublishOptions, Published, Staged,
-    Versions,
-};
+pub use locate::{locate, Found, Versions};
+pub use manifest::build_manifest;
+pub use publish::{publish, PublishOptions, Published};
+pub use relocate::relocate;
+pub use stage::{stage, Staged};
 pub use writer::{extract_tar_gz, write_tar_gz, write_tar_gz_file, WriteOptions, WriteStats};

@@ -17,7 +17,7 @@ fn only_archive(dir: &Path) -> Vec<String> {
     let mut names: Vec<String> = fs_err::read_dir(dir)
         .unwrap()
         .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-        .filter(|n| n != xtask::archive::release::SUMS_LOCK)
+        .filter(|n| n != xtask::archive::publish::SUMS_LOCK)
         .collect();
     names.sort();
     names

@@ -1,0 +1,40 @@
+//! Step 4: `PYPY.json` for a staged and relocated tree.
+
+use anyhow::{Context, Result};
+
+use super::stage::Staged;
+use super::writer;
+use crate::binary;
+use crate::manifest::{self, Manifest, Origin, Paths};
+
+/// Builds `PYPY.json` for the staged tree (hashing every file).
+pub fn build_manifest(staged: &Staged, origin: Origin) -> Result<Manifest> {
+    let py = &staged.versions.python;
+    let target = &staged.target;
+    let lib_rel = target.libpypy_path(py);
+    let lib = binary::read(&staged.top.join(&lib_rel))?
+        .with_context(|| format!("{lib_rel} is not a shared library"))?;
+    let launcher_rel = target.launcher_path(py);
+    let files = writer::hash_tree(&staged.top)?;
+    Ok(Manifest {
+        format_version: manifest::FORMAT_VERSION,
+        pypy_version: staged.versions.pypy.clone(),
+        python_version: py.clone(),
+        target: target.triple.clone(),
+        no_headers: staged.no_headers,
+        paths: Paths {
+            libpypy: lib_rel,
+            launcher: files.contains_key(&launcher_rel).then_some(launcher_rel),
+            stdlib: target.stdlib_dir(py),
+            include: target.include_dir(py),
+        },
+        embedding_symbols: manifest::EMBEDDING_API
+            .iter()
+            .filter(|s| lib.exports.iter().any(|e| e == *s))
+            .map(|s| s.to_string())
+            .collect(),
+        needed_libraries: lib.needed.clone(),
+        origin,
+        files,
+    })
+}
