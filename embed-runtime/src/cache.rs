@@ -25,6 +25,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use pypy_archive::entry::{check_link, safe_relative_path};
+use pypy_archive::fs::write_atomic;
 use pypy_archive::hash::{sha256_bytes, sha256_file};
 use pypy_archive::lock::FileLock;
 use serde::{Deserialize, Serialize};
@@ -235,9 +236,7 @@ pub(crate) fn bootstrap_module(cache: &Path, source: &str) -> Option<(PathBuf, S
     let path = dir.join(format!("{name}.py"));
     if fs::read(&path).ok().as_deref() != Some(source.as_bytes()) {
         fs::create_dir_all(&dir).ok()?;
-        let mut tmp = tempfile::NamedTempFile::new_in(&dir).ok()?;
-        tmp.write_all(source.as_bytes()).ok()?;
-        tmp.persist(&path).ok()?;
+        write_atomic(&path, source.as_bytes()).ok()?;
     }
     Some((dir, name))
 }
@@ -275,12 +274,8 @@ fn file_sha256(cache: &Path, path: &Path) -> Result<String, Error> {
         sha256: sha256.clone(),
     };
     if fs::create_dir_all(&memo_dir).is_ok() {
-        if let Ok(mut tmp) = tempfile::NamedTempFile::new_in(&memo_dir) {
-            let json = serde_json::to_vec(&record).expect("a memo always serialises");
-            if tmp.write_all(&json).is_ok() {
-                let _ = tmp.persist(&memo);
-            }
-        }
+        let json = serde_json::to_vec(&record).expect("a memo always serialises");
+        let _ = write_atomic(&memo, &json);
     }
     Ok(sha256)
 }

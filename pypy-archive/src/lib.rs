@@ -5,6 +5,7 @@
 
 pub mod cache;
 pub mod entry;
+pub mod fs;
 pub mod hash;
 pub mod lock;
 pub mod manifest;

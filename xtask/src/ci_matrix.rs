@@ -80,12 +80,8 @@ pub fn write(root: &Path, workflows: &[Workflow]) -> Result<Vec<PathBuf>> {
         let path = root.join(&wf.path);
         let dir = path.parent().context("a workflow path has a folder")?;
         fs_err::create_dir_all(dir)?;
-        let mut tmp = tempfile::NamedTempFile::new_in(dir)
-            .with_context(|| format!("creating a temporary file in {}", dir.display()))?;
-        std::io::Write::write_all(&mut tmp, wf.text.as_bytes())
+        pypy_archive::fs::write_atomic(&path, wf.text.as_bytes())
             .with_context(|| format!("writing {}", path.display()))?;
-        tmp.persist(&path)
-            .with_context(|| format!("renaming the new workflow onto {}", path.display()))?;
         written.push(path);
     }
     Ok(written)

@@ -107,12 +107,8 @@ pub fn read_translation_rpython(root: &Path) -> Result<TranslationRpython> {
 /// Records `chosen` in the fixture folder `root` for [`translation_rpython`].
 pub fn record_translation_rpython(root: &Path, chosen: &TranslationRpython) -> Result<()> {
     let record = root.join(TRANSLATION_RPYTHON_FILE);
-    let tmp = tempfile::NamedTempFile::new_in(root)?;
-    fs_err::write(
-        tmp.path(),
-        format!("{}\n{}\n", chosen.source_id, chosen.tree.display()),
-    )?;
-    tmp.persist(&record)
+    let text = format!("{}\n{}\n", chosen.source_id, chosen.tree.display());
+    pypy_archive::fs::write_atomic(&record, text.as_bytes())
         .with_context(|| format!("writing {}", record.display()))?;
     Ok(())
 }
