@@ -10,3 +10,4 @@ pub mod hash;
 pub mod lock;
 pub mod manifest;
 pub mod name;
+pub mod version;

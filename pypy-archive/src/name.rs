@@ -19,13 +19,12 @@ pub fn parse(file_name: &str) -> Option<ArchiveName> {
     let stem = file_name.strip_suffix(".tar.gz")?.strip_prefix("pypy")?;
     let (python, rest) = stem.split_once("-v")?;
     let (pypy, triple) = rest.split_once('-')?;
-    let numbers = |s: &str| -> Option<Vec<u32>> { s.split('.').map(|p| p.parse().ok()).collect() };
     if triple.is_empty() {
         return None;
     }
     Some(ArchiveName {
-        python: numbers(python)?,
-        pypy: numbers(pypy)?,
+        python: crate::version::parse(python)?,
+        pypy: crate::version::parse(pypy)?,
         triple: triple.to_string(),
     })
 }

@@ -256,11 +256,7 @@ fn patch_url_problem(value: &str) -> Option<String> {
 
 /// Whether `value` is dot-separated numbers with `parts` components (`7.3.20`, `3.11`).
 fn is_version(value: &str, parts: usize) -> bool {
-    let pieces: Vec<&str> = value.split('.').collect();
-    pieces.len() == parts
-        && pieces
-            .iter()
-            .all(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()))
+    pypy_archive::version::has_parts(value, parts)
 }
 
 /// `arch-vendor-os[-env]`: three or four non-empty parts of lowercase letters, digits, `_` or `.`.
@@ -275,8 +271,8 @@ fn is_triple_shaped(value: &str) -> bool {
 }
 
 /// Numeric version components for ordering (`3.11` > `3.10`).
-fn version_key(value: &str) -> Vec<u64> {
-    value.split('.').map(|p| p.parse().unwrap_or(0)).collect()
+fn version_key(value: &str) -> Vec<u32> {
+    pypy_archive::version::parse(value).unwrap_or_default()
 }
 
 impl Recipe {
@@ -484,7 +480,7 @@ impl Recipe {
     }
 
     /// Ordering key: PyPy version first, then Python version.
-    fn newness(&self) -> (Vec<u64>, Vec<u64>) {
+    fn newness(&self) -> (Vec<u32>, Vec<u32>) {
         (
             version_key(&self.pypy.version),
             version_key(&self.pypy.python),

@@ -264,10 +264,7 @@ fn find_after(bytes: &[u8], needle: &[u8], keep: impl Fn(u8) -> bool) -> Option<
 }
 
 fn dotted(s: &str, parts: usize) -> Option<String> {
-    let ok = s.split('.').count() == parts
-        && s.split('.')
-            .all(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()));
-    ok.then(|| s.to_string())
+    pypy_archive::version::has_parts(s, parts).then(|| s.to_string())
 }
 
 #[cfg(test)]
