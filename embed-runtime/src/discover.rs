@@ -1,7 +1,6 @@
 //! Finding PyPy: the discovery order of the crate docs, turning an archive
 //! into an extracted tree, and checking a tree before libpypy is loaded.
 
-use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 
 use crate::cache::{self, ArchiveRef};
@@ -143,14 +142,14 @@ fn try_source(
     let cache = || cache_dir(options);
     match source {
         Source::Explicit => unreachable!("handled before the search"),
-        Source::HomeEnv => match non_empty_env(HOME_ENV) {
+        Source::HomeEnv => match crate::env::var_os(HOME_ENV) {
             Some(path) => from_tree(source, Path::new(&path)).map(Some),
             None => {
                 note(format!("${HOME_ENV}"), "not set");
                 Ok(None)
             }
         },
-        Source::ArchiveEnv => match non_empty_env(ARCHIVE_ENV) {
+        Source::ArchiveEnv => match crate::env::var_os(ARCHIVE_ENV) {
             Some(path) => from_archive(source, Path::new(&path), &cache()?).map(Some),
             None => {
                 note(format!("${ARCHIVE_ENV}"), "not set");
@@ -216,10 +215,6 @@ fn try_source(
 /// time, else the newest for the target in the workspace's `dist/`).
 pub fn build_time_archive() -> Option<&'static Path> {
     (!BUILD_ARCHIVE.is_empty()).then(|| Path::new(BUILD_ARCHIVE))
-}
-
-fn non_empty_env(name: &str) -> Option<OsString> {
-    std::env::var_os(name).filter(|v| !v.is_empty())
 }
 
 /// The cache folder for extracted archives.

@@ -194,6 +194,7 @@ mod cache;
 mod discover;
 #[cfg(feature = "embedded-archive")]
 mod embedded;
+mod env;
 mod error;
 #[allow(unsafe_code)]
 mod ffi;

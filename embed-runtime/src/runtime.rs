@@ -142,9 +142,7 @@ impl Builder {
             State::Idle => {}
         }
         // Bad settings are refused before anything is found, loaded or started.
-        let gc = self
-            .gc
-            .plan(&|name| std::env::var(name).ok(), memory::l2_cache_size())?;
+        let gc = self.gc.plan(&crate::env::var, memory::l2_cache_size())?;
         let home = discover::find(&self.search)?;
         // A library that does not load leaves PyPy untouched, so a later
         // attempt with another home may still succeed.

@@ -245,7 +245,10 @@ fn bootstrap_name(target: &Target) -> String {
 /// `$CC` split into program and arguments, `cc` by default (as RPython does).
 fn compiler(target: &Target) -> (String, Vec<String>) {
     let default = if target.os == Os::Windows { "cl" } else { "cc" };
-    let cc = std::env::var("CC").unwrap_or_else(|_| default.into());
+    let cc = crate::env::var("CC")
+        .ok()
+        .flatten()
+        .unwrap_or_else(|| default.into());
     let mut parts = cc.split_whitespace().map(str::to_string);
     let program = parts.next().unwrap_or_else(|| default.into());
     (program, parts.collect())
@@ -269,7 +272,7 @@ pub fn compiler_hint(target: &Target) -> String {
 }
 
 fn check_compiler(sh: &Shell, target: &Target, report: &mut Report) -> bool {
-    if target.os == Os::Windows && std::env::var_os("CC").is_none() {
+    if target.os == Os::Windows && crate::env::var_os("CC").is_none() {
         return check_msvc(target, report);
     }
     let (program, args) = compiler(target);

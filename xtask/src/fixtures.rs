@@ -39,7 +39,7 @@ pub const PYTHON3_ENV: &str = "PYPY_EMBED_PYTHON3";
 
 /// The Python 3 for pip and venv: `$PYPY_EMBED_PYTHON3`, else `python3` on PATH.
 pub fn python3() -> PathBuf {
-    std::env::var_os(PYTHON3_ENV)
+    crate::env::var_os(PYTHON3_ENV)
         .filter(|v| !v.is_empty())
         .map(PathBuf::from)
         .unwrap_or_else(|| PathBuf::from("python3"))
@@ -47,7 +47,7 @@ pub fn python3() -> PathBuf {
 
 /// Where fixtures live: `$PYPY_EMBED_FIXTURES`, else `target/fixtures` in the workspace.
 pub fn root() -> PathBuf {
-    std::env::var_os(FIXTURES_ENV)
+    crate::env::var_os(FIXTURES_ENV)
         .map(PathBuf::from)
         .unwrap_or_else(|| paths::workspace_root().join("target").join("fixtures"))
 }
@@ -157,7 +157,7 @@ fn prepare_translation_rpython(
     host: &Target,
     fetch_opts: &fetch::FetchOptions,
 ) -> Result<()> {
-    let value = std::env::var(targets::TEST_RPYTHON_ENV).ok();
+    let value = crate::env::var(targets::TEST_RPYTHON_ENV)?;
     let choice = RpythonChoice::from_value(host, value.as_deref())?;
     let chosen = resolve_translation_rpython(choice, crate::recipe::newest, fetch_opts)?;
     record_translation_rpython(root, &chosen)
@@ -257,7 +257,7 @@ pub enum TestPypySource {
 impl TestPypySource {
     /// What `$PYPY_EMBED_TEST_PYPY` (with `_URL` and `_SHA256`) asks for on `host`.
     pub fn from_env(host: &Target) -> Result<TestPypySource> {
-        let var = |name: &str| std::env::var(name).ok();
+        let var = |name: &str| crate::env::var(name).ok().flatten();
         TestPypySource::from_values(
             host,
             var(targets::TEST_PYPY_ENV).as_deref(),
@@ -382,9 +382,7 @@ pub fn prepare_all(sh: &Shell) -> Result<()> {
 /// Download options from the environment: `$PYPY_EMBED_CACHE` and `$PYPY_EMBED_MIRROR`.
 fn fetch_options() -> Result<fetch::FetchOptions> {
     fetch::FetchArgs {
-        mirror: std::env::var(fetch::MIRROR_ENV)
-            .ok()
-            .filter(|m| !m.is_empty()),
+        mirror: crate::env::var(fetch::MIRROR_ENV)?,
         ..fetch::FetchArgs::default()
     }
     .options()

@@ -87,7 +87,7 @@ fn candidates(explicit: Option<&Path>) -> Vec<(PathBuf, String)> {
         found.push((p.to_path_buf(), "--host-python".to_string()));
         return found;
     }
-    if let Some(p) = std::env::var_os(HOST_ENV) {
+    if let Some(p) = crate::env::var_os(HOST_ENV) {
         found.push((PathBuf::from(p), format!("${HOST_ENV}")));
         return found;
     }
@@ -228,16 +228,16 @@ fn ensure_packages(sh: &Shell, host: &HostPython, packages: &[String]) -> Result
 /// `python2.7` (or `python2`) on PATH.
 pub fn find_cpython27() -> Result<PathBuf> {
     let pyenv_roots: Vec<PathBuf> = [
-        std::env::var_os("PYENV_ROOT").map(PathBuf::from),
-        std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".pyenv")),
+        crate::env::var_os("PYENV_ROOT").map(PathBuf::from),
+        crate::env::var_os("HOME").map(|h| PathBuf::from(h).join(".pyenv")),
     ]
     .into_iter()
     .flatten()
     .collect();
     find_python27_in(
-        std::env::var_os(HOST_ENV).as_deref(),
+        crate::env::var_os(HOST_ENV).as_deref(),
         &pyenv_roots,
-        std::env::var_os("PATH").as_deref(),
+        crate::env::var_os("PATH").as_deref(),
     )
 }
 
@@ -290,7 +290,7 @@ fn find_python27_in(
 
 /// A program on PATH, without running it.
 pub fn which(name: &str) -> Option<PathBuf> {
-    which_in(&std::env::var_os("PATH")?, name)
+    which_in(&crate::env::var_os("PATH")?, name)
 }
 
 /// A program in one of the folders of `path` (a PATH value); `NAME.exe` also counts on Windows.

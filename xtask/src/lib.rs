@@ -11,6 +11,7 @@ pub mod ci_matrix;
 pub mod consumers;
 pub mod cross_lint;
 pub mod doctor;
+pub mod env;
 pub mod externals;
 pub mod fetch;
 pub mod fixtures;

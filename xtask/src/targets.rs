@@ -482,7 +482,7 @@ impl Target {
     /// Sets [`Target::build_env`] on `sh` for as long as the guards live.
     pub fn push_build_env<'a>(&self, sh: &'a xshell::Shell) -> Result<Vec<xshell::PushEnv<'a>>> {
         Ok(self
-            .build_env(|var| std::env::var_os(var))?
+            .build_env(crate::env::lookup)?
             .into_iter()
             .map(|(var, value)| sh.push_env(var, value))
             .collect())

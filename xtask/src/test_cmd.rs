@@ -32,7 +32,7 @@ pub fn run(args: Args) -> Result<()> {
     // The archive embed-runtime's tests run against: the Debian repackage on
     // Linux, the official release's on macOS and Windows. Kept when the caller
     // names another (a real build's, say).
-    let _test_archive = std::env::var_os("PYPY_EMBED_TEST_ARCHIVE")
+    let _test_archive = crate::env::var_os("PYPY_EMBED_TEST_ARCHIVE")
         .is_none()
         .then(|| sh.push_env("PYPY_EMBED_TEST_ARCHIVE", &archive));
     let extra = &args.cargo_args;

@@ -1,7 +1,7 @@
 //! House rules checked by `cargo test`, in the spirit of rust-analyzer's
 //! tidy test: every module says what it is for, `unsafe` lives only in
-//! embed-runtime's `ffi`, and every environment variable the code reads is
-//! in the README.
+//! embed-runtime's `ffi`, every environment variable the code reads is in
+//! the README, and each crate reads the environment in one module.
 
 use std::path::{Path, PathBuf};
 
@@ -123,6 +123,37 @@ fn every_environment_variable_is_in_the_readme() {
     assert!(
         missing.is_empty(),
         "environment variables the README's table does not list: {missing:?}"
+    );
+}
+
+/// The one module per crate that reads the environment (build scripts,
+/// tests and examples read what cargo and the tests set, their own way).
+const ENV_READERS: &[&str] = &[
+    "xtask/src/env.rs",
+    "embed-runtime/src/env.rs",
+    "pypy-archive/src/cache.rs",
+];
+
+#[test]
+fn each_crate_reads_the_environment_in_one_module() {
+    let mut found = Vec::new();
+    for path in rust_files() {
+        let name = relative(&path);
+        let library_code = name.contains("/src/") && !name.starts_with("xtask/bench-pyo3/");
+        if !library_code || ENV_READERS.contains(&name.as_str()) || name == "xtask/src/tidy.rs" {
+            continue;
+        }
+        let text = fs_err::read_to_string(&path).unwrap();
+        for (number, line) in text.lines().enumerate() {
+            let code = code_of(line);
+            if code.contains("std::env::var") || code.contains("use std::env;") {
+                found.push(format!("{name}:{}: {}", number + 1, line.trim()));
+            }
+        }
+    }
+    assert!(
+        found.is_empty(),
+        "environment reads outside {ENV_READERS:?}; go through the crate's env module: {found:#?}"
     );
 }
 

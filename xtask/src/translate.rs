@@ -319,7 +319,7 @@ pub fn default_jobs() -> usize {
 
 /// The first line of `$CC --version` (or `cc`), part of the cache key.
 pub fn compiler_version(sh: &Shell) -> Result<String> {
-    let cc = std::env::var("CC").unwrap_or_else(|_| "cc".into());
+    let cc = crate::env::var("CC")?.unwrap_or_else(|| "cc".into());
     let mut parts = cc.split_whitespace();
     let program = parts.next().unwrap_or("cc").to_string();
     let args: Vec<&str> = parts.collect();
@@ -485,7 +485,7 @@ fn run_rpython(
 
     let _dir = sh.push_dir(work);
     let ccache = crate::host::which("ccache").is_some();
-    let _env: Vec<_> = rpython_env(spec, host, &usession, ccache, |var| std::env::var_os(var))?
+    let _env: Vec<_> = rpython_env(spec, host, &usession, ccache, crate::env::lookup)?
         .into_iter()
         .map(|(var, value)| sh.push_env(var, value))
         .collect();

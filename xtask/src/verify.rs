@@ -437,7 +437,7 @@ fn run_embed_program(
     // this executable is not beside libpypy.
     if target.os == targets::Os::Windows {
         let var = &target.loader_path_var;
-        let path = std::env::var_os(var).unwrap_or_default();
+        let path = crate::env::var_os(var).unwrap_or_default();
         let dirs = std::iter::once(lib_dir.to_path_buf()).chain(std::env::split_paths(&path));
         run = run.env(var, std::env::join_paths(dirs)?);
     }

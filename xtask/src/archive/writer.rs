@@ -61,11 +61,11 @@ impl WriteOptions {
 
 /// `SOURCE_DATE_EPOCH` (reproducible-builds.org) or [`DEFAULT_MTIME`].
 pub fn mtime_from_env() -> Result<u64> {
-    match std::env::var("SOURCE_DATE_EPOCH") {
-        Ok(v) => v.trim().parse().with_context(|| {
+    match crate::env::var("SOURCE_DATE_EPOCH")? {
+        Some(v) => v.trim().parse().with_context(|| {
             format!("SOURCE_DATE_EPOCH={v:?} is not a number of seconds since 1970")
         }),
-        Err(_) => Ok(DEFAULT_MTIME),
+        None => Ok(DEFAULT_MTIME),
     }
 }
 

@@ -51,7 +51,7 @@ int main(int argc, char **argv) {
 
 pub fn section(report: &mut Report) -> Result<()> {
     // Another archive (a real build's, say) can be measured the same way.
-    let archive = match std::env::var_os(ARCHIVE_ENV) {
+    let archive = match crate::env::var_os(ARCHIVE_ENV) {
         Some(path) => PathBuf::from(path),
         None => fixtures::test_archive()?,
     };
@@ -383,7 +383,7 @@ fn extracted_top(cache: &Path) -> Result<PathBuf> {
 
 /// `target/release`, honouring CARGO_TARGET_DIR like cargo does.
 fn release_dir() -> PathBuf {
-    std::env::var_os("CARGO_TARGET_DIR")
+    crate::env::var_os("CARGO_TARGET_DIR")
         .map(PathBuf::from)
         .unwrap_or_else(|| paths::workspace_root().join("target"))
         .join("release")

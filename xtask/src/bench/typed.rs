@@ -22,7 +22,7 @@ const ROUNDS: usize = 3;
 pub fn section(report: &mut Report) -> Result<()> {
     let sh = Shell::new()?;
     sh.change_dir(paths::workspace_root());
-    let archive = match std::env::var_os(super::embed::ARCHIVE_ENV) {
+    let archive = match crate::env::var_os(super::embed::ARCHIVE_ENV) {
         Some(path) => PathBuf::from(path),
         None => fixtures::test_archive()?,
     };
@@ -33,7 +33,7 @@ pub fn section(report: &mut Report) -> Result<()> {
     .run()
     .context("building embed-runtime's bench example in release mode")?;
     let bench_pyo3 = paths::workspace_root().join("xtask/bench-pyo3");
-    let python = std::env::var("PYO3_PYTHON").unwrap_or_else(|_| "python3".into());
+    let python = crate::env::var("PYO3_PYTHON")?.unwrap_or_else(|| "python3".into());
     cmd!(
         sh,
         "cargo build --release --manifest-path {bench_pyo3}/Cargo.toml"
