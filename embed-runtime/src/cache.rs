@@ -697,6 +697,7 @@ mod tests {
                     patches: Vec::new(),
                     patches_skipped: false,
                     externals: None,
+                    build: None,
                 },
                 files: self.manifest_files.clone(),
             }

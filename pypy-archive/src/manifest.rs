@@ -83,6 +83,30 @@ pub struct Origin {
     /// The prebuilt C dependencies a Windows build used (PyPy's `externals`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub externals: Option<PinnedRepo>,
+    /// What a rebuild needs besides the recipe; present for archives that
+    /// `build-pypy` translated (`cargo xtask rebuild-check` reads it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub build: Option<BuildRecord>,
+}
+
+/// The build machine's side of a translation: what must match for a rebuild
+/// to give the same bytes (docs/reproducible-builds.md).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BuildRecord {
+    /// The Python 2.7 that ran RPython, e.g. `PyPy 2.7.18`.
+    pub host_python: String,
+    /// The first line of the C compiler's `--version`.
+    pub compiler: String,
+    /// The date PyPy's `sys.version` carries, in seconds since 1970.
+    pub source_date_epoch: u64,
+    /// Where that date came from (the caller's variable, a commit, the release's files).
+    pub source_date_from: String,
+    /// The folder the source was translated in; PyPy records it in the library,
+    /// so a rebuild elsewhere differs in those strings.
+    pub source_root: String,
+    /// The target table's entry for [`Manifest::target`], as it was.
+    pub target_entry: serde_json::Value,
 }
 
 /// A git repository at one commit.
@@ -185,6 +209,7 @@ mod tests {
             patches: Vec::new(),
             patches_skipped: false,
             externals: None,
+            build: None,
         }
     }
 

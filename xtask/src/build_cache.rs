@@ -30,6 +30,10 @@ pub struct KeyInputs {
     pub host_version: String,
     pub compiler_version: String,
     pub triple: String,
+    /// The `SOURCE_DATE_EPOCH` PyPy's `sys.version` takes its date from; absent
+    /// (and so out of the key) for translations that are not dated.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source_date_epoch: Option<u64>,
 }
 
 impl KeyInputs {
@@ -194,6 +198,7 @@ mod tests {
             target_options: vec![],
             host_version: "2.7.18".into(),
             compiler_version: "gcc 12".into(),
+            source_date_epoch: None,
             triple: "x86_64-unknown-linux-gnu".into(),
         }
     }

@@ -11,7 +11,7 @@ use anyhow::{Context, Result};
 use xshell::Shell;
 
 use crate::fetch::{self, FetchArgs};
-use crate::manifest::{Origin, PinnedRepo};
+use crate::manifest::{BuildRecord, Origin, PinnedRepo};
 use crate::translate::{self, RunOptions, Spec};
 use crate::{archive, doctor, package, patch, paths, recipe, targets, verify};
 use sha2::{Digest, Sha256};
@@ -94,6 +94,14 @@ pub fn run(args: Args) -> Result<()> {
         .with_context(|| format!("fetching the source of {}", recipe.name))?;
     eprintln!("build-pypy: source tree {}", tree.root.display());
 
+    // The date PyPy's sys.version records, from the pristine source (see source_date).
+    let (source_date, source_date_from) = crate::source_date::for_tree(&sh, &tree.root)
+        .context("dating the source for SOURCE_DATE_EPOCH")?;
+    eprintln!(
+        "build-pypy: SOURCE_DATE_EPOCH={source_date} (from {})",
+        source_date_from.describe()
+    );
+
     // Stage 1b: the recipe's patches, onto a copy (never onto the pristine tree).
     let source_id = translate::source_id_of(&sh, &tree)?;
     let patched = patch::apply_recipe_patches(&sh, &recipe, &tree.root, &source_id, &fetch_opts)
@@ -107,13 +115,14 @@ pub fn run(args: Args) -> Result<()> {
     }
 
     // Stage 2: the translation (or the cached one).
-    let spec = Spec::from_recipe(
+    let mut spec = Spec::from_recipe(
         &recipe,
         &patched.root,
         patched.source_id.clone(),
         &triple,
         &args.run,
     )?;
+    spec.source_date_epoch = Some(source_date);
     let outputs = translate::translate(
         &sh,
         &spec,
@@ -145,6 +154,15 @@ pub fn run(args: Args) -> Result<()> {
             url: pin.url.clone(),
             branch: pin.branch.clone(),
             commit: pin.commit.clone(),
+        }),
+        build: Some(BuildRecord {
+            host_python: format!("{} {}", host.implementation, host.version),
+            compiler: translate::compiler_version(&sh)?,
+            source_date_epoch: source_date,
+            source_date_from: source_date_from.describe().to_string(),
+            source_root: patched.root.display().to_string(),
+            target_entry: serde_json::to_value(&target)
+                .context("recording the target table's entry")?,
         }),
     };
     let stored = outputs

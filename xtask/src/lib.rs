@@ -24,6 +24,7 @@ pub mod plan;
 pub mod recipe;
 pub mod recipes_cmd;
 pub mod repackage;
+pub mod source_date;
 pub mod targets;
 pub mod test_cmd;
 #[cfg(test)]

@@ -189,6 +189,7 @@ pub fn origin_for(tree: &Path, recipe: Option<&Recipe>, target: &targets::Target
                 patches: Vec::new(),
                 patches_skipped: false,
                 externals: None,
+                build: None,
             }
         }
         None => Origin {
@@ -200,6 +201,7 @@ pub fn origin_for(tree: &Path, recipe: Option<&Recipe>, target: &targets::Target
             patches: Vec::new(),
             patches_skipped: false,
             externals: None,
+            build: None,
         },
     }
 }

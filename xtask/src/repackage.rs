@@ -105,6 +105,7 @@ pub fn repackage_tree_with(
         patches: Vec::new(),
         patches_skipped: false,
         externals: None,
+        build: None,
     };
     repackage_with_options(tree, target, out_dir, origin, opts)
 }
@@ -145,6 +146,7 @@ pub fn repackage_release_file(
         patches: Vec::new(),
         patches_skipped: false,
         externals: None,
+        build: None,
     };
     repackage_with_options(&dir, target, out_dir, origin, opts)
 }

@@ -5,12 +5,12 @@
 //! generated from it (`cargo xtask ci-matrix`).
 
 use anyhow::{bail, Context, Result};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 /// The table as shipped with the xtask, so that tests on Linux see every target.
 const TABLE: &str = include_str!("../../recipes/targets.toml");
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Os {
     Linux,
@@ -39,7 +39,7 @@ impl Os {
 }
 
 /// How a binary in the archive finds libpypy and its neighbours at run time.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum SearchPath {
     /// ELF RUNPATH relative to `$ORIGIN`.
@@ -51,7 +51,7 @@ pub enum SearchPath {
 }
 
 /// The package manager that installs a target's [`Target::system_packages`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum PackageManager {
     /// Debian and Ubuntu.
@@ -63,7 +63,7 @@ pub enum PackageManager {
 }
 
 /// Where CI's real-libpypy tests get a PyPy on a target's own OS.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum TestPypy {
     /// The distribution's `pypy3`, `pypy3-lib` and `pypy3-dev` packages (`apt-get download`).
@@ -91,7 +91,7 @@ pub const TEST_PYPY_URL_ENV: &str = "PYPY_EMBED_TEST_PYPY_URL";
 pub const TEST_PYPY_SHA256_ENV: &str = "PYPY_EMBED_TEST_PYPY_SHA256";
 
 /// Which RPython the test-suite's small translations run on a target's own OS.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum TestRpython {
     /// The `rpython` 0.2.1 sdist from PyPI: small and reachable through PyPI,
@@ -115,7 +115,7 @@ impl TestRpython {
 /// `source-release`, or the path of a PyPy source tree.
 pub const TEST_RPYTHON_ENV: &str = "PYPY_EMBED_TEST_RPYTHON";
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct Download {
     pub url: String,
@@ -130,7 +130,7 @@ impl Download {
 }
 
 /// One supported target.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct Target {
     pub triple: String,
@@ -200,7 +200,7 @@ pub struct Target {
 }
 
 /// A git repository pinned to one commit (PyPy's `externals` on Windows).
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct Externals {
     pub url: String,

@@ -80,6 +80,9 @@ pub struct Spec {
     pub target_options: Vec<String>,
     pub jobs: usize,
     pub triple: String,
+    /// The date PyPy's `sys.version` records (see [`crate::source_date`]);
+    /// `None` leaves `SOURCE_DATE_EPOCH` as the caller set it.
+    pub source_date_epoch: Option<u64>,
 }
 
 /// Where a translation's results are.
@@ -137,7 +140,8 @@ pub fn run(args: Args) -> Result<()> {
         );
     };
     let source_id = source_identity(&sh, &source_dir)?;
-    let spec = Spec::from_recipe(&recipe, &source_dir, source_id, &triple, &args.run)?;
+    let mut spec = Spec::from_recipe(&recipe, &source_dir, source_id, &triple, &args.run)?;
+    spec.source_date_epoch = Some(crate::source_date::for_tree(&sh, &source_dir)?.0);
     let cache_root = args.cache_dir.clone().unwrap_or_else(paths::cache_root);
     let host = find_host(&sh, &args.run, &recipe, &triple, &cache_root)?;
     let outputs = translate(&sh, &spec, &host, &cache_in(&cache_root), args.run.no_cache)?;
@@ -282,6 +286,7 @@ impl Spec {
             target_options,
             jobs: opts.jobs.unwrap_or_else(default_jobs),
             triple: triple.to_string(),
+            source_date_epoch: None,
         }
     }
 
@@ -302,7 +307,10 @@ impl Spec {
             "rpython".into(),
             "--batch".into(),
             format!("--opt={}", self.opt),
-            format!("--make-jobs={}", self.jobs),
+            // RPython records its options in the library (`sys.pypy_translation_info`),
+            // so the job count would make a 2-core and an 8-core build differ;
+            // the parallel make comes from `MAKEFLAGS` instead (see `rpython_env`).
+            "--make-jobs=1".into(),
         ];
         line.extend(self.rpython_options.iter().cloned());
         line.push(self.target_file.display().to_string());
@@ -355,6 +363,7 @@ pub fn translate(
         host_version: format!("{} {}", host.implementation, host.version),
         compiler_version: compiler_version(sh)?,
         triple: spec.triple.clone(),
+        source_date_epoch: spec.source_date_epoch,
     };
     let key = key_inputs.key();
     let _lock = cache.lock(&key)?;
@@ -461,9 +470,30 @@ pub fn rpython_env(
         "PYTHONPATH",
         pythonpath.join(std::ffi::OsStr::new(separator)),
     ));
-    // ccache in front of `cc`; MSVC builds on Windows have no `cc` to wrap.
-    if target.os != targets::Os::Windows && current("CC").is_none() && ccache {
-        env.push(("CC", "ccache cc".into()));
+    // The parallel C compile, outside RPython's recorded options (see `command_line`).
+    env.push(("MAKEFLAGS", format!("-j{}", spec.jobs).into()));
+    if let Some(epoch) = spec.source_date_epoch {
+        env.push((crate::source_date::VAR, epoch.to_string().into()));
+    }
+    if target.os != targets::Os::Windows {
+        // ccache in front of `cc`; MSVC builds on Windows have no `cc` to wrap.
+        if current("CC").is_none() && ccache {
+            env.push(("CC", "ccache cc".into()));
+        }
+        // Headers are included by absolute path, and `__FILE__` in their
+        // assertions would carry the source and session folders into the
+        // library; RPython appends `$CFLAGS` to its own flags.
+        let mut cflags = current("CFLAGS").unwrap_or_default();
+        for (dir, name) in [
+            (spec.source_root.as_path(), "pypy-src"),
+            (usession, "usession"),
+        ] {
+            if !cflags.is_empty() {
+                cflags.push(" ");
+            }
+            cflags.push(format!("-ffile-prefix-map={}={name}", dir.display()));
+        }
+        env.push(("CFLAGS", cflags));
     }
     env.extend(target.build_env(current)?);
     Ok(env)

@@ -61,12 +61,7 @@ impl WriteOptions {
 
 /// `SOURCE_DATE_EPOCH` (reproducible-builds.org) or [`DEFAULT_MTIME`].
 pub fn mtime_from_env() -> Result<u64> {
-    match crate::env::var("SOURCE_DATE_EPOCH")? {
-        Some(v) => v.trim().parse().with_context(|| {
-            format!("SOURCE_DATE_EPOCH={v:?} is not a number of seconds since 1970")
-        }),
-        None => Ok(DEFAULT_MTIME),
-    }
+    Ok(crate::source_date::from_env()?.unwrap_or(DEFAULT_MTIME))
 }
 
 /// The mode every regular file is archived with: executable or not, nothing else.

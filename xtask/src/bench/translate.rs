@@ -24,6 +24,7 @@ fn small_spec() -> Result<Spec> {
         target_options: vec![],
         jobs: translate::default_jobs(),
         triple: targets::host_triple().into(),
+        source_date_epoch: None,
     })
 }
 

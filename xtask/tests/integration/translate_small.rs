@@ -27,6 +27,7 @@ fn spec(target: &str, opt: &str) -> Spec {
         target_options: vec![],
         jobs: 2,
         triple: targets::host_triple().into(),
+        source_date_epoch: None,
     }
 }
 
