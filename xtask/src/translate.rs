@@ -470,12 +470,13 @@ pub fn rpython_env(
         "PYTHONPATH",
         pythonpath.join(std::ffi::OsStr::new(separator)),
     ));
-    // The parallel C compile, outside RPython's recorded options (see `command_line`).
-    env.push(("MAKEFLAGS", format!("-j{}", spec.jobs).into()));
     if let Some(epoch) = spec.source_date_epoch {
         env.push((crate::source_date::VAR, epoch.to_string().into()));
     }
     if target.os != targets::Os::Windows {
+        // The parallel C compile, outside RPython's recorded options (see
+        // `command_line`); Windows' nmake has no parallel mode.
+        env.push(("MAKEFLAGS", format!("-j{}", spec.jobs).into()));
         // ccache in front of `cc`; MSVC builds on Windows have no `cc` to wrap.
         if current("CC").is_none() && ccache {
             env.push(("CC", "ccache cc".into()));
