@@ -35,6 +35,10 @@ pub struct Args {
     /// environment included) and stop; works for any target on any OS.
     #[arg(long)]
     pub plan: bool,
+    /// The build date PyPy's `sys.version` records, in seconds since 1970
+    /// [default: $SOURCE_DATE_EPOCH, else the source's own date].
+    #[arg(long, value_name = "SECONDS")]
+    pub source_date_epoch: Option<u64>,
     #[command(flatten)]
     pub fetch: FetchArgs,
     #[command(flatten)]
@@ -42,20 +46,9 @@ pub struct Args {
 }
 
 pub fn run(args: Args) -> Result<()> {
-    let started = Instant::now();
-    let sh = Shell::new()?;
-    // Hashed now: the binary may be rebuilt while an hour-long translation runs.
-    let xtask_id = xtask_identity()?;
-    let recipe = match &args.recipe {
-        Some(name) => recipe::find(name)?,
-        None => recipe::newest()?,
-    };
-    let triple = args
-        .target
-        .clone()
-        .unwrap_or_else(|| targets::host_triple().to_string());
     if args.plan {
-        let target = targets::get(&triple)?;
+        let recipe = find_recipe(&args)?;
+        let target = targets::get(&triple_of(&args))?;
         let text = crate::plan::render(&crate::plan::PlanInput {
             recipe: &recipe,
             target: &target,
@@ -66,6 +59,32 @@ pub fn run(args: Args) -> Result<()> {
         print!("{text}");
         return Ok(());
     }
+    let archive = build(&args)?;
+    println!("{}", archive.display());
+    Ok(())
+}
+
+fn find_recipe(args: &Args) -> Result<recipe::Recipe> {
+    match &args.recipe {
+        Some(name) => recipe::find(name),
+        None => recipe::newest(),
+    }
+}
+
+fn triple_of(args: &Args) -> String {
+    args.target
+        .clone()
+        .unwrap_or_else(|| targets::host_triple().to_string())
+}
+
+/// The main job; returns the verified archive in the dist folder.
+pub fn build(args: &Args) -> Result<PathBuf> {
+    let started = Instant::now();
+    let sh = Shell::new()?;
+    // Hashed now: the binary may be rebuilt while an hour-long translation runs.
+    let xtask_id = xtask_identity()?;
+    let recipe = find_recipe(args)?;
+    let triple = triple_of(args);
     translate::refuse_cross(&triple)?;
     let target = targets::get(&triple)?;
     eprintln!("build-pypy: recipe {} for {triple}", recipe.name);
@@ -95,8 +114,11 @@ pub fn run(args: Args) -> Result<()> {
     eprintln!("build-pypy: source tree {}", tree.root.display());
 
     // The date PyPy's sys.version records, from the pristine source (see source_date).
-    let (source_date, source_date_from) = crate::source_date::for_tree(&sh, &tree.root)
-        .context("dating the source for SOURCE_DATE_EPOCH")?;
+    let (source_date, source_date_from) = match args.source_date_epoch {
+        Some(epoch) => (epoch, crate::source_date::Origin::Flag),
+        None => crate::source_date::for_tree(&sh, &tree.root)
+            .context("dating the source for SOURCE_DATE_EPOCH")?,
+    };
     eprintln!(
         "build-pypy: SOURCE_DATE_EPOCH={source_date} (from {})",
         source_date_from.describe()
@@ -193,8 +215,7 @@ pub fn run(args: Args) -> Result<()> {
         archive.display(),
         started.elapsed().as_secs_f64()
     );
-    println!("{}", archive.display());
-    Ok(())
+    Ok(archive)
 }
 
 /// Everything that shapes the archive besides the translation itself: the

@@ -21,6 +21,7 @@ pub mod package;
 pub mod patch;
 pub mod paths;
 pub mod plan;
+pub mod rebuild_check;
 pub mod recipe;
 pub mod recipes_cmd;
 pub mod repackage;

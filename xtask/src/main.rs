@@ -2,8 +2,8 @@
 
 use clap::{Parser, Subcommand};
 use xtask::{
-    bench, build_pypy, ci_matrix, cross_lint, doctor, fetch, package, recipes_cmd, repackage,
-    test_cmd, translate, verify,
+    bench, build_pypy, ci_matrix, cross_lint, doctor, fetch, package, rebuild_check, recipes_cmd,
+    repackage, test_cmd, translate, verify,
 };
 
 /// Build PyPy as an embeddable shared library and ship it as a relocatable archive.
@@ -32,6 +32,8 @@ enum Command {
     Repackage(repackage::Args),
     /// Check an archive: checksums, dependencies, and a run from a fresh folder.
     Verify(verify::Args),
+    /// Rebuild an archive from the recipe and build record in its manifest, and compare the bytes.
+    RebuildCheck(rebuild_check::Args),
     /// Run every benchmark the issues ask for and print ratios against baselines.
     Bench(bench::Args),
     /// Write (or with --check, compare) the GitHub workflows from the target table.
@@ -52,6 +54,7 @@ fn main() -> anyhow::Result<()> {
         Command::Package(args) => package::run(args),
         Command::Repackage(args) => repackage::run(args),
         Command::Verify(args) => verify::run(args),
+        Command::RebuildCheck(args) => rebuild_check::run(args),
         Command::Bench(args) => bench::run(args),
         Command::CiMatrix(args) => ci_matrix::run(args),
         Command::CrossLint(args) => cross_lint::run(args),

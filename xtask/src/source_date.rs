@@ -18,6 +18,8 @@ pub const VAR: &str = "SOURCE_DATE_EPOCH";
 /// Where a build's date came from, recorded in the manifest.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Origin {
+    /// Given on the command line (`--source-date-epoch`).
+    Flag,
     /// The caller set `SOURCE_DATE_EPOCH`.
     Environment,
     /// The commit date of a git checkout.
@@ -29,6 +31,7 @@ pub enum Origin {
 impl Origin {
     pub fn describe(self) -> &'static str {
         match self {
+            Origin::Flag => "the --source-date-epoch option",
             Origin::Environment => "the SOURCE_DATE_EPOCH environment variable",
             Origin::GitCommit => "the source checkout's commit date",
             Origin::NewestFile => "the newest file in the source release",

@@ -16,6 +16,7 @@ mod fetch_download;
 mod fetch_extract;
 mod fixtures_release;
 mod plan_snapshots;
+mod rebuild_check;
 mod recipe_cli;
 mod recipe_patches;
 mod repackage_cli;

@@ -13,7 +13,7 @@ use xtask::{fixtures, manifest, verify};
 /// The fixture archive unpacked once (kept beside the fixtures, keyed by
 /// the archive's checksum); tests work on hard-linked copies of it and must
 /// [`unshare`] a file before changing it in place.
-fn base_tree() -> &'static Path {
+pub(crate) fn base_tree() -> &'static Path {
     static BASE: OnceLock<PathBuf> = OnceLock::new();
     BASE.get_or_init(|| {
         let archive = fixtures::debian_archive().unwrap();
@@ -35,7 +35,7 @@ fn base_tree() -> &'static Path {
 }
 
 /// Gives `path` its own inode so that editing it leaves the shared base alone.
-fn unshare(path: &Path) {
+pub(crate) fn unshare(path: &Path) {
     let bytes = fs_err::read(path).unwrap();
     let mode = fs_err::metadata(path).unwrap().permissions();
     fs_err::remove_file(path).unwrap();
@@ -46,7 +46,7 @@ fn unshare(path: &Path) {
 /// A copy of the fixture archive's tree, changed by `edit` (which must
 /// [`unshare`] what it changes in place), archived again with a `.sha256`
 /// that matches the new bytes (so only deeper checks can catch the change).
-fn rebuilt(dir: &Path, edit: impl FnOnce(&Path)) -> PathBuf {
+pub(crate) fn rebuilt(dir: &Path, edit: impl FnOnce(&Path)) -> PathBuf {
     let unpacked = dir.join("unpacked");
     fs_err::create_dir(&unpacked).unwrap();
     let top = unpacked.join(manifest::TOP_DIR);
@@ -67,7 +67,7 @@ fn rebuilt(dir: &Path, edit: impl FnOnce(&Path)) -> PathBuf {
 }
 
 /// Beside the fixtures, so that hard links to the base tree work.
-fn scratch() -> tempfile::TempDir {
+pub(crate) fn scratch() -> tempfile::TempDir {
     tempfile::tempdir_in(fixtures::root()).unwrap()
 }
 
