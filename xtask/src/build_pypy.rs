@@ -254,7 +254,11 @@ fn reuse_package(
     eprintln!("build-pypy: reusing the archive packaged from this translation");
     fs_err::create_dir_all(dist)?;
     let sha256 = fetch::sha256_file(&stored.join(&name))?;
-    for file in [name.clone(), format!("{name}.sha256")] {
+    let record = archive::publish::build_record_name(&name);
+    for file in [name.clone(), format!("{name}.sha256"), record] {
+        if !stored.join(&file).exists() {
+            continue;
+        }
         let tmp = dist.join(format!(".{file}.tmp"));
         fs_err::copy(stored.join(&file), &tmp)?;
         fs_err::rename(&tmp, dist.join(&file))?;
@@ -294,6 +298,10 @@ fn store_package(archive: &Path, stored: &Path) -> Result<()> {
     fs_err::copy(archive, tmp.path().join(name))?;
     let sha = format!("{}.sha256", name.to_string_lossy());
     fs_err::copy(archive.with_file_name(&sha), tmp.path().join(&sha))?;
+    let record = archive::publish::build_record_name(&name.to_string_lossy());
+    if archive.with_file_name(&record).exists() {
+        fs_err::copy(archive.with_file_name(&record), tmp.path().join(&record))?;
+    }
     if stored.exists() {
         fs_err::remove_dir_all(stored)?;
     }

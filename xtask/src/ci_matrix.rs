@@ -360,6 +360,7 @@ jobs:
           path: |
             dist/*-${{ matrix.triple }}.tar.gz
             dist/*-${{ matrix.triple }}.tar.gz.sha256
+            dist/*-${{ matrix.triple }}.tar.gz.build.json
           if-no-files-found: error
       - name: Keep the plan, the doctor report and the translation log of a failed build
         if: failure()
@@ -405,6 +406,11 @@ jobs:
               echo "::error::$archive has no $archive.sha256 beside it"
               exit 1
             fi
+            # What a rebuild needs (cargo xtask rebuild-check), published beside it.
+            if [ ! -f "$archive.build.json" ]; then
+              echo "::error::$archive has no $archive.build.json beside it"
+              exit 1
+            fi
             want=$(awk '{ print $1; exit }' "$archive.sha256")
             got=$(awk -v name="$archive" '$2 == name { print $1 }' SHA256SUMS)
             if [ -z "$want" ] || [ "$want" != "$got" ]; then
@@ -431,7 +437,7 @@ jobs:
           GH_REPO: ${{ github.repository }}
           TAG: ${{ github.ref_name }}
         run: |
-          files=(dist/*.tar.gz dist/*.tar.gz.sha256 dist/SHA256SUMS)
+          files=(dist/*.tar.gz dist/*.tar.gz.sha256 dist/*.tar.gz.build.json dist/SHA256SUMS)
           if gh release view "$TAG" > /dev/null 2>&1; then
             gh release upload "$TAG" --clobber "${files[@]}"
           else

@@ -1,5 +1,6 @@
 //! Step 5 (after `writer` packs the tree): verify the archive, move it
-//! into `dist/` with its `.sha256`, and update `dist/SHA256SUMS`.
+//! into `dist/` with its `.sha256` (and `.build.json` for a translation),
+//! and update `dist/SHA256SUMS`.
 
 use std::path::{Path, PathBuf};
 
@@ -103,6 +104,15 @@ pub fn publish(
             .with_context(|| format!("the new archive {name} failed verification"))?,
         )
     };
+    if let Some(record) = build_record_json(manifest, &name, &sha256)? {
+        let record_name = build_record_name(&name);
+        fs_err::write(pending.path().join(&record_name), record)?;
+        writer::make_world_readable(&pending.path().join(&record_name))?;
+        fs_err::rename(
+            pending.path().join(&record_name),
+            out_dir.join(&record_name),
+        )?;
+    }
     let archive = out_dir.join(&name);
     fs_err::rename(pending.path().join(&sha_name), out_dir.join(&sha_name))?;
     fs_err::rename(&tmp_archive, &archive)?;
@@ -114,6 +124,34 @@ pub fn publish(
         stats,
         verified,
     })
+}
+
+/// `<archive>.build.json`, published beside an archive that `build-pypy`
+/// translated: what a rebuild needs (`cargo xtask rebuild-check`), readable
+/// without downloading the archive.
+pub fn build_record_name(archive_name: &str) -> String {
+    format!("{archive_name}.build.json")
+}
+
+/// The text of [`build_record_name`]: the archive's name and sha256, its
+/// target and versions, and the manifest's whole `origin` (recipe, source,
+/// patches, options and the build record). `None` for archives without a
+/// build record (repackaged ones).
+pub fn build_record_json(manifest: &Manifest, name: &str, sha256: &str) -> Result<Option<String>> {
+    if manifest.origin.build.is_none() {
+        return Ok(None);
+    }
+    let value = serde_json::json!({
+        "archive": name,
+        "sha256": sha256,
+        "target": manifest.target,
+        "pypy_version": manifest.pypy_version,
+        "python_version": manifest.python_version,
+        "origin": manifest.origin,
+    });
+    let mut text = serde_json::to_string_pretty(&value).context("writing the build record")?;
+    text.push('\n');
+    Ok(Some(text))
 }
 
 /// The lock file beside `SHA256SUMS` (left in place: removing a lock file
@@ -170,5 +208,60 @@ mod tests {
         update_sha256sums(dir.path(), "b.tar.gz", "33").unwrap();
         let text = fs_err::read_to_string(dir.path().join("SHA256SUMS")).unwrap();
         assert_eq!(text, "11  a.tar.gz\n33  b.tar.gz\n");
+    }
+
+    fn manifest(build: Option<manifest::BuildRecord>) -> Manifest {
+        use manifest::{Origin, Paths, Source};
+        Manifest {
+            format_version: manifest::FORMAT_VERSION,
+            pypy_version: "7.3.23".into(),
+            python_version: "3.11".into(),
+            target: "x86_64-unknown-linux-gnu".into(),
+            paths: Paths {
+                libpypy: "bin/libpypy3.11-c.so".into(),
+                launcher: None,
+                stdlib: "lib/pypy3.11".into(),
+                include: "include/pypy3.11".into(),
+            },
+            embedding_symbols: vec![],
+            needed_libraries: vec![],
+            origin: Origin {
+                recipe: Some("pypy3.11-v7.3.23".into()),
+                source: Source::Checkout { commit: None },
+                translation_options: vec!["--opt=jit".into(), "--shared".into()],
+                patches: vec![],
+                patches_skipped: false,
+                externals: None,
+                build,
+            },
+            no_headers: false,
+            files: Default::default(),
+        }
+    }
+
+    #[test]
+    fn a_translated_archive_publishes_its_build_record() {
+        assert!(build_record_json(&manifest(None), "a.tar.gz", "11")
+            .unwrap()
+            .is_none());
+        let record = manifest::BuildRecord {
+            host_python: "PyPy 2.7.18".into(),
+            compiler: "cc (Debian 12.2.0-14) 12.2.0".into(),
+            source_date_epoch: 1_779_734_355,
+            source_date_from: "the newest file in the source release".into(),
+            source_root: "/cache/sources/patched/x".into(),
+            target_entry: serde_json::json!({"triple": "x86_64-unknown-linux-gnu"}),
+        };
+        let text = build_record_json(&manifest(Some(record.clone())), "a.tar.gz", "11")
+            .unwrap()
+            .unwrap();
+        let value: serde_json::Value = serde_json::from_str(&text).unwrap();
+        assert_eq!(value["archive"], "a.tar.gz");
+        assert_eq!(value["sha256"], "11");
+        assert_eq!(value["origin"]["translation_options"][1], "--shared");
+        let back: manifest::BuildRecord =
+            serde_json::from_value(value["origin"]["build"].clone()).unwrap();
+        assert_eq!(back, record);
+        assert_eq!(build_record_name("a.tar.gz"), "a.tar.gz.build.json");
     }
 }

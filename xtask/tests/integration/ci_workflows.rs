@@ -275,7 +275,8 @@ fn sha256_hex(bytes: &[u8]) -> String {
     hex::encode(Sha256::digest(bytes))
 }
 
-/// One small archive per target with a correct `.sha256`, as the build jobs upload them.
+/// One small archive per target with a correct `.sha256` and a `.build.json`,
+/// as the build jobs upload them.
 fn release_files(dir: &Path) -> Vec<(String, String)> {
     let mut files = Vec::new();
     for t in targets::all().unwrap() {
@@ -288,6 +289,7 @@ fn release_files(dir: &Path) -> Vec<(String, String)> {
             format!("{hash}  {name}\n"),
         )
         .unwrap();
+        fs_err::write(dir.join(format!("{name}.build.json")), "{}\n").unwrap();
         files.push((name, hash));
     }
     files
@@ -320,6 +322,26 @@ fn publish_rejects_an_archive_that_does_not_match_its_sha256() {
     assert!(!ok, "a damaged archive was accepted:\n{output}");
     assert!(
         output.contains(&format!("::error::{victim}: its .sha256 says")),
+        "{output}"
+    );
+}
+
+#[test]
+fn publish_rejects_an_archive_without_its_build_record() {
+    let script = step_script("publish", "Write SHA256SUMS");
+    let dir = tempfile::tempdir().unwrap();
+    let files = release_files(dir.path());
+    let (victim, _) = &files[1];
+    fs_err::remove_file(dir.path().join(format!("{victim}.build.json"))).unwrap();
+    let (ok, output) = run_bash(dir.path(), &script, &[]);
+    assert!(
+        !ok,
+        "an archive without .build.json was accepted:\n{output}"
+    );
+    assert!(
+        output.contains(&format!(
+            "::error::{victim} has no {victim}.build.json beside it"
+        )),
         "{output}"
     );
 }
