@@ -25,6 +25,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use pypy_archive::entry::{check_link, safe_relative_path};
+use pypy_archive::extract::{read_tar, EntryKind, ExtractError};
 use pypy_archive::fs::write_atomic;
 use pypy_archive::hash::{sha256_bytes, sha256_file};
 use pypy_archive::lock::FileLock;
@@ -377,33 +378,38 @@ struct ReadResult {
     links: BTreeMap<String, String>,
 }
 
+/// Why reading stopped: the shared reader refused the archive, the cache
+/// failed on its own, or every writer stopped (after an error they report).
+enum ReadError {
+    Archive(ExtractError),
+    Cache(Error),
+    WritersStopped,
+}
+
+impl From<ExtractError> for ReadError {
+    fn from(error: ExtractError) -> Self {
+        ReadError::Archive(error)
+    }
+}
+
+/// Parses the archive with pypy-archive's one safe reader (which refuses
+/// absolute paths, `..`, hard links and special files), applies the rules of
+/// our format on top, creates folders and links, and hands files to the writers.
 fn read_entries(
     reader: Box<dyn Read>,
     name: &str,
     dest: &Path,
     send: &mpsc::SyncSender<Job>,
 ) -> Result<ReadResult, Error> {
-    let bad = |reason: String| Error::archive(name, reason);
-    let mut tar = tar::Archive::new(reader);
-    let entries = tar
-        .entries()
-        .map_err(|e| bad(format!("not a tar.gz archive: {e}")))?;
+    let bad = |reason: String| ReadError::Cache(Error::archive(name, reason));
     let mut seen = HashSet::new();
     let mut made_dirs: HashSet<PathBuf> = HashSet::new();
     let mut result = ReadResult {
         manifest: None,
         links: BTreeMap::new(),
     };
-    for entry in entries {
-        let mut entry = entry.map_err(|e| bad(format!("damaged: {e}")))?;
-        let kind = entry.header().entry_type();
-        if kind.is_pax_global_extensions() {
-            continue;
-        }
-        let raw_path = entry
-            .path()
-            .map_err(|e| bad(format!("an entry has an unreadable path: {e}")))?;
-        let rel = safe_relative_path(&raw_path, TOP_DIR)
+    let read = read_tar(reader, |raw_path, kind, contents| {
+        let rel = safe_relative_path(raw_path, TOP_DIR)
             .map_err(|r| bad(format!("{}: {r}", raw_path.display())))?;
         if let Some(link) = result
             .links
@@ -412,11 +418,12 @@ fn read_entries(
         {
             return Err(bad(format!("{rel} lies under the symbolic link {link}")));
         }
-        if kind.is_dir() {
+        if kind == EntryKind::Dir {
             let dir = dest.join(&rel);
-            fs::create_dir_all(&dir).map_err(|e| Error::io("creating", &dir, e))?;
+            fs::create_dir_all(&dir)
+                .map_err(|e| ReadError::Cache(Error::io("creating", &dir, e)))?;
             made_dirs.insert(dir);
-            continue;
+            return Ok(());
         }
         if !seen.insert(rel.clone()) {
             return Err(bad(format!("{rel} appears twice")));
@@ -427,53 +434,48 @@ fn read_entries(
             .expect("a relative path under dest has a parent")
             .to_path_buf();
         if !made_dirs.contains(&parent) {
-            fs::create_dir_all(&parent).map_err(|e| Error::io("creating", &parent, e))?;
+            fs::create_dir_all(&parent)
+                .map_err(|e| ReadError::Cache(Error::io("creating", &parent, e)))?;
             made_dirs.insert(parent);
         }
-        if kind.is_symlink() {
-            let target = entry
-                .link_name()
-                .map_err(|e| bad(format!("{rel}: unreadable link target: {e}")))?
-                .ok_or_else(|| bad(format!("{rel}: a link without a target")))?;
-            let target = target.to_string_lossy().into_owned();
-            check_link(&rel, &target).map_err(|r| bad(format!("{rel} -> {target}: {r}")))?;
-            make_symlink(&target, &path)?;
-            result.links.insert(rel, target);
-        } else if kind.is_file() || kind == tar::EntryType::Continuous {
-            let mode = entry
-                .header()
-                .mode()
-                .map_err(|e| bad(format!("{rel}: bad mode: {e}")))?
-                & 0o777;
-            let mtime = entry
-                .header()
-                .mtime()
-                .map_err(|e| bad(format!("{rel}: bad mtime: {e}")))?;
-            let mut data = Vec::with_capacity(entry.size() as usize);
-            entry
-                .read_to_end(&mut data)
-                .map_err(|e| bad(format!("{rel}: damaged: {e}")))?;
-            if rel == format!("{TOP_DIR}/{MANIFEST_NAME}") {
-                result.manifest = Some(data.clone());
+        match kind {
+            EntryKind::Dir => unreachable!("folders are handled above"),
+            EntryKind::Symlink(target) => {
+                let target = target.to_string_lossy().into_owned();
+                check_link(&rel, &target).map_err(|r| bad(format!("{rel} -> {target}: {r}")))?;
+                make_symlink(&target, &path).map_err(ReadError::Cache)?;
+                result.links.insert(rel, target);
             }
-            let job = Job {
-                rel,
-                path,
-                data,
-                mode,
-                mtime,
-            };
-            if send.send(job).is_err() {
-                // Every writer stopped, which only happens after an error they report.
-                break;
+            EntryKind::File { mode, mtime, size } => {
+                let mtime =
+                    mtime.ok_or_else(|| bad(format!("{rel}: the entry has no valid mtime")))?;
+                // Capped: the stated size is only a hint until the bytes are read.
+                let mut data = Vec::with_capacity(size.min(1 << 28) as usize);
+                contents
+                    .read_to_end(&mut data)
+                    .map_err(|e| bad(format!("{rel}: damaged: {e}")))?;
+                if rel == format!("{TOP_DIR}/{MANIFEST_NAME}") {
+                    result.manifest = Some(data.clone());
+                }
+                let job = Job {
+                    rel,
+                    path,
+                    data,
+                    mode: mode & 0o777,
+                    mtime,
+                };
+                if send.send(job).is_err() {
+                    return Err(ReadError::WritersStopped);
+                }
             }
-        } else {
-            return Err(bad(format!(
-                "{rel} is a {kind:?} entry; only files, folders and symbolic links are allowed"
-            )));
         }
+        Ok(())
+    });
+    match read {
+        Ok(()) | Err(ReadError::WritersStopped) => Ok(result),
+        Err(ReadError::Archive(e)) => Err(Error::archive(name, e.full_message())),
+        Err(ReadError::Cache(e)) => Err(e),
     }
-    Ok(result)
 }
 
 /// Writers take jobs until the channel closes; after an error they keep
@@ -869,10 +871,7 @@ mod tests {
         let err = extract_error(&a, &[("pypy/lib/abs", tar::EntryType::Symlink, "/etc")]);
         assert!(err.contains("absolute link"), "{err}");
         let err = extract_error(&a, &[("pypy/dev", tar::EntryType::Char, "")]);
-        assert!(
-            err.contains("only files, folders and symbolic links"),
-            "{err}"
-        );
+        assert!(err.contains("device file"), "{err}");
         let err = extract_error(&a, &[("pypy/bin/pypy3/x", tar::EntryType::Regular, "")]);
         assert!(err.contains("under the symbolic link"), "{err}");
     }

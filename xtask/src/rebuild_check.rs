@@ -14,12 +14,12 @@ use std::path::{Path, PathBuf};
 use anyhow::{bail, Context, Result};
 use xshell::Shell;
 
-use crate::archive::extract_tar_gz;
 use crate::archive::writer::hash_tree;
 use crate::fetch::FetchArgs;
 use crate::manifest::{self, BuildRecord, FileEntry, Manifest, Source};
 use crate::translate::{self, RunOptions, Spec};
 use crate::{build_pypy, patch, paths, recipe, targets, verify};
+use pypy_archive::extract::unpack_top;
 
 /// Options of `cargo xtask rebuild-check`.
 #[derive(clap::Args, Debug)]
@@ -340,7 +340,7 @@ pub fn compare_archives(original: &Path, rebuilt: &Path) -> Result<Comparison> {
     for (name, archive) in [("original", original), ("rebuilt", rebuilt)] {
         let dest = work.path().join(name);
         fs_err::create_dir(&dest)?;
-        extract_tar_gz(archive, manifest::TOP_DIR, &dest)
+        unpack_top(archive, manifest::TOP_DIR, &dest)
             .with_context(|| format!("unpacking {}", archive.display()))?;
         trees.push(dest.join(manifest::TOP_DIR));
     }

@@ -9,9 +9,9 @@ use std::path::{Path, PathBuf};
 use anyhow::{bail, Context, Result};
 use xshell::{cmd, Shell};
 
-use crate::archive::extract_tar_gz;
 use crate::manifest::{self, Manifest};
 use crate::{binary, c_compiler, fetch, recipe, targets};
+use pypy_archive::extract::unpack_top;
 
 /// Options of `cargo xtask verify`.
 #[derive(clap::Args, Debug)]
@@ -99,7 +99,7 @@ pub fn verify_archive(archive: &Path, opts: &VerifyOptions) -> Result<VerifyRepo
         .prefix("pypy-verify-")
         .tempdir()
         .context("creating a temporary folder to unpack into")?;
-    extract_tar_gz(archive, manifest::TOP_DIR, scratch.path())?;
+    unpack_top(archive, manifest::TOP_DIR, scratch.path())?;
     let top = scratch.path().join(manifest::TOP_DIR);
     let manifest_path = top.join(manifest::MANIFEST_NAME);
     let text = fs_err::read_to_string(&manifest_path).with_context(|| {

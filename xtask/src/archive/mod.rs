@@ -20,4 +20,4 @@ pub use manifest::build_manifest;
 pub use publish::{publish, PublishOptions, Published};
 pub use relocate::relocate;
 pub use stage::{stage, Staged};
-pub use writer::{extract_tar_gz, write_tar_gz, write_tar_gz_file, WriteOptions, WriteStats};
+pub use writer::{write_tar_gz, write_tar_gz_file, WriteOptions, WriteStats};

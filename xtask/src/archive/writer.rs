@@ -15,7 +15,6 @@ use std::sync::{mpsc, Mutex};
 
 use anyhow::{bail, Context, Result};
 use flate2::{Compression, GzBuilder};
-use pypy_archive::entry::{check_link, safe_relative_path};
 use pypy_archive::hash::sha256_bytes;
 use pypy_archive::manifest::{self, FileEntry};
 
@@ -411,63 +410,6 @@ impl<W: Write> Write for HashingWriter<W> {
     }
 }
 
-/// Unpacks `archive` (a .tar.gz with one top folder `top`) into `dest`,
-/// refusing entries that would land outside it, links that point outside
-/// the tree, and special files. A truncated or corrupt archive is an error
-/// naming the archive.
-pub fn extract_tar_gz(archive: &Path, top: &str, dest: &Path) -> Result<()> {
-    let file = fs_err::File::open(archive)?;
-    let gz = flate2::read::MultiGzDecoder::new(std::io::BufReader::with_capacity(1 << 20, file));
-    let mut tar = tar::Archive::new(gz);
-    tar.set_preserve_permissions(true);
-    let broken = || {
-        format!(
-            "{}: the archive is truncated or corrupt; download or build it again",
-            archive.display()
-        )
-    };
-    let mut saw_end = false;
-    for entry in tar.entries().with_context(broken)? {
-        let mut entry = entry.with_context(broken)?;
-        let name = entry.path().with_context(broken)?.into_owned();
-        let rel = safe_relative_path(&name, top).map_err(|why| {
-            anyhow::anyhow!("{}: entry {}: {why}", archive.display(), name.display())
-        })?;
-        match entry.header().entry_type() {
-            tar::EntryType::Regular | tar::EntryType::Directory => {}
-            tar::EntryType::Symlink => {
-                let target = entry
-                    .link_name()
-                    .with_context(broken)?
-                    .with_context(broken)?;
-                check_link(&rel, &target.to_string_lossy()).map_err(|why| {
-                    anyhow::anyhow!(
-                        "{}: link {} points outside the archive ({}): {why}",
-                        archive.display(),
-                        name.display(),
-                        target.display()
-                    )
-                })?;
-            }
-            other => bail!(
-                "{}: entry {} has unsupported type {other:?}",
-                archive.display(),
-                name.display()
-            ),
-        }
-        entry.unpack_in(dest).with_context(broken)?;
-        saw_end = true;
-    }
-    if !saw_end {
-        bail!("{}: the archive is empty", archive.display());
-    }
-    // Drain anything after the end-of-archive blocks so a damaged gzip
-    // trailer (a truncated last member) is noticed too.
-    let mut rest = tar.into_inner();
-    std::io::copy(&mut rest, &mut std::io::sink()).with_context(broken)?;
-    Ok(())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -530,7 +472,7 @@ mod tests {
         fs_err::write(&file, &a).unwrap();
         let dest = out.path().join("x");
         fs_err::create_dir(&dest).unwrap();
-        extract_tar_gz(&file, "top", &dest).unwrap();
+        pypy_archive::extract::unpack_top(&file, "top", &dest).unwrap();
         assert_eq!(
             fs_err::read(dest.join("top/lib/deep").join("x".repeat(120))).unwrap(),
             b"long name"
@@ -575,7 +517,7 @@ mod tests {
         let out = tempfile::tempdir().unwrap();
         let file = out.path().join("cut.tar.gz");
         fs_err::write(&file, &a[..a.len() / 2]).unwrap();
-        let err = extract_tar_gz(&file, "top", out.path()).unwrap_err();
+        let err = pypy_archive::extract::unpack_top(&file, "top", out.path()).unwrap_err();
         let text = format!("{err:#}");
         assert!(
             text.contains("cut.tar.gz") && text.contains("truncated"),
@@ -606,7 +548,10 @@ mod tests {
         for (name, why) in [("top/../etc", ".."), ("other/x", "must lie under top/")] {
             let archive = one_entry_archive(dir.path(), name);
             let dest = dir.path().join("out");
-            let err = format!("{:#}", extract_tar_gz(&archive, "top", &dest).unwrap_err());
+            let err = format!(
+                "{:#}",
+                pypy_archive::extract::unpack_top(&archive, "top", &dest).unwrap_err()
+            );
             assert!(err.contains(name) && err.contains(why), "{err}");
             assert!(!dest.join("etc").exists() && !dir.path().join("etc").exists());
         }

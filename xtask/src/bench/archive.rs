@@ -17,7 +17,7 @@ pub fn section(report: &mut Report) -> Result<()> {
     let work = tempfile::tempdir().context("creating the benchmark folder")?;
     let tree = work.path().join("tree");
     fs_err::create_dir(&tree)?;
-    crate::archive::extract_tar_gz(&archive, manifest::TOP_DIR, &tree)?;
+    pypy_archive::extract::unpack_top(&archive, manifest::TOP_DIR, &tree)?;
     let top = tree.join(manifest::TOP_DIR);
     let ours = work.path().join("ours.tar.gz");
     let theirs = work.path().join("tar.tar.gz");

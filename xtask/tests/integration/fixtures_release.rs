@@ -36,7 +36,7 @@ fn upstream_release(dir: &Path, target: &targets::Target) -> PathBuf {
     );
     let unpacked = dir.join("unpacked");
     fs_err::create_dir(&unpacked).unwrap();
-    xtask::archive::extract_tar_gz(&ours, manifest::TOP_DIR, &unpacked).unwrap();
+    pypy_archive::extract::unpack_top(&ours, manifest::TOP_DIR, &unpacked).unwrap();
     let top = unpacked.join(&top_name);
     fs_err::rename(unpacked.join(manifest::TOP_DIR), &top).unwrap();
     // Upstream's releases carry no manifest of ours.

@@ -44,7 +44,7 @@ fn absolute_runpath_becomes_origin_relative() {
     assert_eq!(p.manifest.paths.launcher.as_deref(), Some("bin/pypy3.9"));
 
     let unpacked = tempfile::tempdir().unwrap();
-    xtask::archive::extract_tar_gz(&p.archive, manifest::TOP_DIR, unpacked.path()).unwrap();
+    pypy_archive::extract::unpack_top(&p.archive, manifest::TOP_DIR, unpacked.path()).unwrap();
     let info = binary::read(&unpacked.path().join("pypy/bin/pypy3.9"))
         .unwrap()
         .unwrap();

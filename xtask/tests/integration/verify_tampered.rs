@@ -7,7 +7,8 @@
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
-use xtask::archive::{extract_tar_gz, write_tar_gz_file, WriteOptions};
+use pypy_archive::extract::unpack_top;
+use xtask::archive::{write_tar_gz_file, WriteOptions};
 use xtask::{fixtures, manifest, verify};
 
 /// The fixture archive unpacked once (kept beside the fixtures, keyed by
@@ -23,7 +24,7 @@ pub(crate) fn base_tree() -> &'static Path {
         if !base.is_dir() {
             fs_err::create_dir_all(&cache).unwrap();
             let tmp = tempfile::tempdir_in(&cache).unwrap();
-            extract_tar_gz(&archive, manifest::TOP_DIR, tmp.path()).unwrap();
+            unpack_top(&archive, manifest::TOP_DIR, tmp.path()).unwrap();
             let kept = tmp.keep();
             if std::fs::rename(&kept, &base).is_err() {
                 // Another test process won the race; its copy is as good.
