@@ -138,14 +138,9 @@ pub(crate) fn ensure(cache: &Path, archive: &ArchiveRef<'_>) -> Result<Extracted
     let stamp_path = tmp.path().join(STAMP_NAME);
     fs::write(&stamp_path, stamp_json).map_err(|e| Error::io("writing", &stamp_path, e))?;
 
-    if entry.exists() {
-        // Processes still running from the damaged copy keep their open files.
-        let trash = cache.join(format!(".trash-{sha256}-{}", std::process::id()));
-        fs::rename(&entry, &trash).map_err(|e| Error::io("moving aside the damaged", &entry, e))?;
-        let _ = fs::remove_dir_all(&trash);
-    }
-    let tmp_path = tmp.keep();
-    fs::rename(&tmp_path, &entry).map_err(|e| Error::io("renaming into place", &entry, e))?;
+    // A damaged copy goes aside first: processes still running from it keep their open files.
+    pypy_archive::fs::replace_dir(&tmp.keep(), &entry)
+        .map_err(|e| Error::io("renaming into place", &entry, e))?;
     drop(lock);
     Ok(done(true, repaired))
 }
@@ -160,7 +155,7 @@ fn remove_leftovers(cache: &Path, sha256: &str) {
         let name = entry.file_name();
         let name = name.to_string_lossy();
         if name.starts_with(&format!(".tmp-{sha256}-"))
-            || name.starts_with(&format!(".trash-{sha256}-"))
+            || name.starts_with(&format!(".{sha256}.old-"))
         {
             let _ = fs::remove_dir_all(entry.path());
         }

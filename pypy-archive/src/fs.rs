@@ -1,9 +1,15 @@
-//! Writing a file so that readers see the old contents or the new, never
-//! half of either: the bytes go to a temporary file beside the target,
-//! which is then renamed onto it.
+//! Putting files and folders in place so that readers see the old contents
+//! or the new, never half of either: everything is made beside its final
+//! place (same file system) and appears there by one rename.
+//!
+//! - [`write_atomic`]: a file's bytes.
+//! - [`place_dir`]: a finished folder that any run may make, the first to
+//!   finish wins (an unpacked release, a patched tree).
+//! - [`replace_dir`]: a finished folder that takes the place of an older
+//!   one (a cache entry made again).
 
 use std::io::{self, Write};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 /// Replaces (or creates) the file at `path` with `bytes` in one rename.
 /// The folder must exist. On failure the old file is untouched and no
@@ -20,9 +26,88 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> io::Result<()> {
     Ok(())
 }
 
+/// Renames the finished folder `staged` to `dest`, unless another run put a
+/// folder there first: then `staged` is removed and that one is kept.
+/// Returns whether `staged` became `dest`.
+pub fn place_dir(staged: &Path, dest: &Path) -> io::Result<bool> {
+    match std::fs::rename(staged, dest) {
+        Ok(()) => Ok(true),
+        Err(_) if dest.is_dir() => {
+            std::fs::remove_dir_all(staged)?;
+            Ok(false)
+        }
+        Err(e) => Err(e),
+    }
+}
+
+/// Makes the finished folder `staged` take the place of `dest`, whether or
+/// not `dest` exists. An old `dest` is first renamed aside (processes still
+/// using its files keep them open), then removed; call it with the lock
+/// that guards `dest` held.
+pub fn replace_dir(staged: &Path, dest: &Path) -> io::Result<()> {
+    if std::fs::symlink_metadata(dest).is_ok() {
+        let aside = aside_name(dest)?;
+        std::fs::rename(dest, &aside)?;
+        std::fs::rename(staged, dest)?;
+        // Best effort: a file still open elsewhere (Windows) may refuse; the
+        // name says what it is.
+        let _ = std::fs::remove_dir_all(&aside);
+        return Ok(());
+    }
+    std::fs::rename(staged, dest)
+}
+
+/// A free sibling name for an old folder on its way out.
+fn aside_name(dest: &Path) -> io::Result<PathBuf> {
+    let name = dest
+        .file_name()
+        .ok_or_else(|| io::Error::other(format!("{} names no folder", dest.display())))?
+        .to_string_lossy()
+        .into_owned();
+    for attempt in 0u32.. {
+        let candidate =
+            dest.with_file_name(format!(".{name}.old-{}-{attempt}", std::process::id()));
+        if std::fs::symlink_metadata(&candidate).is_err() {
+            return Ok(candidate);
+        }
+    }
+    unreachable!("some attempt number is free")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn folder(path: &Path, file: &str) {
+        std::fs::create_dir_all(path).unwrap();
+        std::fs::write(path.join(file), file).unwrap();
+    }
+
+    #[test]
+    fn place_dir_keeps_the_first_finished_folder() {
+        let dir = tempfile::tempdir().unwrap();
+        let dest = dir.path().join("tree");
+        folder(&dir.path().join("a"), "first");
+        folder(&dir.path().join("b"), "second");
+        assert!(place_dir(&dir.path().join("a"), &dest).unwrap());
+        assert!(!place_dir(&dir.path().join("b"), &dest).unwrap());
+        assert!(dest.join("first").is_file() && !dest.join("second").exists());
+        let names: Vec<_> = std::fs::read_dir(dir.path()).unwrap().flatten().collect();
+        assert_eq!(names.len(), 1, "the loser is removed: {names:?}");
+    }
+
+    #[test]
+    fn replace_dir_swaps_in_the_new_folder_and_removes_the_old() {
+        let dir = tempfile::tempdir().unwrap();
+        let dest = dir.path().join("entry");
+        folder(&dir.path().join("new1"), "one");
+        replace_dir(&dir.path().join("new1"), &dest).unwrap();
+        folder(&dir.path().join("new2"), "two");
+        replace_dir(&dir.path().join("new2"), &dest).unwrap();
+        assert!(dest.join("two").is_file() && !dest.join("one").exists());
+        let names: Vec<_> = std::fs::read_dir(dir.path()).unwrap().flatten().collect();
+        assert_eq!(names.len(), 1, "nothing is left aside: {names:?}");
+    }
 
     #[test]
     fn replaces_the_file_and_leaves_nothing_else() {

@@ -107,10 +107,7 @@ impl BuildCache {
     /// Makes `staged` the entry of `key` in one rename (call with the lock held).
     pub fn commit(&self, key: &str, staged: &Path) -> Result<PathBuf> {
         let entry = self.entry(key);
-        if entry.exists() {
-            fs_err::remove_dir_all(&entry)?;
-        }
-        fs_err::rename(staged, &entry).with_context(|| {
+        pypy_archive::fs::replace_dir(staged, &entry).with_context(|| {
             format!(
                 "moving the translation into the cache at {}",
                 entry.display()

@@ -302,10 +302,8 @@ fn store_package(archive: &Path, stored: &Path) -> Result<()> {
     if archive.with_file_name(&record).exists() {
         fs_err::copy(archive.with_file_name(&record), tmp.path().join(&record))?;
     }
-    if stored.exists() {
-        fs_err::remove_dir_all(stored)?;
-    }
-    fs_err::rename(tmp.keep(), stored)?;
+    pypy_archive::fs::replace_dir(&tmp.keep(), stored)
+        .with_context(|| format!("storing the archive in {}", stored.display()))?;
     Ok(())
 }
 

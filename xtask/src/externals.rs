@@ -105,12 +105,10 @@ fn clone_into_cache(sh: &Shell, pin: &Externals, cached: &Path) -> Result<()> {
             )
         })?;
     }
-    match fs_err::rename(&checkout, cached) {
-        Ok(()) => Ok(()),
-        // Another run put the same commit there first.
-        Err(_) if cached.is_dir() => Ok(()),
-        Err(e) => Err(e).context("moving the externals into the cache"),
-    }
+    // Another run may have put the same commit there first.
+    pypy_archive::fs::place_dir(&checkout, cached)
+        .context("moving the externals into the cache")?;
+    Ok(())
 }
 
 fn head_of(sh: &Shell, dir: &Path) -> Result<String> {

@@ -477,10 +477,8 @@ fn prepare_host27(sh: &Shell, root: &Path) -> Result<()> {
         .run()
         .context("installing the host packages with Python 2.7's pip failed")?;
     }
-    if site.exists() {
-        fs_err::remove_dir_all(&site)?;
-    }
-    fs_err::rename(tmp.keep(), &site)?;
+    pypy_archive::fs::replace_dir(&tmp.keep(), &site)
+        .with_context(|| format!("putting the host packages in {}", site.display()))?;
     Ok(())
 }
 
@@ -536,7 +534,8 @@ fn prepare_debian(sh: &Shell, root: &Path) -> Result<()> {
             cmd!(sh, "dpkg-deb -x {deb} {dir}").run()?;
         }
     }
-    fs_err::rename(tmp.keep(), &tree)?;
+    pypy_archive::fs::place_dir(&tmp.keep(), &tree)
+        .with_context(|| format!("putting the unpacked packages in {}", tree.display()))?;
     Ok(())
 }
 

@@ -166,16 +166,9 @@ pub fn apply_into(sh: &Shell, tree: &Path, patches: &[Ready], dest: &Path) -> Re
     for patch in patches {
         apply_one(sh, tmp.path(), patch)?;
     }
-    match fs_err::rename(tmp.path(), dest) {
-        Ok(()) => {
-            // Renamed away: nothing left for the guard to delete.
-            let _ = tmp.keep();
-            Ok(())
-        }
-        // Another run finished the same tree first; its copy is as good.
-        Err(_) if dest.is_dir() => Ok(()),
-        Err(e) => Err(e).context("moving the patched tree into place"),
-    }
+    // Another run may have finished the same tree first; its copy is as good.
+    pypy_archive::fs::place_dir(&tmp.keep(), dest).context("moving the patched tree into place")?;
+    Ok(())
 }
 
 /// `git apply` of one patch in `root`, or an error naming the patch, the file and the hunk.

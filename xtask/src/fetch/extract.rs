@@ -85,9 +85,8 @@ fn unpack_into_place(archive: &Path, dest: &Path) -> Result<()> {
         fs::set_permissions(root, fs::Permissions::from_mode(0o755))
             .context("opening up the extracted folder's permissions")?;
     }
-    fs_err::rename(tmp.path(), dest).context("moving the extracted tree into place")?;
-    // Renamed away: nothing is left for the guard to delete.
-    let _ = tmp.keep();
+    pypy_archive::fs::place_dir(&tmp.keep(), dest)
+        .context("moving the extracted tree into place")?;
     Ok(())
 }
 
