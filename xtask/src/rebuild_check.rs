@@ -100,6 +100,9 @@ impl RebuildPlan {
     fn build_args(&self, args: &Args, out_dir: &Path) -> build_pypy::Args {
         let mut fetch = args.fetch.clone();
         fetch.no_patches = self.patches_skipped;
+        if fetch.work_dir.is_none() {
+            fetch.work_dir = work_dir_of(&self.record.source_root);
+        }
         build_pypy::Args {
             recipe: Some(self.recipe.name.clone()),
             target: None,
@@ -222,6 +225,17 @@ pub fn plan_rebuild(original: &Manifest, args: &Args) -> Result<RebuildPlan> {
     })
 }
 
+/// The `--work-dir` that puts the patched source where the original build
+/// had it (`<work>/patched/<recipe>-<id>`): PyPy records that folder in the
+/// library, so a rebuild in another folder differs in those bytes.
+pub fn work_dir_of(source_root: &str) -> Option<PathBuf> {
+    let patched = Path::new(source_root).parent()?;
+    if patched.file_name()? != "patched" {
+        return None;
+    }
+    patched.parent().map(Path::to_path_buf)
+}
+
 fn describe_patches(patches: &[manifest::PatchRecord]) -> String {
     if patches.is_empty() {
         return "none".into();
@@ -259,7 +273,8 @@ fn report_machine(sh: &Shell, original: &Manifest, plan: &RebuildPlan) -> Result
         plan.record.source_date_epoch, plan.record.source_date_from
     );
     eprintln!(
-        "rebuild-check: the source was translated in {}",
+        "rebuild-check: the source was translated in {}; the rebuild uses the same \
+         folder unless --work-dir says otherwise",
         plan.record.source_root
     );
     for (what, recorded, here) in rows {
@@ -467,6 +482,17 @@ mod tests {
                 ("lib/new.py".to_string(), "only in the rebuild".to_string()),
             ]
         );
+    }
+
+    #[test]
+    fn the_work_dir_puts_the_patched_source_where_it_was() {
+        assert_eq!(
+            work_dir_of(
+                "/home/a/.cache/pypy-embed/sources/patched/pypy3.11-v7.3.23-dfa62d246e4989c3"
+            ),
+            Some(PathBuf::from("/home/a/.cache/pypy-embed/sources"))
+        );
+        assert_eq!(work_dir_of("/somewhere/else"), None);
     }
 
     #[test]
