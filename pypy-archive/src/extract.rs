@@ -21,6 +21,7 @@ use std::io::{self, Read};
 use std::path::{Component, Path, PathBuf};
 
 use crate::entry::{check_link, safe_relative_path};
+use crate::manifest::{Manifest, ManifestError, MANIFEST_NAME, TOP_DIR};
 
 /// Symbolic links followed while resolving one path, as in Linux's limit.
 const MAX_LINK_HOPS: u32 = 40;
@@ -53,6 +54,16 @@ pub enum ExtractError {
         what: String,
         #[source]
         source: io::Error,
+    },
+    /// The archive holds no `pypy/PYPY.json`.
+    #[error("{}: no {TOP_DIR}/{MANIFEST_NAME} inside; is it one of our archives?", .0.display())]
+    NoManifest(PathBuf),
+    /// The archive's `PYPY.json` cannot be read.
+    #[error("{}: {TOP_DIR}/{MANIFEST_NAME}", .archive.display())]
+    BadManifest {
+        archive: PathBuf,
+        #[source]
+        source: ManifestError,
     },
 }
 
@@ -354,6 +365,41 @@ pub fn unpack_top(archive: &Path, top: &str, dest: &Path) -> Result<()> {
     unpacker
         .recheck_links()
         .map_err(|e| name_archive(archive, e))
+}
+
+/// `PYPY.json` of one of our archives, read without unpacking the rest.
+pub fn read_manifest(archive: &Path) -> Result<Manifest> {
+    /// Stops the walk once the manifest is read.
+    enum Walk {
+        Found(String),
+        Failed(ExtractError),
+    }
+    impl From<ExtractError> for Walk {
+        fn from(error: ExtractError) -> Self {
+            Walk::Failed(error)
+        }
+    }
+    let wanted = format!("{TOP_DIR}/{MANIFEST_NAME}");
+    let walk = read_archive(archive, |name, _kind, contents| {
+        if name.to_str() != Some(wanted.as_str()) {
+            return Ok(());
+        }
+        let mut text = String::new();
+        contents
+            .read_to_string(&mut text)
+            .map_err(ExtractError::damaged(format!("reading {wanted}")))?;
+        Err(Walk::Found(text))
+    });
+    match walk {
+        Err(Walk::Found(text)) => {
+            Manifest::from_json(&text).map_err(|source| ExtractError::BadManifest {
+                archive: archive.to_path_buf(),
+                source,
+            })
+        }
+        Ok(()) => Err(ExtractError::NoManifest(archive.to_path_buf())),
+        Err(Walk::Failed(e)) => Err(name_archive(archive, e)),
+    }
 }
 
 /// Puts the archive's name in front of a message that lacks it.
@@ -668,6 +714,27 @@ mod tests {
             assert!(err.contains(expected) && err.contains("t.tar.gz"), "{err}");
             let _ = fs::remove_dir_all(&dest);
         }
+    }
+
+    #[test]
+    fn the_manifest_is_read_without_unpacking() {
+        let dir = tempfile::tempdir().unwrap();
+        let archive = tar_gz(dir.path(), &[("pypy/bin/x", tar::EntryType::Regular, "x")]);
+        let err = read_manifest(&archive).unwrap_err();
+        assert!(matches!(err, ExtractError::NoManifest(_)), "{err:?}");
+        let archive = tar_gz(
+            dir.path(),
+            &[(
+                "pypy/PYPY.json",
+                tar::EntryType::Regular,
+                "{\"format_version\": 99}",
+            )],
+        );
+        let err = read_manifest(&archive).unwrap_err().full_message();
+        assert!(
+            err.contains("t.tar.gz: pypy/PYPY.json") && err.contains("99"),
+            "{err}"
+        );
     }
 
     #[test]

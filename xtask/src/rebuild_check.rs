@@ -14,12 +14,12 @@ use std::path::{Path, PathBuf};
 use anyhow::{bail, Context, Result};
 use xshell::Shell;
 
-use crate::archive::writer::hash_tree;
 use crate::fetch::FetchArgs;
 use crate::manifest::{self, BuildRecord, FileEntry, Manifest, Source};
 use crate::translate::{self, RunOptions, Spec};
-use crate::{build_pypy, patch, paths, recipe, targets, verify};
+use crate::{build_pypy, patch, paths, recipe, targets};
 use pypy_archive::extract::unpack_top;
+use pypy_archive::tree::hash_tree;
 
 /// Options of `cargo xtask rebuild-check`.
 #[derive(clap::Args, Debug)]
@@ -44,7 +44,7 @@ pub struct Args {
 }
 
 pub fn run(args: Args) -> Result<()> {
-    let original = verify::read_manifest(&args.archive)
+    let original = pypy_archive::extract::read_manifest(&args.archive)
         .with_context(|| format!("reading the manifest of {}", args.archive.display()))?;
     let plan = plan_rebuild(&original, &args)?;
     let sh = Shell::new()?;

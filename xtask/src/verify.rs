@@ -176,7 +176,7 @@ pub fn check_sha256_file(archive: &Path) -> Result<()> {
 /// Every file on disk against the manifest, both ways.
 fn check_files(top: &Path, manifest: &Manifest) -> Result<Vec<String>> {
     let mut problems = Vec::new();
-    let on_disk = crate::archive::writer::hash_tree(top)?;
+    let on_disk = pypy_archive::tree::hash_tree(top)?;
     for (rel, want) in &manifest.files {
         let path = format!("{}/{rel}", manifest::TOP_DIR);
         match on_disk.get(rel) {
@@ -464,28 +464,6 @@ fn run_embed_program(
         );
     }
     Ok(stdout)
-}
-
-/// The manifest inside an archive, without unpacking the rest.
-pub fn read_manifest(archive: &Path) -> Result<Manifest> {
-    let file = fs_err::File::open(archive)?;
-    let gz = flate2::read::MultiGzDecoder::new(std::io::BufReader::new(file));
-    let mut tar = tar::Archive::new(gz);
-    let wanted = format!("{}/{}", manifest::TOP_DIR, manifest::MANIFEST_NAME);
-    for entry in tar
-        .entries()
-        .with_context(|| format!("{}: not a tar.gz", archive.display()))?
-    {
-        let mut entry =
-            entry.with_context(|| format!("{}: truncated or corrupt", archive.display()))?;
-        if entry.path()?.to_str() == Some(wanted.as_str()) {
-            let mut text = String::new();
-            std::io::Read::read_to_string(&mut entry, &mut text)?;
-            return Manifest::from_json(&text)
-                .with_context(|| format!("{}: {wanted}", archive.display()));
-        }
-    }
-    bail!("{}: no {wanted} inside", archive.display())
 }
 
 #[cfg(test)]

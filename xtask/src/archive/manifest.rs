@@ -3,7 +3,6 @@
 use anyhow::{Context, Result};
 
 use super::stage::Staged;
-use super::writer;
 use crate::binary;
 use crate::manifest::{self, Manifest, Origin, Paths};
 
@@ -15,7 +14,7 @@ pub fn build_manifest(staged: &Staged, origin: Origin) -> Result<Manifest> {
     let lib = binary::read(&staged.top.join(&lib_rel))?
         .with_context(|| format!("{lib_rel} is not a shared library"))?;
     let launcher_rel = target.launcher_path(py);
-    let files = writer::hash_tree(&staged.top)?;
+    let files = pypy_archive::tree::hash_tree(&staged.top)?;
     Ok(Manifest {
         format_version: manifest::FORMAT_VERSION,
         pypy_version: staged.versions.pypy.clone(),

@@ -7,17 +7,17 @@ use anyhow::{bail, Context, Result};
 use xshell::Shell;
 
 use super::stage::Staged;
-use super::writer::{self, EntryKind};
 use crate::binary;
 use crate::manifest;
+use pypy_archive::tree::EntryKind;
 
 /// Makes every binary in the staged tree find the libraries of the tree
 /// relative to itself, and drops absolute search paths (build folders,
 /// distribution paths).
 pub fn relocate(staged: &Staged) -> Result<()> {
     let sh = Shell::new()?;
-    let entries = writer::list_tree(&staged.top)?;
-    let files: Vec<&writer::TreeEntry> = entries
+    let entries = pypy_archive::tree::list_tree(&staged.top)?;
+    let files: Vec<&pypy_archive::tree::TreeEntry> = entries
         .iter()
         .filter(|e| matches!(e.kind, EntryKind::File { .. }))
         .collect();
@@ -83,7 +83,7 @@ pub fn check_no_build_paths(staged: &Staged, build_paths: &[PathBuf]) -> Result<
         .filter(|p| p.len() > 1)
         .collect();
     let mut hits = Vec::new();
-    for e in writer::list_tree(&staged.top)? {
+    for e in pypy_archive::tree::list_tree(&staged.top)? {
         if !matches!(e.kind, EntryKind::File { .. }) {
             continue;
         }

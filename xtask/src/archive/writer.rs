@@ -1,7 +1,7 @@
-//! The reproducible `.tar.gz` writer and the careful reader.
+//! Step 4: the reproducible `.tar.gz` writer (reading is `pypy_archive::extract`'s).
 //!
-//! Writing: entries in a fixed order (depth first, names sorted bytewise,
-//! each folder before its contents), mtime from `SOURCE_DATE_EPOCH` or a
+//! Entries in the format's order (`pypy_archive::tree`: depth first, names
+//! sorted bytewise, each folder before its contents), mtime from `SOURCE_DATE_EPOCH` or a
 //! fixed default, owner 0 with empty user and group names, modes 0o755 or
 //! 0o644, and a fixed gzip header (mtime 0, OS 255). The tar stream is cut
 //! into chunks that threads compress as separate gzip members; RFC 1952
@@ -10,13 +10,12 @@
 
 use std::collections::BTreeMap;
 use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::{mpsc, Mutex};
 
 use anyhow::{bail, Context, Result};
 use flate2::{Compression, GzBuilder};
-use pypy_archive::hash::sha256_bytes;
-use pypy_archive::manifest::{self, FileEntry};
+use pypy_archive::tree::{list_tree, EntryKind};
 
 /// The mtime used when `SOURCE_DATE_EPOCH` is not set: 2000-01-01T00:00:00Z
 /// (not 0, which some tools treat as "no date").
@@ -61,118 +60,6 @@ impl WriteOptions {
 /// `SOURCE_DATE_EPOCH` (reproducible-builds.org) or [`DEFAULT_MTIME`].
 pub fn mtime_from_env() -> Result<u64> {
     Ok(crate::source_date::from_env()?.unwrap_or(DEFAULT_MTIME))
-}
-
-/// The mode every regular file is archived with: executable or not, nothing else.
-pub fn normalise_mode(mode: u32) -> u32 {
-    if mode & 0o111 != 0 {
-        0o755
-    } else {
-        0o644
-    }
-}
-
-/// One entry of the tree, in archive order.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum EntryKind {
-    Dir,
-    File { mode: u32 },
-    Symlink { target: String },
-}
-
-#[derive(Debug, Clone)]
-pub struct TreeEntry {
-    /// Path relative to the tree's root, with `/`.
-    pub rel: String,
-    pub path: PathBuf,
-    pub kind: EntryKind,
-}
-
-/// Every entry below `root`, in archive order. Special files (sockets,
-/// devices) are refused: a release tree has none.
-pub fn list_tree(root: &Path) -> Result<Vec<TreeEntry>> {
-    let mut out = Vec::new();
-    for entry in walkdir::WalkDir::new(root).min_depth(1).sort_by(|a, b| {
-        a.file_name()
-            .as_encoded_bytes()
-            .cmp(b.file_name().as_encoded_bytes())
-    }) {
-        let entry = entry.with_context(|| format!("listing {}", root.display()))?;
-        let rel = entry
-            .path()
-            .strip_prefix(root)?
-            .to_str()
-            .with_context(|| format!("{} is not valid UTF-8", entry.path().display()))?
-            .replace('\\', "/");
-        let ft = entry.file_type();
-        let kind = if ft.is_symlink() {
-            let target = fs_err::read_link(entry.path())?;
-            let target = target
-                .to_str()
-                .with_context(|| format!("link {} is not UTF-8", entry.path().display()))?
-                .to_string();
-            EntryKind::Symlink { target }
-        } else if ft.is_dir() {
-            EntryKind::Dir
-        } else if ft.is_file() {
-            EntryKind::File {
-                mode: normalise_mode(file_mode(&entry.metadata()?)),
-            }
-        } else {
-            bail!(
-                "{} is neither a file, a folder nor a symbolic link",
-                entry.path().display()
-            );
-        };
-        out.push(TreeEntry {
-            rel,
-            path: entry.path().to_path_buf(),
-            kind,
-        });
-    }
-    Ok(out)
-}
-
-#[cfg(unix)]
-fn file_mode(meta: &std::fs::Metadata) -> u32 {
-    use std::os::unix::fs::PermissionsExt;
-    meta.permissions().mode()
-}
-
-#[cfg(not(unix))]
-fn file_mode(_meta: &std::fs::Metadata) -> u32 {
-    // Windows has no executable bit; nothing in a Windows tree needs one.
-    0o644
-}
-
-/// Every file and link below `top` except the manifest, as the manifest
-/// records them. Links are recorded by their target: `sha256` of the target
-/// string, `size` its length, mode 0o777.
-pub fn hash_tree(top: &Path) -> Result<std::collections::BTreeMap<String, FileEntry>> {
-    let entries = list_tree(top)?;
-    let mut out = std::collections::BTreeMap::new();
-    for e in entries {
-        if e.rel == manifest::MANIFEST_NAME {
-            continue;
-        }
-        let entry = match &e.kind {
-            EntryKind::Dir => continue,
-            EntryKind::File { mode } => FileEntry {
-                sha256: crate::fetch::sha256_file(&e.path)?,
-                size: fs_err::metadata(&e.path)?.len(),
-                mode: *mode,
-                link: None,
-            },
-            EntryKind::Symlink { target } => FileEntry {
-                sha256: sha256_bytes(target.as_bytes()),
-                size: target.len() as u64,
-                mode: 0o777,
-                link: Some(target.clone()),
-            },
-        };
-        out.insert(e.rel, entry);
-    }
-    Ok(out)
 }
 
 /// Sizes of what was written.
@@ -413,6 +300,7 @@ impl<W: Write> Write for HashingWriter<W> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::path::PathBuf;
 
     fn sample_tree() -> tempfile::TempDir {
         let dir = tempfile::tempdir().unwrap();
@@ -555,11 +443,5 @@ mod tests {
             assert!(err.contains(name) && err.contains(why), "{err}");
             assert!(!dest.join("etc").exists() && !dir.path().join("etc").exists());
         }
-    }
-
-    #[test]
-    fn modes_are_normalised() {
-        assert_eq!(normalise_mode(0o700), 0o755);
-        assert_eq!(normalise_mode(0o600), 0o644);
     }
 }

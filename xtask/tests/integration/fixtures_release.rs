@@ -29,7 +29,7 @@ fn host() -> targets::Target {
 /// Writes the test archive's tree as PyPy's release file for `target` into `dir`.
 fn upstream_release(dir: &Path, target: &targets::Target) -> PathBuf {
     let ours = fixtures::test_archive().unwrap();
-    let m = verify::read_manifest(&ours).unwrap();
+    let m = pypy_archive::extract::read_manifest(&ours).unwrap();
     let top_name = format!(
         "pypy{}-v{}-{}",
         m.python_version, m.pypy_version, target.upstream_platform
@@ -176,7 +176,7 @@ fn official_release_is_downloaded_checked_and_repackaged() {
     let dead = official(&target, &format!("{DEAD_UPSTREAM}/{file_name}"), &sha);
     let from_mirror = fixtures::prepare_test_pypy(&sh, mirrored_root.path(), &dead, &target, &opts)
         .unwrap_or_else(|e| panic!("{e:#}"));
-    let mirrored = verify::read_manifest(&from_mirror).unwrap();
+    let mirrored = pypy_archive::extract::read_manifest(&from_mirror).unwrap();
     assert_eq!(mirrored.origin, report.manifest.origin);
     assert!(
         mirrored.files == report.manifest.files,

@@ -28,7 +28,7 @@ fn repackage_command_honours_source_date_epoch() {
         assert_eq!(e.header().mtime().unwrap(), 1_700_000_000);
         count += 1;
     }
-    let m = xtask::verify::read_manifest(&archive).unwrap();
+    let m = pypy_archive::extract::read_manifest(&archive).unwrap();
     assert!(count > m.files.len(), "folders and files are all archived");
     assert_eq!(m.format_version, manifest::FORMAT_VERSION);
 
@@ -102,7 +102,8 @@ fn repackage_downloads_a_release_by_url() {
         String::from_utf8_lossy(&res.stderr)
     );
     server.join().unwrap();
-    let m = xtask::verify::read_manifest(&out.path().join(fixtures::DEBIAN_ARCHIVE)).unwrap();
+    let m =
+        pypy_archive::extract::read_manifest(&out.path().join(fixtures::DEBIAN_ARCHIVE)).unwrap();
     match m.origin.source {
         manifest::Source::Prebuilt {
             sha256,

@@ -53,7 +53,7 @@ fn repackaging_the_system_pypy_gives_a_verified_archive() {
         .map(|e| e.unwrap().path())
         .find(|p| p.to_string_lossy().ends_with(".tar.gz"))
         .expect("an archive in the output folder");
-    let manifest = xtask::verify::read_manifest(&archive).unwrap();
+    let manifest = pypy_archive::extract::read_manifest(&archive).unwrap();
     assert_eq!(manifest.python_version, py);
     assert_eq!(manifest.paths.stdlib, format!("lib/pypy{py}"));
     assert!(!manifest.no_headers);
