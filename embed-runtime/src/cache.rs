@@ -29,6 +29,7 @@ use pypy_archive::extract::{read_tar, EntryKind, ExtractError};
 use pypy_archive::fs::write_atomic;
 use pypy_archive::hash::{sha256_bytes, sha256_file};
 use pypy_archive::lock::FileLock;
+use pypy_archive::manifest::{compare_files, FileDifference, FileEntry};
 use serde::{Deserialize, Serialize};
 
 use crate::error::Error;
@@ -548,9 +549,10 @@ fn compare_with_manifest(
     let prefix = format!("{TOP_DIR}/");
     let manifest_rel = format!("{TOP_DIR}/{MANIFEST_NAME}");
 
+    // What the archive held, as the manifest records it (links by their target).
+    let mut found = BTreeMap::new();
     let mut stamp = BTreeMap::new();
-    let mut unchecked: HashSet<&str> = manifest.files.keys().map(String::as_str).collect();
-    for w in &written {
+    for w in written {
         stamp.insert(
             w.rel.clone(),
             StampEntry {
@@ -563,57 +565,71 @@ fn compare_with_manifest(
         if w.rel == manifest_rel {
             continue;
         }
-        let key = w.rel.strip_prefix(&prefix).unwrap_or(&w.rel);
-        let want = manifest
-            .files
-            .get(key)
-            .ok_or_else(|| bad(format!("{key} is not listed in {MANIFEST_NAME}")))?;
-        unchecked.remove(key);
-        if want.link.is_some() {
-            return Err(bad(format!(
-                "{key} is a file, but {MANIFEST_NAME} lists a link"
-            )));
-        }
-        if want.sha256 != w.sha256 || want.size != w.size {
-            return Err(bad(format!(
-                "{key} has sha256 {} ({} bytes), but {MANIFEST_NAME} lists {} ({} bytes)",
-                w.sha256, w.size, want.sha256, want.size
-            )));
-        }
-        if want.mode != w.mode {
-            return Err(bad(format!(
-                "{key} has mode {:o}, but {MANIFEST_NAME} lists {:o}",
-                w.mode, want.mode
-            )));
-        }
+        let key = w.rel.strip_prefix(&prefix).unwrap_or(&w.rel).to_string();
+        found.insert(
+            key,
+            FileEntry {
+                sha256: w.sha256,
+                size: w.size,
+                mode: w.mode,
+                link: None,
+            },
+        );
     }
-    for (rel, target) in &read.links {
-        let key = rel.strip_prefix(&prefix).unwrap_or(rel);
-        let want = manifest
-            .files
-            .get(key)
-            .ok_or_else(|| bad(format!("{key} is not listed in {MANIFEST_NAME}")))?;
-        unchecked.remove(key);
-        if want.link.as_deref() != Some(target.as_str()) {
-            return Err(bad(format!(
-                "{key} links to {target}, but {MANIFEST_NAME} lists {:?}",
-                want.link
-            )));
-        }
-        stamp.insert(
-            rel.clone(),
-            StampEntry {
+    for (rel, target) in read.links {
+        let key = rel.strip_prefix(&prefix).unwrap_or(&rel).to_string();
+        found.insert(
+            key,
+            FileEntry {
+                sha256: sha256_bytes(target.as_bytes()),
+                size: target.len() as u64,
+                mode: 0o777,
                 link: Some(target.clone()),
+            },
+        );
+        stamp.insert(
+            rel,
+            StampEntry {
+                link: Some(target),
                 size: 0,
                 mode: 0,
                 mtime: 0,
             },
         );
     }
-    if let Some(missing) = unchecked.iter().min() {
+    let differences = compare_files(&manifest.files, &found);
+    // The first wrong or unlisted file; else what is missing, counted.
+    if let Some(difference) = differences
+        .iter()
+        .find(|d| !matches!(d, FileDifference::Missing(_)))
+    {
+        let key = difference.path();
+        return Err(bad(match difference {
+            FileDifference::Unlisted(_) => format!("{key} is not listed in {MANIFEST_NAME}"),
+            FileDifference::Link {
+                listed: Some(_),
+                found: None,
+                ..
+            } => format!("{key} is a file, but {MANIFEST_NAME} lists a link"),
+            FileDifference::Link { listed, found, .. } => format!(
+                "{key} links to {}, but {MANIFEST_NAME} lists {listed:?}",
+                found.as_deref().unwrap_or("nothing")
+            ),
+            FileDifference::Content { listed, found, .. } => format!(
+                "{key} has sha256 {} ({} bytes), but {MANIFEST_NAME} lists {} ({} bytes)",
+                found.sha256, found.size, listed.sha256, listed.size
+            ),
+            FileDifference::Mode { listed, found, .. } => {
+                format!("{key} has mode {found:o}, but {MANIFEST_NAME} lists {listed:o}")
+            }
+            FileDifference::Missing(_) => unreachable!("missing files are counted below"),
+        }));
+    }
+    if let Some(missing) = differences.first() {
         return Err(bad(format!(
-            "{MANIFEST_NAME} lists {missing} (and {} more), which the archive lacks",
-            unchecked.len() - 1
+            "{MANIFEST_NAME} lists {} (and {} more), which the archive lacks",
+            missing.path(),
+            differences.len() - 1
         )));
     }
     Ok(stamp)

@@ -174,6 +174,83 @@ pub enum ManifestError {
     UnknownVersion { found: u64 },
 }
 
+/// How a tree's file differs from a list of files (a manifest's `files`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FileDifference {
+    /// Listed, but not in the tree.
+    Missing(String),
+    /// In the tree, but not listed.
+    Unlisted(String),
+    /// A link where a file is listed, a file where a link is, or another target.
+    Link {
+        path: String,
+        listed: Option<String>,
+        found: Option<String>,
+    },
+    /// Other bytes: another sha256 or size.
+    Content {
+        path: String,
+        listed: FileEntry,
+        found: FileEntry,
+    },
+    Mode {
+        path: String,
+        listed: u32,
+        found: u32,
+    },
+}
+
+impl FileDifference {
+    pub fn path(&self) -> &str {
+        match self {
+            FileDifference::Missing(path) | FileDifference::Unlisted(path) => path,
+            FileDifference::Link { path, .. }
+            | FileDifference::Content { path, .. }
+            | FileDifference::Mode { path, .. } => path,
+        }
+    }
+}
+
+/// Every difference between the `listed` files and the `found` ones, in path
+/// order, at most one per path: the first of link, content and mode. The one
+/// comparison behind `verify`, the runtime's extraction check and
+/// `rebuild-check`; each words the differences for its own reader.
+pub fn compare_files(
+    listed: &BTreeMap<String, FileEntry>,
+    found: &BTreeMap<String, FileEntry>,
+) -> Vec<FileDifference> {
+    let paths: std::collections::BTreeSet<&String> = listed.keys().chain(found.keys()).collect();
+    let mut out = Vec::new();
+    for path in paths {
+        let difference = match (listed.get(path), found.get(path)) {
+            (Some(_), None) => FileDifference::Missing(path.clone()),
+            (None, Some(_)) => FileDifference::Unlisted(path.clone()),
+            (Some(want), Some(got)) if want.link != got.link => FileDifference::Link {
+                path: path.clone(),
+                listed: want.link.clone(),
+                found: got.link.clone(),
+            },
+            // A link is its target; its sha256, size and mode only restate that.
+            (Some(want), Some(_)) if want.link.is_some() => continue,
+            (Some(want), Some(got)) if want.sha256 != got.sha256 || want.size != got.size => {
+                FileDifference::Content {
+                    path: path.clone(),
+                    listed: want.clone(),
+                    found: got.clone(),
+                }
+            }
+            (Some(want), Some(got)) if want.mode != got.mode => FileDifference::Mode {
+                path: path.clone(),
+                listed: want.mode,
+                found: got.mode,
+            },
+            _ => continue,
+        };
+        out.push(difference);
+    }
+    out
+}
+
 impl Manifest {
     /// Parses a manifest, checking the format version before anything else
     /// so that a newer format gets a clear error, not a field mismatch.
@@ -243,5 +320,50 @@ mod tests {
         skipped.patches_skipped = true;
         let json = serde_json::to_string(&skipped).unwrap();
         assert!(json.contains(r#""patches_skipped":true"#), "{json}");
+    }
+
+    fn file(sha: &str, mode: u32) -> FileEntry {
+        FileEntry {
+            sha256: sha.into(),
+            size: 1,
+            mode,
+            link: None,
+        }
+    }
+
+    #[test]
+    fn compare_files_names_one_difference_per_path_in_order() {
+        let listed = BTreeMap::from([
+            ("a".to_string(), file("1", 0o644)),
+            ("b".to_string(), file("2", 0o644)),
+            ("c".to_string(), file("3", 0o644)),
+            ("l".to_string(), file("4", 0o777)),
+            ("same".to_string(), file("5", 0o644)),
+        ]);
+        let mut link = file("4", 0o777);
+        link.link = Some("target".into());
+        let found = BTreeMap::from([
+            ("b".to_string(), file("x", 0o755)),
+            ("c".to_string(), file("3", 0o755)),
+            ("d".to_string(), file("6", 0o644)),
+            ("l".to_string(), link),
+            ("same".to_string(), file("5", 0o644)),
+        ]);
+        let paths: Vec<String> = compare_files(&listed, &found)
+            .iter()
+            .map(|d| {
+                format!("{d:?}")
+                    .split([' ', '('])
+                    .next()
+                    .unwrap()
+                    .to_string()
+                    + " "
+                    + d.path()
+            })
+            .collect();
+        assert_eq!(
+            paths,
+            ["Missing a", "Content b", "Mode c", "Unlisted d", "Link l"]
+        );
     }
 }

@@ -15,7 +15,7 @@ use anyhow::{bail, Context, Result};
 use xshell::Shell;
 
 use crate::fetch::FetchArgs;
-use crate::manifest::{self, BuildRecord, FileEntry, Manifest, Source};
+use crate::manifest::{self, BuildRecord, FileDifference, FileEntry, Manifest, Source};
 use crate::translate::{self, RunOptions, Spec};
 use crate::{build_pypy, patch, paths, recipe, targets};
 use pypy_archive::extract::unpack_top;
@@ -381,35 +381,28 @@ pub fn compare_archives(original: &Path, rebuilt: &Path) -> Result<Comparison> {
 
 /// The paths whose entries differ between two hashed trees, with what differs.
 pub fn compare_trees(
-    a: &BTreeMap<String, FileEntry>,
-    b: &BTreeMap<String, FileEntry>,
+    original: &BTreeMap<String, FileEntry>,
+    rebuilt: &BTreeMap<String, FileEntry>,
 ) -> Vec<(String, String)> {
-    let mut out = Vec::new();
-    for (path, left) in a {
-        match b.get(path) {
-            None => out.push((path.clone(), "only in the original".into())),
-            Some(right) if left != right => {
-                let mut what = Vec::new();
-                if left.link != right.link {
-                    what.push(format!("link {:?} against {:?}", left.link, right.link));
-                } else if left.sha256 != right.sha256 {
-                    what.push(format!(
-                        "content ({} against {} bytes)",
-                        left.size, right.size
-                    ));
+    manifest::compare_files(original, rebuilt)
+        .into_iter()
+        .map(|difference| {
+            let what = match &difference {
+                FileDifference::Missing(_) => "only in the original".to_string(),
+                FileDifference::Unlisted(_) => "only in the rebuild".to_string(),
+                FileDifference::Link { listed, found, .. } => {
+                    format!("link {listed:?} against {found:?}")
                 }
-                if left.mode != right.mode {
-                    what.push(format!("mode {:o} against {:o}", left.mode, right.mode));
+                FileDifference::Content { listed, found, .. } => {
+                    format!("content ({} against {} bytes)", listed.size, found.size)
                 }
-                out.push((path.clone(), what.join(", ")));
-            }
-            Some(_) => {}
-        }
-    }
-    for path in b.keys().filter(|p| !a.contains_key(*p)) {
-        out.push((path.clone(), "only in the rebuild".into()));
-    }
-    out
+                FileDifference::Mode { listed, found, .. } => {
+                    format!("mode {listed:o} against {found:o}")
+                }
+            };
+            (difference.path().to_string(), what)
+        })
+        .collect()
 }
 
 /// Every JSON path at which `a` and `b` differ, with both values for leaves.

@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{bail, Context, Result};
 use xshell::{cmd, Shell};
 
-use crate::manifest::{self, Manifest};
+use crate::manifest::{self, FileDifference, Manifest};
 use crate::{binary, c_compiler, fetch, recipe, targets};
 use pypy_archive::extract::unpack_top;
 
@@ -177,32 +177,24 @@ pub fn check_sha256_file(archive: &Path) -> Result<()> {
 fn check_files(top: &Path, manifest: &Manifest) -> Result<Vec<String>> {
     let mut problems = Vec::new();
     let on_disk = pypy_archive::tree::hash_tree(top)?;
-    for (rel, want) in &manifest.files {
-        let path = format!("{}/{rel}", manifest::TOP_DIR);
-        match on_disk.get(rel) {
-            None => problems.push(format!("{path}: listed in the manifest but missing")),
-            Some(got) if got.sha256 != want.sha256 => problems.push(format!(
+    for difference in manifest::compare_files(&manifest.files, &on_disk) {
+        let path = format!("{}/{}", manifest::TOP_DIR, difference.path());
+        problems.push(match difference {
+            FileDifference::Missing(_) => format!("{path}: listed in the manifest but missing"),
+            FileDifference::Unlisted(_) => {
+                format!("{path}: in the archive but not in the manifest")
+            }
+            FileDifference::Link { listed, found, .. } => {
+                format!("{path}: link to {found:?} but the manifest says {listed:?}")
+            }
+            FileDifference::Content { listed, found, .. } => format!(
                 "{path}: sha256 {} but the manifest says {} (file was changed)",
-                got.sha256, want.sha256
-            )),
-            Some(got) if got.link != want.link => problems.push(format!(
-                "{path}: link to {:?} but the manifest says {:?}",
-                got.link, want.link
-            )),
-            Some(got) if got.mode != want.mode => problems.push(format!(
-                "{path}: mode {:o} but the manifest says {:o}",
-                got.mode, want.mode
-            )),
-            Some(_) => {}
-        }
-    }
-    for rel in on_disk.keys() {
-        if !manifest.files.contains_key(rel) {
-            problems.push(format!(
-                "{}/{rel}: in the archive but not in the manifest",
-                manifest::TOP_DIR
-            ));
-        }
+                found.sha256, listed.sha256
+            ),
+            FileDifference::Mode { listed, found, .. } => {
+                format!("{path}: mode {found:o} but the manifest says {listed:o}")
+            }
+        });
     }
     let p = &manifest.paths;
     for (what, rel) in [
