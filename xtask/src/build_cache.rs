@@ -145,12 +145,13 @@ pub fn tree_hash(root: &Path, subdirs: &[&str]) -> Result<String> {
         let rel = file.strip_prefix(root).unwrap_or(&file);
         hasher.update(rel.to_string_lossy().as_bytes());
         hasher.update([0]);
-        hasher.update(crate::fetch::sha256_file(&file)?.as_bytes());
+        hasher.update(pypy_archive::hash::sha256_file(&file)?.as_bytes());
     }
     Ok(hex::encode(hasher.finalize()))
 }
 
-fn is_build_product(path: &Path) -> bool {
+/// Files that translating or packaging writes into a source tree.
+pub fn is_build_product(path: &Path) -> bool {
     let name = path
         .file_name()
         .map(|n| n.to_string_lossy())

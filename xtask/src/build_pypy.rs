@@ -125,7 +125,7 @@ pub fn build(args: &Args) -> Result<PathBuf> {
     );
 
     // Stage 1b: the recipe's patches, onto a copy (never onto the pristine tree).
-    let source_id = translate::source_id_of(&sh, &tree)?;
+    let source_id = fetch::source_id_of(&sh, &tree)?;
     let patched = patch::apply_recipe_patches(&sh, &recipe, &tree.root, &source_id, &fetch_opts)
         .with_context(|| format!("patching the source of {}", recipe.name))?;
 

@@ -124,9 +124,7 @@ fn pkg_config_build(
         },
     )?;
     let lib = top.join(&manifest.paths.libpypy);
-    let out = crate::verify::clean_env(cmd!(sh, "{exe} {lib}"))
-        .quiet()
-        .output()?;
+    let out = clean_env(cmd!(sh, "{exe} {lib}")).quiet().output()?;
     let stdout = String::from_utf8_lossy(&out.stdout);
     let expected = format!("pypy-embed-ok {}", top.display());
     if !out.status.success() || !stdout.lines().any(|l| l == expected) {
@@ -154,7 +152,7 @@ fn cffi_plugin(
     fs_err::write(dir.join("plugin_build.py"), PLUGIN_BUILD)?;
     let _cwd = sh.push_dir(dir);
     run_checked(
-        crate::verify::clean_env(cmd!(sh, "{launcher} plugin_build.py")),
+        clean_env(cmd!(sh, "{launcher} plugin_build.py")),
         "building the cffi plugin",
     )?;
     let plugin = find_file(dir, "plugin-1.0.")?;
@@ -173,7 +171,7 @@ fn cffi_plugin(
         },
     )?;
     let stdout = run_checked(
-        crate::verify::clean_env(cmd!(sh, "{exe}")),
+        clean_env(cmd!(sh, "{exe}")),
         "running the C program that calls the cffi plugin",
     )?;
     if !stdout.lines().any(|l| l == "pypy-plugin-ok 42") {
@@ -210,12 +208,12 @@ fn c_extension(sh: &Shell, launcher: &Path, dir: &Path) -> Result<String> {
     fs_err::write(dir.join("ext_module.c"), EXT_MODULE)?;
     let _cwd = sh.push_dir(dir);
     run_checked(
-        crate::verify::clean_env(cmd!(sh, "{launcher} setup.py build_ext --inplace")),
+        clean_env(cmd!(sh, "{launcher} setup.py build_ext --inplace")),
         "building the C extension",
     )?;
     let check = "import pypy_embed_ext; print('pypy-ext-ok', pypy_embed_ext.add(40, 2))";
     let stdout = run_checked(
-        crate::verify::clean_env(cmd!(sh, "{launcher} -c {check}")),
+        clean_env(cmd!(sh, "{launcher} -c {check}")),
         "importing the C extension",
     )?;
     if !stdout.lines().any(|l| l == "pypy-ext-ok 42") {
@@ -260,4 +258,21 @@ fn find_file(dir: &Path, prefix: &str) -> Result<PathBuf> {
             })
         })
         .with_context(|| format!("no {prefix}* library was built in {}", dir.display()))
+}
+/// Removes every variable that could make PyPy or the loader look outside
+/// the tree: Python's own, and every loader variable of the target table
+/// but `PATH`, which Windows programs cannot do without.
+pub fn clean_env(c: xshell::Cmd<'_>) -> xshell::Cmd<'_> {
+    let loader_vars: Vec<String> = crate::targets::all()
+        .map(|all| all.into_iter().map(|t| t.loader_path_var).collect())
+        .unwrap_or_default();
+    ["PYTHONHOME", "PYTHONPATH", "PYTHONSTARTUP"]
+        .into_iter()
+        .chain(
+            loader_vars
+                .iter()
+                .map(String::as_str)
+                .filter(|v| *v != "PATH"),
+        )
+        .fold(c, |c, var| c.env_remove(var))
 }

@@ -14,6 +14,7 @@ pub mod doctor;
 pub mod env;
 pub mod externals;
 pub mod fetch;
+pub mod fetch_cmd;
 pub mod fixtures;
 pub mod host;
 pub mod known_failures;

@@ -2,8 +2,8 @@
 
 use clap::{Parser, Subcommand};
 use xtask::{
-    bench, build_pypy, ci_matrix, cross_lint, doctor, fetch, package, rebuild_check, recipes_cmd,
-    repackage, test_cmd, translate, verify,
+    bench, build_pypy, ci_matrix, cross_lint, doctor, fetch_cmd, package, rebuild_check,
+    recipes_cmd, repackage, test_cmd, translate, verify,
 };
 
 /// Build PyPy as an embeddable shared library and ship it as a relocatable archive.
@@ -21,7 +21,7 @@ enum Command {
     /// List the recipes in `recipes/`.
     Recipes(recipes_cmd::Args),
     /// Download and unpack a recipe's source release (first stage of build-pypy).
-    Fetch(fetch::Args),
+    Fetch(fetch_cmd::Args),
     /// Check the compiler, headers, disk and memory a translation needs.
     Doctor(doctor::Args),
     /// Run the RPython translation with --shared (second stage of build-pypy).
@@ -48,7 +48,7 @@ fn main() -> anyhow::Result<()> {
     match Cli::parse().command {
         Command::BuildPypy(args) => build_pypy::run(args),
         Command::Recipes(args) => recipes_cmd::run(args),
-        Command::Fetch(args) => fetch::run(args),
+        Command::Fetch(args) => fetch_cmd::run(args),
         Command::Doctor(args) => doctor::run(args),
         Command::Translate(args) => translate::run(args),
         Command::Package(args) => package::run(args),

@@ -69,12 +69,14 @@ pub fn for_tree(sh: &Shell, root: &Path) -> Result<(u64, Origin)> {
     Ok((newest_file(root)?, Origin::NewestFile))
 }
 
-/// The newest modification time (whole seconds) among the files under `root`.
+/// The newest modification time (whole seconds) among the source files under
+/// `root`. Build products (bytecode, RPython's `_cache`, objects) are left
+/// out: translating in the tree writes them, and must not change its date.
 pub fn newest_file(root: &Path) -> Result<u64> {
     let mut newest = None;
     for entry in walkdir::WalkDir::new(root) {
         let entry = entry.with_context(|| format!("walking {}", root.display()))?;
-        if !entry.file_type().is_file() {
+        if !entry.file_type().is_file() || crate::build_cache::is_build_product(entry.path()) {
             continue;
         }
         let modified = entry
@@ -112,6 +114,19 @@ mod tests {
             set_mtime(&dir.path().join(name), secs);
         }
         assert_eq!(newest_file(dir.path()).unwrap(), 1_779_734_355);
+    }
+
+    #[test]
+    fn build_products_do_not_date_a_tree() {
+        let dir = tempfile::tempdir().unwrap();
+        fs_err::create_dir_all(dir.path().join("rpython/_cache")).unwrap();
+        fs_err::write(dir.path().join("a.py"), "x").unwrap();
+        set_mtime(&dir.path().join("a.py"), 1_700_000_000);
+        for product in ["rpython/_cache/x.c", "a.pyc"] {
+            fs_err::write(dir.path().join(product), "x").unwrap();
+            set_mtime(&dir.path().join(product), 1_800_000_000);
+        }
+        assert_eq!(newest_file(dir.path()).unwrap(), 1_700_000_000);
     }
 
     #[test]

@@ -1,7 +1,8 @@
 //! House rules checked by `cargo test`, in the spirit of rust-analyzer's
 //! tidy test: every module says what it is for, `unsafe` lives only in
 //! embed-runtime's `ffi`, every environment variable the code reads is in
-//! the README, and each crate reads the environment in one module.
+//! the README, each crate reads the environment in one module, and no two
+//! modules of a crate use each other, directly or through others.
 
 use std::path::{Path, PathBuf};
 
@@ -161,4 +162,87 @@ fn each_crate_reads_the_environment_in_one_module() {
 fn variable_names_are_found_in_string_literals_only() {
     let text = r#"var("PYPY_EMBED_CACHE"); let x = "PYPY_"; "not PYPY_X" "PYPY_GC_MAX""#;
     assert_eq!(variables_in(text), ["PYPY_EMBED_CACHE", "PYPY_GC_MAX"]);
+}
+
+/// The top-level modules of the crate in `src` and the ones each names
+/// through `crate::` (outside its tests).
+fn module_uses(
+    src: &Path,
+) -> std::collections::BTreeMap<String, std::collections::BTreeSet<String>> {
+    let mut uses: std::collections::BTreeMap<String, std::collections::BTreeSet<String>> =
+        Default::default();
+    for file in walkdir::WalkDir::new(src)
+        .into_iter()
+        .filter_map(Result::ok)
+    {
+        let path = file.path();
+        if path.extension().is_none_or(|x| x != "rs") {
+            continue;
+        }
+        let rel = path.strip_prefix(src).unwrap().with_extension("");
+        let first = rel
+            .components()
+            .next()
+            .unwrap()
+            .as_os_str()
+            .to_string_lossy();
+        if matches!(first.as_ref(), "lib" | "main") {
+            continue;
+        }
+        let text = fs_err::read_to_string(path).unwrap();
+        let code = text.split("#[cfg(test)]").next().unwrap_or_default();
+        let mut named = std::collections::BTreeSet::new();
+        for line in code.lines().map(code_of) {
+            let mut rest = line;
+            while let Some(at) = rest.find("crate::") {
+                rest = &rest[at + "crate::".len()..];
+                if let Some(group) = rest.strip_prefix('{') {
+                    // `use crate::{a, b::c}`: the first name of each part.
+                    let group = group.split('}').next().unwrap_or_default();
+                    named.extend(
+                        group.split(',').filter_map(|p| {
+                            p.trim().split("::").next().map(|n| n.trim().to_string())
+                        }),
+                    );
+                } else {
+                    let name: String = rest
+                        .chars()
+                        .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+                        .collect();
+                    named.insert(name);
+                }
+            }
+        }
+        named.retain(|n| !n.is_empty() && *n != first);
+        uses.entry(first.into_owned()).or_default().extend(named);
+    }
+    uses
+}
+
+#[test]
+fn modules_do_not_use_each_other_in_a_circle() {
+    let root = workspace_root();
+    let mut circles = Vec::new();
+    for krate in ["xtask", "embed-runtime", "pypy-archive"] {
+        let uses = module_uses(&root.join(krate).join("src"));
+        // A circle exists when a module can reach itself.
+        for start in uses.keys() {
+            let mut seen = std::collections::BTreeSet::new();
+            let mut todo: Vec<&String> = uses[start].iter().collect();
+            while let Some(next) = todo.pop() {
+                if next == start {
+                    circles.push(format!("{krate}: {start} reaches itself"));
+                    break;
+                }
+                if seen.insert(next) {
+                    todo.extend(uses.get(next).into_iter().flatten());
+                }
+            }
+        }
+    }
+    assert!(
+        circles.is_empty(),
+        "modules use each other in a circle (a stage must only use earlier ones):\n  {}",
+        circles.join("\n  ")
+    );
 }

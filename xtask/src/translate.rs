@@ -139,7 +139,7 @@ pub fn run(args: Args) -> Result<()> {
              `cargo xtask build-pypy` fetches the recipe's release and translates it"
         );
     };
-    let source_id = source_identity(&sh, &source_dir)?;
+    let source_id = crate::fetch::source_identity(&sh, &source_dir)?;
     let mut spec = Spec::from_recipe(&recipe, &source_dir, source_id, &triple, &args.run)?;
     spec.source_date_epoch = Some(crate::source_date::for_tree(&sh, &source_dir)?.0);
     let cache_root = args.cache_dir.clone().unwrap_or_else(paths::cache_root);
@@ -210,33 +210,6 @@ fn bootstrap_program(dest: &Path, target: &targets::Target) -> Result<PathBuf> {
         "the PyPy 2.7 host unpacked in {} has no {exe}",
         dest.display()
     )
-}
-
-/// The identity of a fetched tree for the build cache: a release's sha256,
-/// else [`source_identity`] of the local tree.
-pub fn source_id_of(sh: &Shell, tree: &crate::fetch::SourceTree) -> Result<String> {
-    match &tree.source {
-        crate::manifest::Source::Release { sha256, .. } => Ok(format!("sha256:{sha256}")),
-        _ => source_identity(sh, &tree.root),
-    }
-}
-
-/// The git commit of a clean checkout, else a hash of the tree's sources.
-pub fn source_identity(sh: &Shell, dir: &Path) -> Result<String> {
-    if dir.join(".git").exists() {
-        let commit = cmd!(sh, "git -C {dir} rev-parse HEAD").quiet().read();
-        let dirty = cmd!(sh, "git -C {dir} status --porcelain --untracked-files=no")
-            .quiet()
-            .read();
-        if let (Ok(commit), Ok(dirty)) = (commit, dirty) {
-            if dirty.trim().is_empty() {
-                return Ok(format!("git:{commit}"));
-            }
-        }
-    }
-    let hash = build_cache::tree_hash(dir, &["rpython", "pypy", "lib_pypy", "lib-python"])
-        .with_context(|| format!("hashing the source tree {}", dir.display()))?;
-    Ok(format!("tree:{hash}"))
 }
 
 impl Spec {

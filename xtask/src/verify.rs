@@ -329,24 +329,6 @@ pub fn dependency_allowed(
 /// Python run by the relocated launcher; each import loads a cffi or
 /// ctypes module that links system libraries.
 const LAUNCHER_CHECK: &str = "import sys, sqlite3, ssl, ctypes, cffi; print(sys.prefix)";
-/// Removes every variable that could make PyPy or the loader look outside
-/// the tree: Python's own, and every loader variable of the target table
-/// but `PATH`, which Windows programs cannot do without.
-pub(crate) fn clean_env(c: xshell::Cmd<'_>) -> xshell::Cmd<'_> {
-    let loader_vars: Vec<String> = targets::all()
-        .map(|all| all.into_iter().map(|t| t.loader_path_var).collect())
-        .unwrap_or_default();
-    ["PYTHONHOME", "PYTHONPATH", "PYTHONSTARTUP"]
-        .into_iter()
-        .chain(
-            loader_vars
-                .iter()
-                .map(String::as_str)
-                .filter(|v| *v != "PATH"),
-        )
-        .fold(c, |c, var| c.env_remove(var))
-}
-
 /// Runs the launcher and the C embedding program from the unpacked tree,
 /// with nothing in the environment that could point elsewhere.
 fn run_relocated(top: &Path, manifest: &Manifest, target: &targets::Target) -> Result<RunReport> {
@@ -359,7 +341,7 @@ fn run_relocated(top: &Path, manifest: &Manifest, target: &targets::Target) -> R
     let launcher_prefix = match &manifest.paths.launcher {
         Some(rel) => {
             let launcher = top.join(rel);
-            let out = clean_env(cmd!(sh, "{launcher} -c {LAUNCHER_CHECK}"))
+            let out = crate::consumers::clean_env(cmd!(sh, "{launcher} -c {LAUNCHER_CHECK}"))
                 .quiet()
                 .output()
                 .with_context(|| format!("running {}", launcher.display()))?;
@@ -424,7 +406,7 @@ fn run_embed_program(
         },
     )
     .context("compiling the C embedding check")?;
-    let mut run = clean_env(cmd!(sh, "{exe} {lib}"));
+    let mut run = crate::consumers::clean_env(cmd!(sh, "{exe} {lib}"));
     // Windows finds a DLL beside the executable or on its loader path, and
     // this executable is not beside libpypy.
     if target.os == targets::Os::Windows {

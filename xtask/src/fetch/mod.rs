@@ -27,16 +27,6 @@ pub use lock::{acquire as lock, FileLock};
 /// Environment variable naming a mirror (folder or base URL), like `--mirror`.
 pub const MIRROR_ENV: &str = "PYPY_EMBED_MIRROR";
 
-/// Options of `cargo xtask fetch`.
-#[derive(clap::Args, Debug)]
-pub struct Args {
-    /// Recipe name (see `cargo xtask recipes`) or path of a recipe file; default: the newest recipe.
-    #[arg(long, value_name = "NAME|PATH")]
-    pub recipe: Option<String>,
-    #[command(flatten)]
-    pub fetch: FetchArgs,
-}
-
 /// The fetch options on the command line, shared with `build-pypy` (`#[command(flatten)]`).
 #[derive(clap::Args, Debug, Clone)]
 pub struct FetchArgs {
@@ -171,25 +161,6 @@ pub struct SourceTree {
     pub source: manifest::Source,
 }
 
-pub fn run(args: Args) -> Result<()> {
-    let recipe = match &args.recipe {
-        Some(name) => recipe::find(name)?,
-        None => recipe::newest()?,
-    };
-    let opts = args.fetch.options()?;
-    let tree = fetch_source(&recipe, &opts)
-        .with_context(|| format!("fetching the source of recipe {}", recipe.name))?;
-    // The tree printed is the one a translation reads: patched, unless there
-    // are no patches or --no-patches.
-    let sh = Shell::new()?;
-    let source_id = crate::translate::source_id_of(&sh, &tree)?;
-    let patched = crate::patch::apply_recipe_patches(&sh, &recipe, &tree.root, &source_id, &opts)
-        .with_context(|| format!("patching the source of recipe {}", recipe.name))?;
-    eprintln!("fetch: source tree ready");
-    println!("{}", patched.root.display());
-    Ok(())
-}
-
 /// The recipe's source, downloaded, verified and unpacked (or the local tree
 /// of `opts.source_dir`). Unpacked trees are reused: they are named after the
 /// archive's hash and only ever appear whole.
@@ -306,6 +277,33 @@ pub fn git_commit(dir: &Path) -> Option<String> {
 /// The sha256 of a file, as lowercase hex.
 pub fn sha256_file(path: &Path) -> Result<String> {
     pypy_archive::hash::sha256_file(path).with_context(|| format!("hashing {}", path.display()))
+}
+
+/// The identity of a fetched tree for the build cache: a release's sha256,
+/// else [`source_identity`] of the local tree.
+pub fn source_id_of(sh: &Shell, tree: &SourceTree) -> Result<String> {
+    match &tree.source {
+        manifest::Source::Release { sha256, .. } => Ok(format!("sha256:{sha256}")),
+        _ => source_identity(sh, &tree.root),
+    }
+}
+
+/// The git commit of a clean checkout, else a hash of the tree's sources.
+pub fn source_identity(sh: &Shell, dir: &Path) -> Result<String> {
+    if dir.join(".git").exists() {
+        let commit = cmd!(sh, "git -C {dir} rev-parse HEAD").quiet().read();
+        let dirty = cmd!(sh, "git -C {dir} status --porcelain --untracked-files=no")
+            .quiet()
+            .read();
+        if let (Ok(commit), Ok(dirty)) = (commit, dirty) {
+            if dirty.trim().is_empty() {
+                return Ok(format!("git:{commit}"));
+            }
+        }
+    }
+    let hash = crate::build_cache::tree_hash(dir, &["rpython", "pypy", "lib_pypy", "lib-python"])
+        .with_context(|| format!("hashing the source tree {}", dir.display()))?;
+    Ok(format!("tree:{hash}"))
 }
 
 #[cfg(test)]
