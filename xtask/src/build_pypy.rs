@@ -114,10 +114,14 @@ pub fn build(args: &Args) -> Result<PathBuf> {
     eprintln!("build-pypy: source tree {}", tree.root.display());
 
     // The date PyPy's sys.version records, from the pristine source (see source_date).
+    // A date given that equals the source's own keeps the source as its
+    // origin: `rebuild-check` passes the recorded date, and the manifest it
+    // rebuilds must say the same.
+    let derived = crate::source_date::for_tree(&sh, &tree.root)
+        .context("dating the source for SOURCE_DATE_EPOCH")?;
     let (source_date, source_date_from) = match args.source_date_epoch {
-        Some(epoch) => (epoch, crate::source_date::Origin::Flag),
-        None => crate::source_date::for_tree(&sh, &tree.root)
-            .context("dating the source for SOURCE_DATE_EPOCH")?,
+        Some(epoch) if epoch != derived.0 => (epoch, crate::source_date::Origin::Flag),
+        _ => derived,
     };
     eprintln!(
         "build-pypy: SOURCE_DATE_EPOCH={source_date} (from {})",
