@@ -6,7 +6,6 @@
 //! paths, `..`, links that resolve outside, hard links and device or FIFO
 //! entries are refused with an error naming the entry.
 
-use std::fs;
 use std::path::Path;
 
 use anyhow::{bail, Context, Result};
@@ -82,7 +81,7 @@ fn unpack_into_place(archive: &Path, dest: &Path) -> Result<()> {
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt;
-        fs::set_permissions(root, fs::Permissions::from_mode(0o755))
+        std::fs::set_permissions(root, std::fs::Permissions::from_mode(0o755))
             .context("opening up the extracted folder's permissions")?;
     }
     pypy_archive::fs::place_dir(&tmp.keep(), dest)
