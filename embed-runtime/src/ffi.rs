@@ -26,7 +26,10 @@ pub(crate) const BOOTSTRAP: &str = include_str!("bootstrap.py");
 /// A few lines that load the bootstrap from `dir/name.py` through the
 /// import system's own source loader, which keeps its bytecode in
 /// `__pycache__` (without the cost of a `sys.path` search), then run it.
-/// The path goes in as hex, so that no path can break the quoting.
+/// The path goes in as hex, so that no path can break the quoting. The
+/// code runs in a module's namespace, not a plain dict: PyPy's JIT folds a
+/// module's globals into constants, where a dict costs a lookup per use on
+/// every call.
 fn loader_source(dir: &Path, name: &str) -> String {
     let path = dir.join(format!("{name}.py"));
     #[cfg(unix)]
@@ -43,9 +46,10 @@ fn loader_source(dir: &Path, name: &str) -> String {
          \x20   external = sys.modules.get('_frozen_importlib_external') \\\n\
          \x20       or sys.modules['importlib._bootstrap_external']\n\
          \x20   code = external.SourceFileLoader('{name}', path).get_code('{name}')\n\
-         \x20   namespace = {{'__name__': '{name}', '__file__': path, '__builtins__': __builtins__}}\n\
-         \x20   exec(code, namespace)\n\
-         \x20   namespace['_main'](c_argument)\n\
+         \x20   module = type(sys)('{name}')\n\
+         \x20   module.__file__ = path\n\
+         \x20   exec(code, module.__dict__)\n\
+         \x20   module._main(c_argument)\n\
          _embed_runtime_load()\n"
     )
 }
@@ -384,10 +388,22 @@ type SinkErrorFn = extern "C" fn(*mut c_void, *const u8, usize, *const u8, usize
 type RustCallFn = extern "C" fn(*const u8, usize, *const u8, usize, c_int, *mut usize) -> c_int;
 type LookupFn =
     unsafe extern "C" fn(*const u8, usize, *const u8, usize, *mut u64, *mut c_void) -> c_int;
-type CallFn = unsafe extern "C" fn(u64, *const u8, usize, c_int, *mut c_void) -> c_int;
+// Handles and lengths cross as signed integers: see CALL_T in bootstrap.py.
+type CallFn = unsafe extern "C" fn(i64, *const u8, isize, c_int, *mut c_void) -> c_int;
 type RunFn = unsafe extern "C" fn(*const u8, usize, *mut c_void) -> c_int;
 type ObjectFn =
-    unsafe extern "C" fn(c_int, u64, *const u8, usize, *const u8, usize, *mut c_void) -> c_int;
+    unsafe extern "C" fn(c_int, i64, *const u8, isize, *const u8, isize, *mut c_void) -> c_int;
+
+/// A handle as the callbacks take it: handles count up from 0 in Python, so
+/// they stay far below `i64::MAX`.
+fn signed_handle(handle: u64) -> i64 {
+    handle as i64
+}
+
+/// A length as the callbacks take it: Rust slices never exceed `isize::MAX`.
+fn signed_len(len: usize) -> isize {
+    len as isize
+}
 
 /// `embed_bridge` in bootstrap.py; the bootstrap checks that `size` matches.
 #[repr(C)]
@@ -593,9 +609,9 @@ impl Callbacks {
         // callback only reads `arg` and reports through `sink`.
         let code = unsafe {
             (self.call)(
-                handle,
+                signed_handle(handle),
                 arg.as_ptr(),
-                arg.len(),
+                signed_len(arg.len()),
                 mode as c_int,
                 (&mut sink as *mut Sink).cast(),
             )
@@ -621,11 +637,11 @@ impl Callbacks {
         let code = unsafe {
             (self.object)(
                 op as c_int,
-                handle,
+                signed_handle(handle),
                 name.as_ptr(),
-                name.len(),
+                signed_len(name.len()),
                 data.as_ptr(),
-                data.len(),
+                signed_len(data.len()),
                 (&mut sink as *mut Sink).cast(),
             )
         };

@@ -124,7 +124,12 @@ pub fn call_bytes<A: Serialize + ?Sized, K: Serialize + ?Sized>(
     args: &A,
     kwargs: Option<&K>,
 ) -> Result<Vec<u8>, ConvertError> {
-    let mut w = Writer::default();
+    // Room for the usual few arguments up front: growing byte by byte
+    // cost more than the rest of the encoding.
+    let mut w = Writer {
+        out: Vec::with_capacity(128),
+        key: false,
+    };
     w.out.push(TUPLE);
     w.out.extend_from_slice(&2i32.to_le_bytes());
     let start = w.out.len();

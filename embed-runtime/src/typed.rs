@@ -67,7 +67,7 @@ impl Function {
     ) -> Result<R, Error> {
         let data = marshal::call_bytes(&args, kwargs)
             .map_err(|e| convert(format!("the arguments of {}", self.name), argument_error(e)))?;
-        let mut out = Vec::new();
+        let mut out = Vec::with_capacity(256);
         self.runtime
             .callbacks
             .call(self.handle, &data, CallMode::Marshal, &mut out)?;
