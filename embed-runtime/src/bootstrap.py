@@ -151,6 +151,45 @@ def _install(sys, ffi, words, report, sources):
             return None
         return place, type(value)
 
+    uchar_p = ffi.typeof("unsigned char *")
+    int32_p = ffi.typeof("int32_t *")
+    double_p = ffi.typeof("double *")
+
+    def take_args(data, size):
+        """The arguments of a typed call, when they are all ints, floats or
+        strs and there are no keyword arguments, read in place from Rust's
+        marshal bytes; None for any other call, which `loads` reads. Measured
+        under callgrind, this saves ~4% of a call's instructions: `loads`
+        runs outside the JIT's trace of the callback and builds a tuple of
+        tuples first."""
+        raw = cast(uchar_p, data)
+        # '(' 2 then '(' n: the (args, kwargs) pair, then the argument tuple.
+        if size < 11 or raw[0] != 0x28 or raw[5] != 0x28:
+            return None
+        pos = 10
+        args = []
+        for _ in range(cast(int32_p, raw + 6)[0]):
+            if pos + 5 > size:
+                return None
+            tag = raw[pos]
+            if tag == 0x69:  # 'i'
+                args.append(cast(int32_p, raw + pos + 1)[0])
+                pos += 5
+            elif tag == 0x75:  # 'u'
+                n = cast(int32_p, raw + pos + 1)[0]
+                if n < 0 or pos + 5 + n > size:
+                    return None
+                args.append(unpack(cast(char_p, raw + pos + 5), n).decode("utf-8", "surrogatepass"))
+                pos += 5 + n
+            elif tag == 0x67 and pos + 9 <= size:  # 'g'
+                args.append(cast(double_p, raw + pos + 1)[0])
+                pos += 9
+            else:
+                return None
+        if pos + 1 != size or raw[pos] != 0x4E:  # kwargs None, then the end
+            return None
+        return args
+
     def to_marshal(value, place):
         # The common case costs one interpreter-level call; the walk that
         # names the culprit only runs when marshal refuses.
@@ -198,9 +237,12 @@ def _install(sys, ffi, words, report, sources):
 
     def call(handle, data, size, mode, sink):
         try:
-            arg = unpack(data, size) if size else b""
             if mode == MODE_MARSHAL:
-                args, kwargs = loads(arg)
+                args = take_args(data, size)
+                if args is None:
+                    args, kwargs = loads(unpack(data, size))
+                else:
+                    kwargs = None
                 if kwargs:
                     result = functions[handle](*args, **kwargs)
                 else:
@@ -208,6 +250,7 @@ def _install(sys, ffi, words, report, sources):
                 out = to_marshal(result, "the result")
                 sink_write(sink, out, len(out))
                 return 0
+            arg = unpack(data, size) if size else b""
             if mode == MODE_STR:
                 arg = arg.decode("utf-8")
             result = functions[handle](arg)

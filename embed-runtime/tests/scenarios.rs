@@ -1009,6 +1009,7 @@ fn child_typed() {
          def big():\n    return 2 ** 70\n\
          def odd():\n    return object()\n\
          def fails(x):\n    raise ValueError('bad %r' % (x,))\n\
+         def shown(*args, **kwargs):\n    return repr((args, kwargs))\n\
          def record():\n    return {'name': 'r', 'scores': [1.0, 2.5], 'shape': {'Rect': {'w': 2, 'h': 3}}, 'data': b'\\x00\\xff', 'nested': (1, [2, {3: None}])}\n",
     )
     .unwrap();
@@ -1067,6 +1068,26 @@ fn child_typed() {
     assert_eq!(echoed.1["sep"], ",");
     let one: (Vec<Vec<i32>>, HashMap<String, i32>) = f("echo").call(vec![5]).unwrap();
     assert_eq!(one.0, [vec![5]]);
+
+    // Arguments that are all ints, floats and strs are read in place by the
+    // bootstrap, others by marshal.loads: both must give Python the same.
+    let shown = f("shown");
+    let show = |text: String, expected: &str| assert_eq!(text, expected);
+    show(shown.call((1, 2.5, "é€")).unwrap(), "((1, 2.5, 'é€'), {})");
+    show(shown.call(()).unwrap(), "((), {})");
+    show(shown.call(("",)).unwrap(), "(('',), {})");
+    show(
+        shown.call((i32::MIN, i32::MAX, -0.0)).unwrap(),
+        "((-2147483648, 2147483647, -0.0), {})",
+    );
+    show(shown.call((1i64 << 40,)).unwrap(), "((1099511627776,), {})");
+    show(shown.call((true, 1)).unwrap(), "((True, 1), {})");
+    show(
+        shown
+            .call_kw((1, "a"), Some(&BTreeMap::from([("k", 2.0)])))
+            .unwrap(),
+        "((1, 'a'), {'k': 2.0})",
+    );
 
     // Bad results, named: Python type, Rust type, place.
     let e = f("big").call::<_, i64>(()).unwrap_err().to_string();
