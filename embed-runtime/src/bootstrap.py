@@ -151,9 +151,13 @@ def _install(sys, ffi, words, report, sources):
             return None
         return place, type(value)
 
+    # marshal is little-endian; the readers and writers below store native
+    # numbers, so they step aside on a big-endian machine.
+    LITTLE_ENDIAN = sys.byteorder == "little"
     uchar_p = ffi.typeof("unsigned char *")
     int32_p = ffi.typeof("int32_t *")
     double_p = ffi.typeof("double *")
+    memmove = ffi.memmove
 
     def take_args(data, size):
         """The arguments of a typed call, when they are all ints, floats or
@@ -162,6 +166,8 @@ def _install(sys, ffi, words, report, sources):
         under callgrind, this saves ~4% of a call's instructions: `loads`
         runs outside the JIT's trace of the callback and builds a tuple of
         tuples first."""
+        if not LITTLE_ENDIAN:
+            return None
         raw = cast(uchar_p, data)
         # '(' 2 then '(' n: the (args, kwargs) pair, then the argument tuple.
         if size < 11 or raw[0] != 0x28 or raw[5] != 0x28:
@@ -189,6 +195,116 @@ def _install(sys, ffi, words, report, sources):
         if pos + 1 != size or raw[pos] != 0x4E:  # kwargs None, then the end
             return None
         return args
+
+    import _thread
+
+    get_ident = _thread.get_ident
+    # One reply buffer per thread, reused from call to call: a fresh
+    # `new("char[]")` per call costs ~300 instructions. Threads only ever
+    # touch their own entry, and the dict is emptied when it holds many
+    # threads that may have ended.
+    rooms = {}
+
+    def plain_parts(value):
+        """The items of `value` in marshal order when it is a dict with str
+        keys, a list or a tuple whose items are all None, bool, 32-bit int,
+        float or str (or a lone such value); with the size marshal needs.
+        None for anything else, which `dumps` writes."""
+        if not LITTLE_ENDIAN:
+            return None, 0
+        tv = type(value)
+        if tv is dict:
+            parts = []
+            for k, v in value.items():
+                if type(k) is not str:
+                    return None, 0
+                parts.append(k)
+                parts.append(v)
+            size = 2
+        elif tv is list or tv is tuple:
+            parts = value
+            size = 6
+        else:
+            parts = (value,)
+            size = 1
+        for v in parts:
+            t = type(v)
+            if t is str:
+                # utf-8 needs at most 4 bytes per code point (3 for a lone
+                # surrogate)
+                size += 5 + 4 * len(v)
+            elif t is float:
+                size += 9
+            elif t is int:
+                if not -0x80000000 <= v <= 0x7FFFFFFF:
+                    return None, 0
+                size += 5
+            elif v is None or t is bool:
+                size += 1
+            else:
+                return None, 0
+        return parts, size
+
+    def write_plain(value, parts, size):
+        """Writes `value`, whose items `plain_parts` listed, as marshal
+        version 2 does, into this thread's buffer; returns it and the length.
+        Measured under callgrind: `f(i, s) -> {str: float}` costs ~20% fewer
+        instructions than through `dumps`, whose float packing and string
+        checks PyPy's JIT traces step by step."""
+        ident = get_ident()
+        room = rooms.get(ident)
+        if room is None or len(room) < size:
+            if len(rooms) > 64:
+                rooms.clear()
+            room = new("char[]", max(size, 4096))
+            rooms[ident] = room
+        raw = cast(uchar_p, room)
+        tv = type(value)
+        if tv is dict:
+            raw[0] = 0x7B  # '{', items until '0'
+            pos = 1
+        elif tv is list or tv is tuple:
+            raw[0] = 0x5B if tv is list else 0x28  # '[' or '(', then the count
+            cast(int32_p, raw + 1)[0] = len(parts)
+            pos = 5
+        else:
+            pos = 0
+        for v in parts:
+            t = type(v)
+            if t is str:
+                b = v.encode("utf-8", "surrogatepass")
+                n = len(b)
+                raw[pos] = 0x75  # 'u'
+                cast(int32_p, raw + pos + 1)[0] = n
+                memmove(raw + pos + 5, b, n)
+                pos += 5 + n
+            elif t is float:
+                raw[pos] = 0x67  # 'g'
+                cast(double_p, raw + pos + 1)[0] = v
+                pos += 9
+            elif t is int:
+                raw[pos] = 0x69  # 'i'
+                cast(int32_p, raw + pos + 1)[0] = v
+                pos += 5
+            elif v is None:
+                raw[pos] = 0x4E  # 'N'
+                pos += 1
+            else:
+                raw[pos] = 0x54 if v else 0x46  # 'T' or 'F'
+                pos += 1
+        if tv is dict:
+            raw[pos] = 0x30
+            pos += 1
+        return room, pos
+
+    def plain_marshal(value):
+        """What `write_plain` writes for `value`, as bytes; None where it
+        leaves `value` to `dumps` (for the tests, through the module)."""
+        parts, size = plain_parts(value)
+        if parts is None:
+            return None
+        room, n = write_plain(value, parts, size)
+        return unpack(room, n)
 
     def to_marshal(value, place):
         # The common case costs one interpreter-level call; the walk that
@@ -247,6 +363,11 @@ def _install(sys, ffi, words, report, sources):
                     result = functions[handle](*args, **kwargs)
                 else:
                     result = functions[handle](*args)
+                parts, room_size = plain_parts(result)
+                if parts is not None:
+                    room, n = write_plain(result, parts, room_size)
+                    sink_write(sink, room, n)
+                    return 0
                 out = to_marshal(result, "the result")
                 sink_write(sink, out, len(out))
                 return 0
@@ -355,6 +476,7 @@ def _install(sys, ffi, words, report, sources):
     rust.__name__ = rust.__qualname__ = "call"
     module.call = rust
     module.memory_stats = _memory_stats()
+    module._plain_marshal = plain_marshal
     module.RustError = RustError
     module.RustPanic = RustPanic
     module.RustFunctionNotFound = RustFunctionNotFound

@@ -1,7 +1,11 @@
 //! Rust values to Python's `marshal` format and back, through serde: the
 //! wire format of typed calls. Python reads and writes it with `marshal`
 //! (version 2: no back-references), which PyPy implements at interpreter
-//! level, so neither side parses text.
+//! level, so neither side parses text. Flat values (a dict with `str`
+//! keys, a list or a tuple of `None`, `bool`, 32-bit `int`, `float` and
+//! `str`) skip `marshal` both ways: the bootstrap reads such arguments and
+//! writes such results itself, the same bytes, because PyPy's JIT traces
+//! `marshal.dumps` of a float or a `str` step by step.
 //!
 //! Rust → Python: `bool`, integers, floats, `str`/`char`, bytes (via
 //! `serde_bytes`), `Option`, sequences (→ `list`), tuples (→ `tuple`),

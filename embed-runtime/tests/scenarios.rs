@@ -1089,6 +1089,45 @@ fn child_typed() {
         "((1, 'a'), {'k': 2.0})",
     );
 
+    // Plain results (a flat dict with str keys, list or tuple of None, bool,
+    // 32-bit int, float and str, or one such value) are written by the
+    // bootstrap itself: byte for byte what marshal.dumps writes, and only
+    // for those shapes.
+    rt.run(
+        r#"
+import embed_runtime, marshal
+plain = [None, True, False, 0, -1, 2**31 - 1, -2**31, 1.5, -0.0, float('inf'),
+         '', 'é€\U0001f600', 'a\udc80b',
+         {'a': 1.0, 'b': 'x', 'c': None, 'd': False, 'é': -7}, {}, [], (),
+         [1, 2.5, 's', True], ('t', None)]
+for v in plain:
+    got = embed_runtime._plain_marshal(v)
+    assert got == marshal.dumps(v, 2), (v, got, marshal.dumps(v, 2))
+for v in [2**31, -2**31 - 1, b'b', [[1]], {1: 2}, {'a': [1]}, (1, (2,)),
+          object(), 1j, {"a": object()}]:
+    assert embed_runtime._plain_marshal(v) is None, v
+def plain_result(i):
+    return plain[i]
+"#,
+    )
+    .unwrap();
+    let plain_result = f("plain_result");
+    let m: HashMap<String, serde_json::Value> = plain_result.call((13,)).unwrap();
+    assert_eq!(m["a"], 1.0);
+    assert_eq!(m["b"], "x");
+    assert_eq!(
+        (m["c"].is_null(), &m["d"], &m["é"]),
+        (true, &false.into(), &(-7).into())
+    );
+    let s: String = plain_result.call((11,)).unwrap();
+    assert_eq!(s, "é€😀");
+    let l: (i32, f64, String, bool) = plain_result.call((17,)).unwrap();
+    assert_eq!(l, (1, 2.5, "s".to_string(), true));
+    let t: (String, Option<i32>) = plain_result.call((18,)).unwrap();
+    assert_eq!(t, ("t".to_string(), None));
+    let n: i32 = plain_result.call((6,)).unwrap();
+    assert_eq!(n, i32::MIN);
+
     // Bad results, named: Python type, Rust type, place.
     let e = f("big").call::<_, i64>(()).unwrap_err().to_string();
     assert!(
