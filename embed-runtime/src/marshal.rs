@@ -1,11 +1,12 @@
 //! Rust values to Python's `marshal` format and back, through serde: the
 //! wire format of typed calls. Python reads and writes it with `marshal`
 //! (version 2: no back-references), which PyPy implements at interpreter
-//! level, so neither side parses text. Flat values (a dict with `str`
-//! keys, a list or a tuple of `None`, `bool`, 32-bit `int`, `float` and
-//! `str`) skip `marshal` both ways: the bootstrap reads such arguments and
-//! writes such results itself, the same bytes, because PyPy's JIT traces
-//! `marshal.dumps` of a float or a `str` step by step.
+//! level, so neither side parses text. Two common cases skip Python's
+//! `marshal` module, with the same bytes: the bootstrap reads positional
+//! arguments that are all `int`, `float` or `str` in place, and writes flat
+//! results (a dict with `str` keys, a list or a tuple of `None`, `bool`,
+//! 32-bit `int`, `float` and `str`, or one such value) itself, because
+//! PyPy's JIT traces `marshal.dumps` of a float or a `str` step by step.
 //!
 //! Rust → Python: `bool`, integers, floats, `str`/`char`, bytes (via
 //! `serde_bytes`), `Option`, sequences (→ `list`), tuples (→ `tuple`),
