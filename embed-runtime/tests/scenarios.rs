@@ -1104,10 +1104,12 @@ for v in plain:
     got = embed_runtime._plain_marshal(v)
     assert got == marshal.dumps(v, 2), (v, got, marshal.dumps(v, 2))
 for v in [2**31, -2**31 - 1, b'b', [[1]], {1: 2}, {'a': [1]}, (1, (2,)),
-          object(), 1j, {"a": object()}]:
+          object(), 1j, {"a": object()}, 'x' * 5000, ['y' * 3000, 'z' * 3000]]:
     assert embed_runtime._plain_marshal(v) is None, v
 def plain_result(i):
     return plain[i]
+def too_long_for_the_buffer():
+    return ['y' * 3000, 'z' * 3000]
 "#,
     )
     .unwrap();
@@ -1127,6 +1129,8 @@ def plain_result(i):
     assert_eq!(t, ("t".to_string(), None));
     let n: i32 = plain_result.call((6,)).unwrap();
     assert_eq!(n, i32::MIN);
+    let long: Vec<String> = f("too_long_for_the_buffer").call(()).unwrap();
+    assert_eq!((long[0].len(), long[1].len()), (3000, 3000));
 
     // Bad results, named: Python type, Rust type, place.
     let e = f("big").call::<_, i64>(()).unwrap_err().to_string();
