@@ -25,10 +25,12 @@ fn cut_short() -> ConvertError {
 }
 
 impl<'de> Stream<'de> {
+    #[inline]
     fn peek(&self) -> Result<u8, ConvertError> {
         self.bytes.first().copied().ok_or_else(cut_short)
     }
 
+    #[inline]
     fn take(&mut self, n: usize) -> Result<&'de [u8], ConvertError> {
         if self.bytes.len() < n {
             return Err(cut_short());
@@ -39,11 +41,13 @@ impl<'de> Stream<'de> {
     }
 
     /// The 32-bit little-endian number after a type code.
+    #[inline]
     fn int32(&mut self) -> Result<i32, ConvertError> {
         let four: [u8; 4] = self.take(4)?.try_into().map_err(|_| cut_short())?;
         Ok(i32::from_le_bytes(four))
     }
 
+    #[inline]
     fn length(&mut self) -> Result<usize, ConvertError> {
         usize::try_from(self.int32()?)
             .map_err(|_| ConvertError::new("a negative length in marshal data"))
@@ -57,6 +61,7 @@ impl<'de> Stream<'de> {
     }
 
     /// The code of the next value, consumed when it is one of `codes`.
+    #[inline]
     fn accept(&mut self, codes: &[u8]) -> Result<Option<u8>, ConvertError> {
         let code = self.peek()?;
         if codes.contains(&code) {
@@ -67,6 +72,7 @@ impl<'de> Stream<'de> {
         }
     }
 
+    #[inline]
     fn text(&mut self) -> Result<&'de str, ConvertError> {
         let n = self.length()?;
         std::str::from_utf8(self.take(n)?)
