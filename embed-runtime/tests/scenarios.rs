@@ -1080,7 +1080,16 @@ fn child_typed() {
         shown.call((i32::MIN, i32::MAX, -0.0)).unwrap(),
         "((-2147483648, 2147483647, -0.0), {})",
     );
+    show(shown.call((7, "x")).unwrap(), "((7, 'x'), {})");
+    show(
+        shown.call((1, 2.0, 3, 4, "five")).unwrap(),
+        "((1, 2.0, 3, 4, 'five'), {})",
+    );
     show(shown.call((1i64 << 40,)).unwrap(), "((1099511627776,), {})");
+    show(
+        shown.call((1, 2, 3, 1i64 << 40)).unwrap(),
+        "((1, 2, 3, 1099511627776), {})",
+    );
     show(shown.call((true, 1)).unwrap(), "((True, 1), {})");
     show(
         shown
@@ -1196,7 +1205,9 @@ def too_long_for_the_buffer():
         for t in 0..4 {
             let dumps = &dumps;
             scope.spawn(move || {
-                for i in 0..200 {
+                // Enough calls that two threads asking for a handle at
+                // the same moment happen in every run.
+                for i in 0..1000 {
                     let s: String = dumps.call((vec![t, i],)).unwrap().extract().unwrap();
                     assert_eq!(s, format!("[{t}, {i}]"));
                 }
