@@ -118,6 +118,7 @@ def _connect(address):
 
 def _install(sys, ffi, words, report, sources):
     """Fills in the Bridge and installs the `embed_runtime` module."""
+    import _thread
     import builtins
     import itertools
 
@@ -223,8 +224,6 @@ def _install(sys, ffi, words, report, sources):
             return None
         return args
 
-    import _thread
-
     get_ident = _thread.get_ident
     # One reply buffer per thread, reused from call to call: a fresh
     # `new("char[]")` per call costs ~300 instructions. Threads only ever
@@ -272,7 +271,7 @@ def _install(sys, ffi, words, report, sources):
         buffer, when it is a dict with str keys, a list or a tuple whose
         items are all None, bool, 32-bit int, float or str (or one such
         value) and fits in the buffer: returns the buffer and the length, or
-        None, None for `dumps` to write. One pass, with no list or bytes
+        (None, 0) for `dumps` to write. One pass, with no list or bytes
         built in between: measured under callgrind, `f(i, s) -> {str: float}`
         costs ~20% fewer instructions than through `dumps`, whose float
         packing and string checks PyPy's JIT traces step by step."""
