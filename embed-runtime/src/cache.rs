@@ -703,6 +703,7 @@ mod tests {
                 embedding_symbols: vec![],
                 needed_libraries: vec![],
                 no_headers: false,
+                portability: None,
                 origin: Origin {
                     recipe: None,
                     source: Source::Checkout { commit: None },

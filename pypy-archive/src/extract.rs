@@ -32,7 +32,7 @@ pub enum ExtractError {
     /// The file name does not say which kind of archive it is.
     #[error(
         "cannot tell the archive type of {0}: expected a name ending in .tar.bz2, .tbz2, \
-         .tar.gz, .tgz or .zip"
+         .tar.gz, .tgz, .zip or .whl"
     )]
     UnknownType(PathBuf),
     /// The archive is of a kind this build cannot read (see the module docs).
@@ -111,7 +111,8 @@ impl Format {
             Ok(Format::TarBz2)
         } else if name.ends_with(".tar.gz") || name.ends_with(".tgz") {
             Ok(Format::TarGz)
-        } else if name.ends_with(".zip") {
+        } else if name.ends_with(".zip") || name.ends_with(".whl") {
+            // A wheel is a zip archive by definition (PEP 427).
             Ok(Format::Zip)
         } else {
             Err(ExtractError::UnknownType(archive.to_path_buf()))

@@ -51,6 +51,10 @@ pub struct Manifest {
     /// C extensions and cffi plugins cannot build against it.
     #[serde(default, skip_serializing_if = "is_false")]
     pub no_headers: bool,
+    /// Linux: whether the archive runs on other systems than the one that
+    /// built it, judged by the target's portability policy.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub portability: Option<Portability>,
     /// Every file under the top folder except the manifest, by relative path.
     pub files: BTreeMap<String, FileEntry>,
 }
@@ -107,6 +111,43 @@ pub struct BuildRecord {
     pub source_root: String,
     /// The target table's entry for [`Manifest::target`], as it was.
     pub target_entry: serde_json::Value,
+}
+
+/// What the target's portability policy found in every binary of the archive
+/// (`docs/portability.md`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Portability {
+    /// The oldest glibc the policy asks for, e.g. `2.17`.
+    pub glibc_baseline: String,
+    /// The newest `GLIBC_x` symbol version any binary imports.
+    pub newest_glibc: Option<String>,
+    /// Every binary meets the policy.
+    pub portable: bool,
+    /// Why not: one line per binary that breaks the policy.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub reasons: Vec<String>,
+    /// The shared libraries from outside the archive that any of its binaries
+    /// needs (libpypy, the launcher and every compiled module), sorted.
+    pub system_libraries: Vec<String>,
+    /// The C libraries built into the binaries, with their sources and licences.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub bundled: Vec<BundledLibrary>,
+}
+
+/// One C library linked statically into the archive's binaries.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BundledLibrary {
+    pub name: String,
+    pub version: String,
+    /// Where its source came from (the source package and file).
+    pub source: String,
+    pub source_sha256: String,
+    /// SPDX licence expression.
+    pub license: String,
+    /// The licence text's path in the archive.
+    pub license_file: String,
 }
 
 /// A git repository at one commit.

@@ -33,6 +33,19 @@ pub struct BinaryInfo {
     /// Names of the defined, exported functions and data (ELF dynamic symbols,
     /// Mach-O export trie, PE export table), sorted.
     pub exports: Vec<String>,
+    /// ELF only: the imported symbols bound to a version of a needed library
+    /// (`hypot@GLIBC_2.35`), sorted; what decides the oldest C library it runs on.
+    pub versioned_imports: Vec<VersionedImport>,
+}
+
+/// One imported symbol and the version of the library it needs.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct VersionedImport {
+    pub symbol: String,
+    /// The version name, e.g. `GLIBC_2.35`.
+    pub version: String,
+    /// The needed library the version belongs to, e.g. `libm.so.6`.
+    pub library: String,
 }
 
 /// The magic numbers of the three formats, so that a text file is never parsed.
@@ -96,6 +109,7 @@ pub fn parse(bytes: &[u8]) -> Result<Option<BinaryInfo>> {
                 search_paths,
                 own_name: elf.soname.map(str::to_string),
                 exports,
+                versioned_imports: versioned_imports(&elf),
             }
         }
         Object::Mach(goblin::mach::Mach::Binary(macho)) => macho_info(&macho)?,
@@ -116,6 +130,7 @@ pub fn parse(bytes: &[u8]) -> Result<Option<BinaryInfo>> {
                 search_paths: Vec::new(),
                 own_name: pe.name.map(str::to_string),
                 exports,
+                versioned_imports: Vec::new(),
             }
         }
         _ => return Ok(None),
@@ -138,7 +153,42 @@ fn macho_info(macho: &goblin::mach::MachO) -> Result<BinaryInfo> {
         search_paths: macho.rpaths.iter().map(|s| s.to_string()).collect(),
         own_name: macho.name.map(str::to_string),
         exports,
+        versioned_imports: Vec::new(),
     })
+}
+
+/// The imports of an ELF file that carry a version: `.gnu.version` gives each
+/// dynamic symbol an index, `.gnu.version_r` maps the index to a library and a
+/// version name.
+fn versioned_imports(elf: &goblin::elf::Elf) -> Vec<VersionedImport> {
+    let (Some(versym), Some(verneed)) = (&elf.versym, &elf.verneed) else {
+        return Vec::new();
+    };
+    let mut versions = std::collections::HashMap::new();
+    for need in verneed.iter() {
+        let library = elf.dynstrtab.get_at(need.vn_file).unwrap_or_default();
+        for aux in need.iter() {
+            let name = elf.dynstrtab.get_at(aux.vna_name).unwrap_or_default();
+            versions.insert(aux.vna_other & 0x7fff, (library, name));
+        }
+    }
+    let mut out: Vec<VersionedImport> = elf
+        .dynsyms
+        .iter()
+        .zip(versym.iter())
+        .filter(|(sym, _)| sym.is_import() && sym.st_name != 0)
+        .filter_map(|(sym, ver)| {
+            let (library, version) = versions.get(&ver.version())?;
+            Some(VersionedImport {
+                symbol: elf.dynstrtab.get_at(sym.st_name)?.to_string(),
+                version: version.to_string(),
+                library: library.to_string(),
+            })
+        })
+        .collect();
+    out.sort();
+    out.dedup();
+    out
 }
 
 /// How a relative search path starts on each platform.
@@ -476,6 +526,7 @@ mod tests {
                 search_paths: vec![],
                 own_name: Some(build.clone()),
                 exports: vec![],
+                versioned_imports: vec![],
             };
             let launcher = BinaryInfo {
                 needed: vec![build.clone(), "/usr/lib/libSystem.B.dylib".into()],

@@ -273,7 +273,7 @@ fn reuse_package(
         &archive,
         &verify::VerifyOptions {
             extra_allowed: package::extra_allowed(Some(recipe), target),
-            no_run: false,
+            ..Default::default()
         },
     )
     .with_context(|| format!("verifying {}", archive.display()))?;

@@ -1,6 +1,7 @@
 //! The build tool behind `cargo xtask`: one module per subcommand, plus the
 //! shared pieces (recipes, the target table, archives) they are built from.
 
+pub mod apt;
 pub mod archive;
 pub mod bench;
 pub mod binary;
@@ -22,6 +23,7 @@ pub mod package;
 pub mod patch;
 pub mod paths;
 pub mod plan;
+pub mod portability;
 pub mod rebuild_check;
 pub mod recipe;
 pub mod recipes_cmd;
@@ -31,6 +33,7 @@ pub mod targets;
 pub mod test_cmd;
 #[cfg(test)]
 mod tidy;
+pub mod toolchain;
 pub mod translate;
 pub mod verify;
 

@@ -197,6 +197,40 @@ pub struct Target {
     /// PyPy's own PyPy 3.11 binary release for this platform: the real libpypy that
     /// CI's tests embed where [`Target::test_pypy`] is [`TestPypy::OfficialRelease`].
     pub test_release: Download,
+    /// Linux: what a portable archive may need of the system it runs on.
+    #[serde(default)]
+    pub portability: Option<Portability>,
+    /// Linux: the C toolchain that builds for [`Portability::glibc`] from any newer Linux.
+    #[serde(default)]
+    pub toolchain: Option<Toolchain>,
+}
+
+/// The portability policy of a Linux target, in the manner of manylinux and
+/// python-build-standalone: only the C library's own family may be needed,
+/// no symbol version above the baseline, and no bundled library's symbols
+/// exported (they would clash with a host program's own copy).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Portability {
+    /// The oldest glibc the archive runs on, e.g. `2.17`.
+    pub glibc: String,
+    /// The only shared libraries a portable binary may need.
+    pub libraries: Vec<String>,
+    /// Prefixes of the bundled libraries' symbols (`SSL_`, `ffi_`, …), which
+    /// no binary of the archive may export.
+    pub private_symbol_prefixes: Vec<String>,
+}
+
+/// zig's C compiler, from PyPI's `ziglang` wheel, pinned by file name and sha256.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Toolchain {
+    /// What zig's `-target` says to build for this triple at the baseline
+    /// (`x86_64-linux-gnu.2.17`).
+    pub zig_target: String,
+    /// The wheel of the zig that runs on this triple (a build machine's own).
+    pub zig_wheel: String,
+    pub zig_sha256: String,
 }
 
 /// A git repository pinned to one commit (PyPy's `externals` on Windows).
@@ -555,6 +589,18 @@ impl Target {
             }
         }
         self.bootstrap_python_version()?;
+        if (self.os == Os::Linux) != self.portability.is_some()
+            || self.portability.is_some() != self.toolchain.is_some()
+        {
+            bail!("portability and toolchain are for Linux targets, and required there");
+        }
+        if let Some(toolchain) = &self.toolchain {
+            let sha = &toolchain.zig_sha256;
+            if sha.len() != 64 || !sha.chars().all(|c| c.is_ascii_hexdigit()) {
+                bail!("zig_sha256 `{sha}` is not 64 hex digits");
+            }
+            crate::toolchain::wheel_requirement(&toolchain.zig_wheel)?;
+        }
         let suffix = format!("-{}.{}", self.upstream_platform, self.upstream_archive);
         if !self.test_release.file_name().ends_with(&suffix) {
             bail!(

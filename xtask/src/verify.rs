@@ -24,6 +24,10 @@ pub struct Args {
     /// Only the static checks: do not run the launcher or the C program.
     #[arg(long)]
     pub no_run: bool,
+    /// Fail unless every binary meets the target's portability policy
+    /// (without it, a non-portable archive passes with a note).
+    #[arg(long)]
+    pub portable: bool,
 }
 
 pub fn run(args: Args) -> Result<()> {
@@ -40,6 +44,7 @@ pub fn run(args: Args) -> Result<()> {
         &VerifyOptions {
             extra_allowed,
             no_run: args.no_run,
+            require_portable: args.portable,
         },
     )?;
     println!(
@@ -57,7 +62,31 @@ pub fn run(args: Args) -> Result<()> {
     for line in report.ran.iter().flat_map(|r| &r.consumers) {
         println!("  {line}");
     }
+    if let Some(p) = &report.manifest.portability {
+        println!("  {}", portability_line(p));
+        for reason in &p.reasons {
+            println!("    {reason}");
+        }
+    }
     Ok(())
+}
+
+/// One line on what the portability policy found.
+pub fn portability_line(p: &manifest::Portability) -> String {
+    let newest = p.newest_glibc.as_deref().unwrap_or("no GLIBC symbol");
+    if p.portable {
+        format!(
+            "portable: needs glibc {} or newer (newest symbol {newest}), no library outside it",
+            p.glibc_baseline
+        )
+    } else {
+        format!(
+            "not portable (runs where it was built and on like systems): newest symbol \
+             {newest} against a baseline of {}; needs {}",
+            p.glibc_baseline,
+            p.system_libraries.join(", ")
+        )
+    }
 }
 
 /// How [`verify_archive`] checks.
@@ -67,6 +96,8 @@ pub struct VerifyOptions {
     pub extra_allowed: Vec<String>,
     /// Skip running the launcher and the C embedding program.
     pub no_run: bool,
+    /// Every binary must meet the target's portability policy.
+    pub require_portable: bool,
 }
 
 /// What the run from a fresh folder printed.
@@ -122,6 +153,12 @@ pub fn verify_archive(archive: &Path, opts: &VerifyOptions) -> Result<VerifyRepo
         &manifest,
         &target,
         &opts.extra_allowed,
+    )?);
+    problems.extend(check_portability(
+        &top,
+        &manifest,
+        &target,
+        opts.require_portable,
     )?);
     if !problems.is_empty() {
         bail!(
@@ -298,6 +335,52 @@ fn check_binaries(
                 ));
             }
         }
+    }
+    Ok(problems)
+}
+
+/// The manifest's portability record must be what the binaries show; an
+/// archive that is not portable passes unless `required`.
+fn check_portability(
+    top: &Path,
+    manifest: &Manifest,
+    target: &targets::Target,
+    required: bool,
+) -> Result<Vec<String>> {
+    let Some(policy) = &target.portability else {
+        return Ok(Vec::new());
+    };
+    let bundled = manifest
+        .portability
+        .as_ref()
+        .map(|p| p.bundled.clone())
+        .unwrap_or_default();
+    let found = crate::portability::describe_tree(top, &manifest.files, policy, bundled)?;
+    let mut problems = Vec::new();
+    match &manifest.portability {
+        None => problems.push(format!(
+            "manifest: no portability record; the binaries say: {}",
+            portability_line(&found)
+        )),
+        Some(recorded) if *recorded != found => problems.push(format!(
+            "manifest: the portability record does not match the binaries \
+             (it says: {}; they say: {})",
+            portability_line(recorded),
+            portability_line(&found)
+        )),
+        Some(_) => {}
+    }
+    if required && !found.portable {
+        problems.push(format!(
+            "not portable under {}'s policy (glibc {}, docs/portability.md):",
+            target.triple, policy.glibc
+        ));
+        problems.extend(
+            found
+                .reasons
+                .iter()
+                .map(|r| format!("  {}/{r}", manifest::TOP_DIR)),
+        );
     }
     Ok(problems)
 }

@@ -15,12 +15,20 @@ pub fn build_manifest(staged: &Staged, origin: Origin) -> Result<Manifest> {
         .with_context(|| format!("{lib_rel} is not a shared library"))?;
     let launcher_rel = target.launcher_path(py);
     let files = pypy_archive::tree::hash_tree(&staged.top)?;
+    let portability = match &target.portability {
+        Some(policy) => Some(
+            crate::portability::describe_tree(&staged.top, &files, policy, Vec::new())
+                .context("judging the binaries by the target's portability policy")?,
+        ),
+        None => None,
+    };
     Ok(Manifest {
         format_version: manifest::FORMAT_VERSION,
         pypy_version: staged.versions.pypy.clone(),
         python_version: py.clone(),
         target: target.triple.clone(),
         no_headers: staged.no_headers,
+        portability,
         paths: Paths {
             libpypy: lib_rel,
             launcher: files.contains_key(&launcher_rel).then_some(launcher_rel),

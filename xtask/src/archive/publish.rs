@@ -235,6 +235,7 @@ mod tests {
                 build,
             },
             no_headers: false,
+            portability: None,
             files: Default::default(),
         }
     }

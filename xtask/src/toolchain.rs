@@ -1,0 +1,256 @@
+//! The toolchain stage of portable Linux builds: zig's C compiler, pinned in the
+//! target table, behind wrapper scripts that build for the target's glibc baseline.
+//!
+//! zig ships its own headers and stub libraries for every glibc version, so
+//! `zig cc -target x86_64-linux-gnu.2.17` on a new Debian links against
+//! glibc 2.17's symbols: what gcc with a sysroot cannot do below the
+//! sysroot's own version. The compiler comes as PyPI's `ziglang` wheel, which
+//! `pip download` fetches from the registry we reach; its sha256 is checked
+//! before anything runs from it.
+
+use std::ffi::OsString;
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context, Result};
+use xshell::{cmd, Shell};
+
+use crate::targets::{Target, Toolchain};
+
+/// The programs a build is given, one wrapper script each.
+const TOOLS: [(&str, &str); 4] = [
+    ("cc", "cc -target {target}"),
+    ("c++", "c++ -target {target}"),
+    ("ar", "ar"),
+    ("ranlib", "ranlib"),
+];
+
+/// An unpacked, checked zig with wrappers for one target.
+#[derive(Debug, Clone)]
+pub struct Zig {
+    /// The zig executable.
+    pub zig: PathBuf,
+    /// The folder of the wrappers (`cc`, `c++`, `ar`, `ranlib`).
+    pub bin: PathBuf,
+    /// zig's `-target`, e.g. `x86_64-linux-gnu.2.17`.
+    pub target: String,
+}
+
+impl Zig {
+    pub fn cc(&self) -> PathBuf {
+        self.bin.join("cc")
+    }
+
+    /// `CC`, `CXX`, `AR` and `RANLIB` for configure scripts and Makefiles.
+    pub fn env(&self) -> Vec<(&'static str, OsString)> {
+        [
+            ("CC", "cc"),
+            ("CXX", "c++"),
+            ("AR", "ar"),
+            ("RANLIB", "ranlib"),
+        ]
+        .into_iter()
+        .map(|(var, tool)| (var, self.bin.join(tool).into_os_string()))
+        .collect()
+    }
+
+    /// The first line of `zig version`, recorded as the build's compiler.
+    pub fn version(&self, sh: &Shell) -> Result<String> {
+        let zig = &self.zig;
+        let out = cmd!(sh, "{zig} version")
+            .quiet()
+            .read()
+            .with_context(|| format!("running {} version", zig.display()))?;
+        Ok(format!("zig {} ({})", out.trim(), self.target))
+    }
+}
+
+/// The name, version and platform tags of a wheel file name
+/// (`ziglang-0.17.1-py3-none-manylinux_2_12_x86_64.manylinux2010_x86_64.whl`),
+/// which is what `pip download` needs to fetch exactly that file.
+pub fn wheel_requirement(wheel: &str) -> Result<(String, String, Vec<String>)> {
+    let stem = wheel
+        .strip_suffix(".whl")
+        .with_context(|| format!("`{wheel}` is not a wheel file name (no .whl)"))?;
+    let parts: Vec<&str> = stem.split('-').collect();
+    let [name, version, _python, _abi, platforms] = parts[..] else {
+        bail!("`{wheel}` is not a wheel file name (name-version-python-abi-platform.whl)");
+    };
+    Ok((
+        name.to_string(),
+        version.to_string(),
+        platforms.split('.').map(str::to_string).collect(),
+    ))
+}
+
+/// The target's toolchain entry, or an error saying that only Linux targets have one.
+pub fn of(target: &Target) -> Result<&Toolchain> {
+    target.toolchain.as_ref().with_context(|| {
+        format!(
+            "{} has no portable toolchain in recipes/targets.toml (only Linux targets do)",
+            target.triple
+        )
+    })
+}
+
+/// Makes sure the zig that runs on `host` is unpacked in the cache, with
+/// wrappers for `target`; downloads and checks it the first time.
+pub fn ensure(sh: &Shell, host: &Target, target: &Target, cache_root: &Path) -> Result<Zig> {
+    let pin = of(host)?;
+    let zig_target = of(target)?.zig_target.clone();
+    let dir = cache_root
+        .join("toolchains")
+        .join(format!("zig-{}", &pin.zig_sha256[..16]));
+    let zig = dir.join("ziglang").join("zig");
+    if !zig.is_file() {
+        let lock_path = pypy_archive::lock::lock_path_for(&dir);
+        fs_err::create_dir_all(cache_root.join("toolchains"))?;
+        let started = std::time::Instant::now();
+        let _lock = pypy_archive::lock::FileLock::acquire(&lock_path, || {
+            eprintln!(
+                "toolchain: waiting for another run that is unpacking zig (lock {})",
+                lock_path.display()
+            )
+        })
+        .with_context(|| format!("locking {}", lock_path.display()))?;
+        if started.elapsed().as_secs() > 1 {
+            eprintln!("toolchain: waited {:.0} s", started.elapsed().as_secs_f64());
+        }
+        if !zig.is_file() {
+            install(sh, pin, cache_root, &dir)?;
+        }
+    }
+    let bin = dir.join(format!("bin-{zig_target}"));
+    write_wrappers(&zig, &bin, &zig_target, &cache_root.join("zig-cache"))?;
+    Ok(Zig {
+        zig,
+        bin,
+        target: zig_target,
+    })
+}
+
+/// Downloads the pinned wheel with pip, checks its sha256, and unpacks it into `dir`.
+fn install(sh: &Shell, pin: &Toolchain, cache_root: &Path, dir: &Path) -> Result<()> {
+    let (name, version, platforms) = wheel_requirement(&pin.zig_wheel)?;
+    let parent = dir.parent().context("toolchain folder has a parent")?;
+    let tmp = tempfile::tempdir_in(parent)?;
+    let download = tmp.path().join("download");
+    eprintln!("toolchain: downloading {} from PyPI", pin.zig_wheel);
+    let python3 = crate::fixtures::python3();
+    let platform_args: Vec<String> = platforms
+        .iter()
+        .flat_map(|p| ["--platform".to_string(), p.clone()])
+        .collect();
+    let requirement = format!("{name}=={version}");
+    cmd!(
+        sh,
+        "{python3} -m pip download --quiet --no-deps --only-binary=:all: {platform_args...} {requirement} -d {download}"
+    )
+    .run()
+    .with_context(|| {
+        format!("`pip download {requirement}` failed; is PyPI reachable (or a pip mirror set)?")
+    })?;
+    let wheel = download.join(&pin.zig_wheel);
+    if !wheel.is_file() {
+        let got: Vec<String> = fs_err::read_dir(&download)?
+            .flatten()
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .collect();
+        bail!(
+            "pip downloaded {got:?}, not the pinned {} (recipes/targets.toml)",
+            pin.zig_wheel
+        );
+    }
+    let got = crate::fetch::sha256_file(&wheel)?;
+    if got != pin.zig_sha256 {
+        bail!(
+            "{} has sha256 {got}, but recipes/targets.toml pins {}; the download is \
+             kept out of the cache ({})",
+            pin.zig_wheel,
+            pin.zig_sha256,
+            cache_root.display()
+        );
+    }
+    let unpacked = tmp.path().join("unpacked");
+    pypy_archive::extract::unpack(&wheel, &unpacked)
+        .with_context(|| format!("unpacking {}", wheel.display()))?;
+    if !unpacked.join("ziglang").join("zig").is_file() {
+        bail!("{} has no ziglang/zig inside", pin.zig_wheel);
+    }
+    pypy_archive::fs::replace_dir(&unpacked, dir)
+        .with_context(|| format!("putting zig in {}", dir.display()))?;
+    Ok(())
+}
+
+/// Writes one shell wrapper per tool, each replaced in one rename.
+fn write_wrappers(zig: &Path, bin: &Path, zig_target: &str, zig_cache: &Path) -> Result<()> {
+    fs_err::create_dir_all(bin)?;
+    for (name, args) in TOOLS {
+        let args = args.replace("{target}", zig_target);
+        // zig keeps its compiled libc stubs in a cache of its own; ours keeps
+        // it beside the toolchain rather than in the user's home.
+        let text = format!(
+            "#!/bin/sh\n\
+             export ZIG_GLOBAL_CACHE_DIR=\"${{ZIG_GLOBAL_CACHE_DIR:-{cache}}}\"\n\
+             exec '{zig}' {args} \"$@\"\n",
+            cache = zig_cache.display(),
+            zig = zig.display(),
+        );
+        let path = bin.join(name);
+        if fs_err::read_to_string(&path).is_ok_and(|old| old == text) {
+            continue;
+        }
+        pypy_archive::fs::write_atomic(&path, text.as_bytes())?;
+        set_executable(&path)?;
+    }
+    Ok(())
+}
+
+#[cfg(unix)]
+fn set_executable(path: &Path) -> Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    fs_err::set_permissions(path, std::fs::Permissions::from_mode(0o755))?;
+    Ok(())
+}
+
+#[cfg(not(unix))]
+fn set_executable(_path: &Path) -> Result<()> {
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn wheel_names() {
+        let (name, version, platforms) = wheel_requirement(
+            "ziglang-0.17.1-py3-none-manylinux_2_12_x86_64.manylinux2010_x86_64.whl",
+        )
+        .unwrap();
+        assert_eq!((name.as_str(), version.as_str()), ("ziglang", "0.17.1"));
+        assert_eq!(platforms, ["manylinux_2_12_x86_64", "manylinux2010_x86_64"]);
+        let err = wheel_requirement("ziglang-0.17.1.tar.gz").unwrap_err();
+        assert!(err.to_string().contains("no .whl"), "{err}");
+        let err = wheel_requirement("ziglang-0.17.1.whl").unwrap_err();
+        assert!(err.to_string().contains("name-version"), "{err}");
+    }
+
+    #[test]
+    fn every_linux_target_pins_a_toolchain() {
+        for target in crate::targets::all().unwrap() {
+            let linux = target.os == crate::targets::Os::Linux;
+            assert_eq!(of(&target).is_ok(), linux, "{}", target.triple);
+            if let Ok(pin) = of(&target) {
+                let arch = target.triple.split('-').next().unwrap();
+                assert!(pin.zig_target.starts_with(arch), "{}", target.triple);
+                assert!(pin.zig_wheel.contains(arch), "{}", target.triple);
+                let glibc = &target.portability.as_ref().unwrap().glibc;
+                assert!(
+                    pin.zig_target.ends_with(&format!("-gnu.{glibc}")),
+                    "{}: zig must build for the baseline",
+                    target.triple
+                );
+            }
+        }
+    }
+}
