@@ -210,12 +210,12 @@ mod tests {
 
     #[test]
     fn summary_names_the_first_few() {
-        let v: Vec<Violation> = (0..6)
-            .map(|i| Violation::SymbolVersion {
+        let v: Vec<Violation> = [Violation::Library("libssl.so.3".into())]
+            .into_iter()
+            .chain((0..6).map(|i| Violation::SymbolVersion {
                 symbol: format!("f{i}"),
                 version: "GLIBC_2.34".into(),
-            })
-            .chain([Violation::Library("libssl.so.3".into())])
+            }))
             .collect();
         assert_eq!(
             summarize(&v),
