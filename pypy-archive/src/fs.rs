@@ -7,6 +7,8 @@
 //!   finish wins (an unpacked release, a patched tree).
 //! - [`replace_dir`]: a finished folder that takes the place of an older
 //!   one (a cache entry made again).
+//!
+//! And [`copy_tree`], the plain copy of a folder into another.
 
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
@@ -57,6 +59,31 @@ pub fn replace_dir(staged: &Path, dest: &Path) -> io::Result<()> {
     std::fs::rename(staged, dest)
 }
 
+/// Copies the folder `from` into `to` (created if missing; what is there
+/// already stays unless a file of `from` has its name). The one rule for
+/// links: on Unix a symbolic link is copied as the same link, whatever it
+/// points to; elsewhere the file it names is copied.
+pub fn copy_tree(from: &Path, to: &Path) -> io::Result<()> {
+    for entry in walkdir::WalkDir::new(from).sort_by_file_name() {
+        let entry = entry.map_err(io::Error::other)?;
+        let rel = entry.path().strip_prefix(from).map_err(io::Error::other)?;
+        let dest = to.join(rel);
+        let kind = entry.file_type();
+        if kind.is_dir() {
+            std::fs::create_dir_all(&dest)?;
+        } else if kind.is_symlink() && cfg!(unix) {
+            if std::fs::symlink_metadata(&dest).is_ok() {
+                std::fs::remove_file(&dest)?;
+            }
+            #[cfg(unix)]
+            std::os::unix::fs::symlink(std::fs::read_link(entry.path())?, &dest)?;
+        } else {
+            std::fs::copy(entry.path(), &dest)?;
+        }
+    }
+    Ok(())
+}
+
 /// A free sibling name for an old folder on its way out.
 fn aside_name(dest: &Path) -> io::Result<PathBuf> {
     let name = dest
@@ -81,6 +108,25 @@ mod tests {
     fn folder(path: &Path, file: &str) {
         std::fs::create_dir_all(path).unwrap();
         std::fs::write(path.join(file), file).unwrap();
+    }
+
+    #[test]
+    fn copy_tree_merges_and_keeps_links() {
+        let dir = tempfile::tempdir().unwrap();
+        let (a, b) = (dir.path().join("a"), dir.path().join("b"));
+        folder(&a.join("lib"), "libz.a");
+        folder(&b.join("lib"), "libbz2.a");
+        #[cfg(unix)]
+        std::os::unix::fs::symlink("libz.a", a.join("lib/libz.so")).unwrap();
+        let to = dir.path().join("to");
+        copy_tree(&a, &to).unwrap();
+        copy_tree(&b, &to).unwrap();
+        assert!(to.join("lib/libz.a").is_file() && to.join("lib/libbz2.a").is_file());
+        #[cfg(unix)]
+        assert_eq!(
+            std::fs::read_link(to.join("lib/libz.so")).unwrap(),
+            Path::new("libz.a")
+        );
     }
 
     #[test]

@@ -75,7 +75,7 @@ pub fn ensure(sh: &Shell, pin: &Externals, cache_root: &Path, tree: &Path) -> Re
         fs_err::remove_dir_all(&dest)
             .with_context(|| format!("replacing the externals in {}", tree.display()))?;
     }
-    copy_dir(&cached, &dest)
+    pypy_archive::fs::copy_tree(&cached, &dest)
         .with_context(|| format!("copying the externals into {}", tree.display()))?;
     Ok(dest)
 }
@@ -119,19 +119,6 @@ fn head_of(sh: &Shell, dir: &Path) -> Result<String> {
         .with_context(|| format!("{} is not a git checkout", dir.display()))?
         .trim()
         .to_string())
-}
-
-fn copy_dir(from: &Path, to: &Path) -> Result<()> {
-    for entry in walkdir::WalkDir::new(from) {
-        let entry = entry?;
-        let dest = to.join(entry.path().strip_prefix(from)?);
-        if entry.file_type().is_dir() {
-            fs_err::create_dir_all(&dest)?;
-        } else {
-            fs_err::copy(entry.path(), &dest)?;
-        }
-    }
-    Ok(())
 }
 
 #[cfg(test)]

@@ -376,7 +376,88 @@ pub fn prepare_all(sh: &Shell) -> Result<()> {
     }
     prepare_test_pypy(sh, &root, &source, &host, &fetch_opts)?;
     prepare_workflow_linter(sh, &root).context("preparing the workflow linter fixture")?;
+    if host.portability.is_some() {
+        prepare_old_glibc(sh, &root).context("preparing Debian 11's glibc")?;
+        portable_toolchain(sh)
+            .context("preparing the portable toolchain and its test libraries")?;
+    }
     Ok(())
+}
+
+/// The Debian suite whose C library stands for an older Linux (glibc 2.31).
+pub const OLD_GLIBC_SUITE: &str = "bullseye";
+/// The libraries the portability test builds with the toolchain.
+pub const PORTABLE_TEST_LIBRARIES: [&str; 2] = ["zlib", "bzip2"];
+
+/// Debian 11's C library, unpacked: its loader runs a program against it in
+/// place of the machine's own, as an older Linux would.
+#[derive(Debug, Clone)]
+pub struct OldGlibc {
+    pub loader: PathBuf,
+    pub lib_dir: PathBuf,
+}
+
+/// The [`OldGlibc`] that [`prepare_all`] unpacked for this machine's target.
+pub fn old_glibc() -> Result<OldGlibc> {
+    let host = targets::get(targets::host_triple())?;
+    let (multiarch, loader) = glibc_names(&host)?;
+    let lib_dir = existing(
+        root().join("glibc-bullseye/lib").join(multiarch),
+        "Debian 11's libc6",
+    )?;
+    Ok(OldGlibc {
+        loader: lib_dir.join(loader),
+        lib_dir,
+    })
+}
+
+/// Debian's folder for the target's libraries (`x86_64-linux-gnu`) and the
+/// file name of its dynamic loader, from the target table.
+fn glibc_names(target: &Target) -> Result<(&str, &str)> {
+    let zig_target = &crate::toolchain::of(target)?.zig_target;
+    let multiarch = zig_target.split('.').next().unwrap_or(zig_target);
+    let loader = target
+        .portability
+        .iter()
+        .flat_map(|p| &p.libraries)
+        .find(|l| l.starts_with("ld-linux"))
+        .with_context(|| {
+            format!(
+                "{}'s portability.libraries names no ld-linux loader",
+                target.triple
+            )
+        })?;
+    Ok((multiarch, loader))
+}
+
+fn prepare_old_glibc(sh: &Shell, root: &Path) -> Result<()> {
+    let tree = root.join("glibc-bullseye");
+    if tree.join("lib").is_dir() {
+        return Ok(());
+    }
+    let mirror = crate::deps::table()?.debian.mirror;
+    let suite = crate::apt::Suite::new(root, &mirror, OLD_GLIBC_SUITE, &["deb"]);
+    let tmp = tempfile::tempdir_in(root)?;
+    eprintln!("fixtures: Debian {OLD_GLIBC_SUITE}'s libc6");
+    let debs = suite.download(sh, &["libc6"], &tmp.path().join("debs"))?;
+    let unpacked = tmp.path().join("root");
+    for deb in debs {
+        cmd!(sh, "dpkg-deb -x {deb} {unpacked}").quiet().run()?;
+    }
+    pypy_archive::fs::place_dir(&unpacked, &tree)
+        .with_context(|| format!("putting Debian 11's libc6 in {}", tree.display()))?;
+    Ok(())
+}
+
+/// The portable toolchain for this machine and the prefix of
+/// [`PORTABLE_TEST_LIBRARIES`], built once into the fixtures' own cache.
+pub fn portable_toolchain(sh: &Shell) -> Result<(crate::toolchain::Zig, crate::deps::Prefix)> {
+    let host = targets::get(targets::host_triple())?;
+    let cache = root().join("cache");
+    let zig = crate::toolchain::ensure(sh, &host, &host, &cache)?;
+    let pin = crate::toolchain::of(&host)?.zig_sha256.clone();
+    let prefix = crate::deps::ensure(sh, &zig, &pin, &cache, &PORTABLE_TEST_LIBRARIES)?;
+    Ok((zig, prefix))
 }
 
 /// Download options from the environment: `$PYPY_EMBED_CACHE` and `$PYPY_EMBED_MIRROR`.

@@ -11,6 +11,7 @@ pub mod c_compiler;
 pub mod ci_matrix;
 pub mod consumers;
 pub mod cross_lint;
+pub mod deps;
 pub mod doctor;
 pub mod env;
 pub mod externals;

@@ -16,6 +16,7 @@ mod fetch_download;
 mod fetch_extract;
 mod fixtures_release;
 mod plan_snapshots;
+mod portable_toolchain;
 mod rebuild_check;
 mod recipe_cli;
 mod recipe_patches;

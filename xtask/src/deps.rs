@@ -1,0 +1,432 @@
+//! The dependency stage of portable Linux builds: the C libraries PyPy's
+//! standard library needs, pinned in `recipes/deps.toml`, built static,
+//! position-independent and with hidden symbols by the toolchain stage's
+//! compiler, each into a cache entry keyed by every input.
+//!
+//! Sources come from Debian's source packages through apt's signed chain
+//! (the suite's signed `Sources` index names each file's sha256), and are
+//! checked once more against the pin before anything is built from them.
+//! A library's build is a list of commands in the table; `--plan` prints the
+//! same list that [`Library::commands`] gives the build.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context, Result};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use xshell::{cmd, Shell};
+
+use crate::apt;
+use crate::manifest::BundledLibrary;
+use crate::toolchain::Zig;
+
+const TABLE: &str = include_str!("../../recipes/deps.toml");
+
+/// Bumped when the layout of an entry or the meaning of the key changes.
+const CACHE_FORMAT: u32 = 1;
+
+/// The flags every library is compiled with: static objects that can go into
+/// a shared library, whose symbols stay inside it, and no debug information
+/// (zig adds it unless told not to, and it carries build paths).
+pub const CFLAGS: &str = "-O2 -g0 -fPIC -fvisibility=hidden";
+
+/// `recipes/deps.toml`.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Table {
+    pub debian: DebianSource,
+    pub library: Vec<Library>,
+}
+
+/// The Debian suite the sources come from.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct DebianSource {
+    pub mirror: String,
+    pub suite: String,
+}
+
+/// One pinned C library and how to build it.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Library {
+    pub name: String,
+    /// Upstream's version.
+    pub version: String,
+    /// SPDX licence expression.
+    pub license: String,
+    /// Licence texts inside the unpacked source, shipped in the archive.
+    pub license_files: Vec<String>,
+    /// Debian's source package and its version in the suite.
+    pub debian_package: String,
+    pub debian_version: String,
+    /// The upstream tarball (Debian's `.orig`), byte for byte upstream's, and its sha256.
+    pub orig: String,
+    pub sha256: String,
+    /// Commands run in the unpacked source, split on spaces; `{prefix}`,
+    /// `{jobs}`, `{cc}`, `{ar}`, `{ranlib}` and `{cflags}` are filled in. The
+    /// toolchain's `CC`, `AR`, `RANLIB` and [`CFLAGS`] are in the environment.
+    pub build: Vec<String>,
+    /// What the install must leave in the prefix (checked).
+    pub produces: Vec<String>,
+}
+
+/// The pinned libraries.
+pub fn table() -> Result<Table> {
+    let table: Table = toml::from_str(TABLE).context("recipes/deps.toml is invalid")?;
+    for lib in &table.library {
+        if crate::recipe::normalize_sha256(&lib.sha256).as_deref() != Some(lib.sha256.as_str()) {
+            bail!(
+                "recipes/deps.toml: {}'s sha256 is not 64 lower-case hex digits",
+                lib.name
+            );
+        }
+    }
+    Ok(table)
+}
+
+/// What fills a build command's placeholders.
+#[derive(Debug, Clone)]
+pub struct BuildVars {
+    pub prefix: PathBuf,
+    pub jobs: usize,
+    pub cflags: String,
+    pub zig: Zig,
+}
+
+impl Library {
+    /// The build's commands with the placeholders filled in, as argument lists.
+    pub fn commands(&self, vars: &BuildVars) -> Vec<Vec<String>> {
+        let fill = |word: &str| {
+            word.replace("{prefix}", &vars.prefix.display().to_string())
+                .replace("{jobs}", &vars.jobs.to_string())
+                .replace("{cflags}", &vars.cflags)
+                .replace("{cc}", &vars.zig.bin.join("cc").display().to_string())
+                .replace("{ar}", &vars.zig.bin.join("ar").display().to_string())
+                .replace(
+                    "{ranlib}",
+                    &vars.zig.bin.join("ranlib").display().to_string(),
+                )
+        };
+        self.build
+            .iter()
+            .map(|line| line.split_whitespace().map(fill).collect())
+            .collect()
+    }
+
+    /// The cache key: everything that shapes the built library.
+    pub fn key(&self, zig_pin: &str, zig_target: &str) -> String {
+        let mut h = Sha256::new();
+        h.update(CACHE_FORMAT.to_le_bytes());
+        h.update(serde_json::to_vec(self).expect("a library serialises"));
+        for part in [zig_pin, zig_target, CFLAGS] {
+            h.update(part.as_bytes());
+            h.update([0]);
+        }
+        hex::encode(h.finalize())
+    }
+
+    /// The manifest's record of this library; its licence texts go to `licenses/<name>/`.
+    pub fn record(&self, suite: &str) -> BundledLibrary {
+        BundledLibrary {
+            name: self.name.clone(),
+            version: self.version.clone(),
+            source: format!(
+                "Debian {suite} source package {} {} ({})",
+                self.debian_package, self.debian_version, self.orig
+            ),
+            source_sha256: self.sha256.clone(),
+            license: self.license.clone(),
+            license_file: format!("{LICENSES_DIR}/{}", self.name),
+        }
+    }
+}
+
+/// Where in the archive (and in a combined prefix) the licence texts go.
+pub const LICENSES_DIR: &str = "licenses";
+
+/// A prefix with every library of the table: `include/`, `lib/` (static
+/// archives and pkg-config files) and `licenses/<name>/`.
+#[derive(Debug, Clone)]
+pub struct Prefix {
+    pub dir: PathBuf,
+    pub libraries: Vec<BundledLibrary>,
+}
+
+/// Builds (or finds in the cache) each named library, or every library of the
+/// table when `only` is empty, and combines them into one prefix.
+pub fn ensure(
+    sh: &Shell,
+    zig: &Zig,
+    zig_pin: &str,
+    cache_root: &Path,
+    only: &[&str],
+) -> Result<Prefix> {
+    let table = table()?;
+    let chosen: Vec<&Library> = table
+        .library
+        .iter()
+        .filter(|l| only.is_empty() || only.contains(&l.name.as_str()))
+        .collect();
+    for name in only {
+        if !chosen.iter().any(|l| l.name == *name) {
+            bail!("recipes/deps.toml has no library `{name}`");
+        }
+    }
+    let root = cache_root.join("deps");
+    let mut entries = BTreeMap::new();
+    for lib in &chosen {
+        let entry = ensure_one(sh, &table.debian, lib, zig, zig_pin, &root)
+            .with_context(|| format!("building {} {} for {}", lib.name, lib.version, zig.target))?;
+        entries.insert(lib.name.clone(), entry);
+    }
+    let keys: Vec<String> = chosen.iter().map(|l| l.key(zig_pin, &zig.target)).collect();
+    let combined = root.join(format!(
+        "prefix-{}",
+        &hex::encode(Sha256::digest(keys.join(" ")))[..16]
+    ));
+    if !combined.join(".complete").is_file() {
+        let tmp = tempfile::tempdir_in(&root)?;
+        for entry in entries.values() {
+            pypy_archive::fs::copy_tree(entry, tmp.path())
+                .with_context(|| format!("combining {} into one prefix", entry.display()))?;
+        }
+        pypy_archive::fs::write_atomic(&tmp.path().join(".complete"), b"")?;
+        pypy_archive::fs::place_dir(&tmp.keep(), &combined)
+            .with_context(|| format!("placing the combined prefix at {}", combined.display()))?;
+    }
+    Ok(Prefix {
+        dir: combined,
+        libraries: chosen
+            .iter()
+            .map(|l| l.record(&table.debian.suite))
+            .collect(),
+    })
+}
+
+/// One library's cache entry (its prefix), built under the entry's lock if missing.
+fn ensure_one(
+    sh: &Shell,
+    debian: &DebianSource,
+    lib: &Library,
+    zig: &Zig,
+    zig_pin: &str,
+    root: &Path,
+) -> Result<PathBuf> {
+    let key = lib.key(zig_pin, &zig.target);
+    let entry = root.join(format!("{}-{}-{}", lib.name, lib.version, &key[..16]));
+    if entry.join(".complete").is_file() {
+        return Ok(entry);
+    }
+    fs_err::create_dir_all(root)?;
+    let lock_path = pypy_archive::lock::lock_path_for(&entry);
+    let _lock = pypy_archive::lock::FileLock::acquire(&lock_path, || {
+        eprintln!(
+            "deps: waiting for another run that is building {} (lock {})",
+            lib.name,
+            lock_path.display()
+        )
+    })?;
+    if entry.join(".complete").is_file() {
+        return Ok(entry);
+    }
+    let orig = source(sh, debian, lib, root)?;
+    let work = tempfile::Builder::new()
+        .prefix(&format!(".{}-build-", lib.name))
+        .tempdir_in(root)?;
+    let src = work.path().join("src");
+    let prefix = work.path().join("prefix");
+    fs_err::create_dir_all(&src)?;
+    cmd!(sh, "tar -xf {orig} -C {src} --strip-components=1")
+        .quiet()
+        .run()
+        .with_context(|| format!("unpacking {}", orig.display()))?;
+    let vars = BuildVars {
+        prefix: prefix.clone(),
+        jobs: std::thread::available_parallelism().map_or(2, |n| n.get()),
+        // Assertions carry `__FILE__`: the build folder must not reach the binaries.
+        cflags: format!(
+            "{CFLAGS} -ffile-prefix-map={}=/usr/src/{}-{}",
+            src.display(),
+            lib.name,
+            lib.version
+        ),
+        zig: zig.clone(),
+    };
+    eprintln!(
+        "deps: building {} {} ({})",
+        lib.name, lib.version, zig.target
+    );
+    let started = std::time::Instant::now();
+    let _dir = sh.push_dir(&src);
+    let _env: Vec<_> = zig
+        .env()
+        .into_iter()
+        .chain([("CFLAGS", vars.cflags.clone().into())])
+        .chain([("SOURCE_DATE_EPOCH", "0".into())])
+        .map(|(k, v)| sh.push_env(k, v))
+        .collect();
+    let mut log = String::new();
+    for command in lib.commands(&vars) {
+        let (program, args) = command.split_first().context("an empty build command")?;
+        let output = cmd!(sh, "{program} {args...}")
+            .quiet()
+            .ignore_status()
+            .output()
+            .with_context(|| format!("starting `{}`", command.join(" ")))?;
+        log.push_str(&format!("$ {}\n", command.join(" ")));
+        log.push_str(&String::from_utf8_lossy(&output.stdout));
+        log.push_str(&String::from_utf8_lossy(&output.stderr));
+        if !output.status.success() {
+            let kept = root.join(format!("{}-failed.log", lib.name));
+            fs_err::write(&kept, &log)?;
+            let tail: Vec<&str> = log.lines().rev().take(15).collect();
+            bail!(
+                "`{}` failed ({}); the whole log is in {}; its end:\n{}",
+                command.join(" "),
+                output.status,
+                kept.display(),
+                tail.into_iter().rev().collect::<Vec<_>>().join("\n")
+            );
+        }
+    }
+    for produced in &lib.produces {
+        if !prefix.join(produced).exists() {
+            bail!(
+                "the build of {} finished without {produced} in its prefix \
+                 (recipes/deps.toml `produces`)",
+                lib.name
+            );
+        }
+    }
+    let licenses = prefix.join(LICENSES_DIR).join(&lib.name);
+    fs_err::create_dir_all(&licenses)?;
+    for file in &lib.license_files {
+        let name = Path::new(file).file_name().context("a licence file name")?;
+        fs_err::copy(src.join(file), licenses.join(name))
+            .with_context(|| format!("{} has no licence file {file}", lib.name))?;
+    }
+    // Only what a later build links with; the rest (programs, manuals) is left out.
+    for extra in ["bin", "share", "sbin", "etc", "var"] {
+        let dir = prefix.join(extra);
+        if dir.exists() {
+            fs_err::remove_dir_all(&dir)?;
+        }
+    }
+    fs_err::write(work.path().join("prefix").join("build.log"), &log)?;
+    pypy_archive::fs::write_atomic(&prefix.join(".complete"), b"")?;
+    drop(_dir);
+    pypy_archive::fs::replace_dir(&prefix, &entry)
+        .with_context(|| format!("placing {} in the cache", entry.display()))?;
+    eprintln!(
+        "deps: {} built in {:.0} s",
+        lib.name,
+        started.elapsed().as_secs_f64()
+    );
+    Ok(entry)
+}
+
+/// The library's upstream tarball, fetched through apt once and checked against the pin.
+fn source(sh: &Shell, debian: &DebianSource, lib: &Library, root: &Path) -> Result<PathBuf> {
+    let sources = root.join("sources");
+    let path = sources.join(&lib.orig);
+    if path.is_file() && crate::fetch::sha256_file(&path)? == lib.sha256 {
+        return Ok(path);
+    }
+    let cache_root = root.parent().context("the deps folder has a parent")?;
+    let suite = apt::Suite::new(cache_root, &debian.mirror, &debian.suite, &["deb-src"]);
+    fs_err::create_dir_all(&sources)?;
+    let tmp = tempfile::tempdir_in(&sources)?;
+    suite.source(sh, &lib.debian_package, &lib.debian_version, tmp.path())?;
+    let got_path = tmp.path().join(&lib.orig);
+    if !got_path.is_file() {
+        bail!(
+            "`apt-get source {}={}` gave no {}; the pin in recipes/deps.toml names another file",
+            lib.debian_package,
+            lib.debian_version,
+            lib.orig
+        );
+    }
+    let got = crate::fetch::sha256_file(&got_path)?;
+    if got != lib.sha256 {
+        bail!(
+            "{} has sha256 {got}, but recipes/deps.toml pins {}; nothing was cached",
+            lib.orig,
+            lib.sha256
+        );
+    }
+    fs_err::rename(&got_path, &path)?;
+    Ok(path)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn zig() -> Zig {
+        Zig {
+            zig: "/z/zig".into(),
+            bin: "/z/bin".into(),
+            target: "x86_64-linux-gnu.2.17".into(),
+        }
+    }
+
+    #[test]
+    fn the_table_pins_every_library_the_stdlib_needs() {
+        let table = table().unwrap();
+        let names: Vec<&str> = table.library.iter().map(|l| l.name.as_str()).collect();
+        for needed in [
+            "zlib", "bzip2", "xz", "libffi", "sqlite", "openssl", "ncurses", "gdbm",
+        ] {
+            assert!(names.contains(&needed), "{needed} is not pinned: {names:?}");
+        }
+        for lib in &table.library {
+            assert!(
+                !lib.license_files.is_empty(),
+                "{} ships no licence",
+                lib.name
+            );
+            assert!(!lib.produces.is_empty(), "{} checks nothing", lib.name);
+            assert!(lib.orig.contains(".orig."), "{}: {}", lib.name, lib.orig);
+        }
+    }
+
+    #[test]
+    fn commands_fill_in_the_placeholders_word_by_word() {
+        let lib = Library {
+            build: vec![
+                "./configure --prefix={prefix} --static".into(),
+                "make -j{jobs} CC={cc} CFLAGS={cflags}".into(),
+            ],
+            ..table().unwrap().library[0].clone()
+        };
+        let vars = BuildVars {
+            prefix: "/p".into(),
+            jobs: 3,
+            cflags: "-O2 -fPIC".into(),
+            zig: zig(),
+        };
+        assert_eq!(
+            lib.commands(&vars),
+            vec![
+                vec!["./configure", "--prefix=/p", "--static"],
+                vec!["make", "-j3", "CC=/z/bin/cc", "CFLAGS=-O2 -fPIC"],
+            ]
+        );
+    }
+
+    #[test]
+    fn the_key_changes_with_every_input() {
+        let lib = table().unwrap().library[0].clone();
+        let base = lib.key("pin", "x86_64-linux-gnu.2.17");
+        assert_eq!(base, lib.key("pin", "x86_64-linux-gnu.2.17"));
+        assert_ne!(base, lib.key("other pin", "x86_64-linux-gnu.2.17"));
+        assert_ne!(base, lib.key("pin", "aarch64-linux-gnu.2.17"));
+        let changed = Library {
+            sha256: "0".repeat(64),
+            ..lib.clone()
+        };
+        assert_ne!(base, changed.key("pin", "x86_64-linux-gnu.2.17"));
+    }
+}

@@ -1,0 +1,148 @@
+//! The portable toolchain end to end, without docker: a small host program
+//! and a shared library of its own, built by the target's zig against zlib
+//! and bzip2 from the dependency stage, run with Debian 11's glibc (2.31)
+//! in place of this machine's; the same source built by the machine's gcc
+//! is refused there, which shows the test catches what it should.
+
+use std::path::{Path, PathBuf};
+
+use xshell::{cmd, Shell};
+use xtask::{binary, fixtures, portability, targets};
+
+/// A library that compresses with both dependencies and checks the round
+/// trip; the program calls it and prints what the library says.
+const LIBRARY: &str = r#"
+#include <string.h>
+#include <stdio.h>
+#include <zlib.h>
+#include <bzlib.h>
+
+__attribute__((visibility("default")))
+int roundtrip(char *out, int size) {
+    char text[4096], packed[8192], back[4096];
+    for (int i = 0; i < (int)sizeof text; i++) text[i] = "portable "[i % 9];
+    uLongf zlen = sizeof packed, zback = sizeof back;
+    if (compress2((Bytef *)packed, &zlen, (Bytef *)text, sizeof text, 9) != Z_OK) return 1;
+    if (uncompress((Bytef *)back, &zback, (Bytef *)packed, zlen) != Z_OK) return 2;
+    if (zback != sizeof text || memcmp(back, text, sizeof text)) return 3;
+    unsigned int blen = sizeof packed, bback = sizeof back;
+    if (BZ2_bzBuffToBuffCompress(packed, &blen, text, sizeof text, 9, 0, 0) != BZ_OK) return 4;
+    if (BZ2_bzBuffToBuffDecompress(back, &bback, packed, blen, 0, 0) != BZ_OK) return 5;
+    if (bback != sizeof text || memcmp(back, text, sizeof text)) return 6;
+    snprintf(out, size, "zlib %s %lu bytes, bzip2 %u bytes", zlibVersion(), (unsigned long)zlen, blen);
+    return 0;
+}
+"#;
+
+const PROGRAM: &str = r#"
+#include <stdio.h>
+int roundtrip(char *out, int size);
+int main(void) {
+    char line[200];
+    int rc = roundtrip(line, sizeof line);
+    if (rc) { printf("roundtrip failed: %d\n", rc); return rc; }
+    printf("ok: %s\n", line);
+    return 0;
+}
+"#;
+
+/// Builds `libroundtrip.so` and `prog` in `dir` with the compiler `cc`
+/// (a path or `cc`), linking the static libraries of `prefix`.
+fn build(sh: &Shell, cc: &Path, dir: &Path, prefix: &Path) -> PathBuf {
+    fs_err::create_dir_all(dir).unwrap();
+    fs_err::write(dir.join("roundtrip.c"), LIBRARY).unwrap();
+    fs_err::write(dir.join("prog.c"), PROGRAM).unwrap();
+    let (include, lib) = (prefix.join("include"), prefix.join("lib"));
+    let _dir = sh.push_dir(dir);
+    cmd!(
+        sh,
+        "{cc} -O2 -fPIC -shared -o libroundtrip.so roundtrip.c -I{include} -L{lib} -l:libz.a -l:libbz2.a -Wl,-soname,libroundtrip.so"
+    )
+    .run()
+    .unwrap();
+    cmd!(
+        sh,
+        "{cc} -O2 -o prog prog.c -L. -lroundtrip -Wl,-rpath,$ORIGIN"
+    )
+    .run()
+    .unwrap();
+    dir.join("prog")
+}
+
+/// Runs `prog` with Debian 11's loader and C library.
+fn run_on_debian11(sh: &Shell, prog: &Path) -> std::process::Output {
+    let old = fixtures::old_glibc().unwrap();
+    let (loader, libs) = (&old.loader, &old.lib_dir);
+    let here = prog.parent().unwrap();
+    let path = format!("{}:{}", libs.display(), here.display());
+    cmd!(sh, "{loader} --library-path {path} {prog}")
+        .ignore_status()
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn zig_builds_run_on_debian_11_and_gcc_builds_do_not() {
+    let sh = Shell::new().unwrap();
+    let target = targets::get(targets::host_triple()).unwrap();
+    let Some(policy) = target.portability.clone() else {
+        // Only Linux targets have a glibc baseline; `cargo xtask test` runs
+        // this on Linux, where the table has one for every target.
+        assert_ne!(
+            target.os,
+            targets::Os::Linux,
+            "{} has no policy",
+            target.triple
+        );
+        return;
+    };
+    let (zig, prefix) = fixtures::portable_toolchain(&sh).unwrap();
+    let out = tempfile::tempdir().unwrap();
+
+    // The zig build: meets the policy and runs on the older glibc.
+    let prog = build(&sh, &zig.cc(), &out.path().join("zig"), &prefix.dir);
+    for file in [prog.clone(), prog.with_file_name("libroundtrip.so")] {
+        let info = binary::read(&file).unwrap().unwrap();
+        let violations = portability::check(&info, &policy, &["libroundtrip.so"]);
+        assert_eq!(violations, vec![], "{}: {info:?}", file.display());
+    }
+    let lib = binary::read(&prog.with_file_name("libroundtrip.so"))
+        .unwrap()
+        .unwrap();
+    assert!(
+        lib.exports.contains(&"roundtrip".to_string()),
+        "{:?}",
+        lib.exports
+    );
+    assert!(
+        !lib.exports
+            .iter()
+            .any(|e| e == "deflate" || e.starts_with("BZ2_")),
+        "the dependencies' symbols stay hidden: {:?}",
+        lib.exports
+    );
+    let ran = run_on_debian11(&sh, &prog);
+    let stdout = String::from_utf8_lossy(&ran.stdout);
+    assert!(
+        ran.status.success() && stdout.starts_with("ok: zlib 1.3.1"),
+        "status {}, stdout {stdout}, stderr {}",
+        ran.status,
+        String::from_utf8_lossy(&ran.stderr)
+    );
+
+    // The same source and libraries with the machine's own gcc: its
+    // `__libc_start_main@GLIBC_2.34` (and more) are not in glibc 2.31.
+    let prog = build(&sh, Path::new("cc"), &out.path().join("gcc"), &prefix.dir);
+    let info = binary::read(&prog).unwrap().unwrap();
+    assert!(
+        !portability::check(&info, &policy, &["libroundtrip.so"]).is_empty(),
+        "the policy must catch the gcc build: {info:?}"
+    );
+    let ran = run_on_debian11(&sh, &prog);
+    let stderr = String::from_utf8_lossy(&ran.stderr);
+    assert!(
+        !ran.status.success() && stderr.contains("GLIBC_2.3") && stderr.contains("not found"),
+        "status {}, stderr {stderr}",
+        ran.status
+    );
+}
