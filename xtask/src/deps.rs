@@ -21,6 +21,8 @@ use crate::apt;
 use crate::manifest::BundledLibrary;
 use crate::toolchain::Zig;
 
+/// The table's file name in `recipes/`.
+pub const FILE: &str = "deps.toml";
 const TABLE: &str = include_str!("../../recipes/deps.toml");
 
 /// Bumped when the layout of an entry or the meaning of the key changes.

@@ -495,10 +495,16 @@ pub fn all_in(dir: &Path) -> Result<Vec<Recipe>> {
         .with_context(|| format!("listing the recipes in {}", dir.display()))?;
     for entry in entries {
         let path = entry?.path();
+        // The other tables of recipes/ sit beside the recipes.
+        let tables = [
+            TARGET_TABLE_FILE,
+            crate::known_failures::FILE,
+            crate::deps::FILE,
+        ];
         let is_recipe = path.extension().is_some_and(|e| e == "toml")
             && path
                 .file_name()
-                .is_some_and(|n| n != TARGET_TABLE_FILE && n != crate::known_failures::FILE);
+                .is_some_and(|n| !tables.iter().any(|t| n == *t));
         if is_recipe {
             recipes.push(Recipe::load(&path)?);
         }
