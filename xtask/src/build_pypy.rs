@@ -31,6 +31,11 @@ pub struct Args {
     /// Skip the preflight checks of `cargo xtask doctor`.
     #[arg(long)]
     pub skip_doctor: bool,
+    /// Linux: build with the machine's own C compiler and libraries instead
+    /// of the portable toolchain; the archive then runs only on systems like
+    /// this one (docs/portability.md).
+    #[arg(long)]
+    pub system_compiler: bool,
     /// Print every step the build would take for the target (commands and
     /// environment included) and stop; works for any target on any OS.
     #[arg(long)]
@@ -55,6 +60,7 @@ pub fn run(args: Args) -> Result<()> {
             fetch: &args.fetch.options()?,
             run: &args.run,
             dist: &args.dist_dir.clone().unwrap_or_else(paths::dist_dir),
+            portable: !args.system_compiler,
         })?;
         print!("{text}");
         return Ok(());
@@ -140,6 +146,26 @@ pub fn build(args: &Args) -> Result<PathBuf> {
         eprintln!("build-pypy: externals {} at {}", pin.commit, dir.display());
     }
 
+    // Stage 1d (Linux): the compiler for the glibc baseline and the C
+    // libraries built with it, unless the machine's own are asked for.
+    let portable = match (&target.toolchain, args.system_compiler) {
+        (Some(toolchain), false) => {
+            let here = targets::get(targets::host_triple())?;
+            let zig = crate::toolchain::ensure(&sh, &here, &target, &cache_root)
+                .context("preparing the portable toolchain")?;
+            let pin = &crate::toolchain::of(&here)?.zig_sha256;
+            let prefix = crate::deps::ensure(&sh, &zig, pin, &cache_root, &[])
+                .context("building the C libraries for the portable build")?;
+            eprintln!(
+                "build-pypy: portable build with {} and the libraries in {}",
+                toolchain.zig_target,
+                prefix.dir.display()
+            );
+            Some(crate::deps::Portable { zig, prefix })
+        }
+        _ => None,
+    };
+
     // Stage 2: the translation (or the cached one).
     let mut spec = Spec::from_recipe(
         &recipe,
@@ -149,6 +175,7 @@ pub fn build(args: &Args) -> Result<PathBuf> {
         &args.run,
     )?;
     spec.source_date_epoch = Some(source_date);
+    spec.portable = portable.clone();
     let outputs = translate::translate(
         &sh,
         &spec,
@@ -183,7 +210,7 @@ pub fn build(args: &Args) -> Result<PathBuf> {
         }),
         build: Some(BuildRecord {
             host_python: format!("{} {}", host.implementation, host.version),
-            compiler: translate::compiler_version(&sh)?,
+            compiler: translate::compiler_version(&sh, spec.portable.as_ref())?,
             source_date_epoch: source_date,
             source_date_from: source_date_from.describe().to_string(),
             source_root: patched.root.display().to_string(),
@@ -208,6 +235,7 @@ pub fn build(args: &Args) -> Result<PathBuf> {
                 out_dir: dist,
                 python: None,
                 origin: Some(origin),
+                portable,
             })
             .context("packaging and verifying")?;
             store_package(&published.archive, &stored)?;

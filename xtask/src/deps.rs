@@ -97,6 +97,24 @@ pub struct BuildVars {
     pub zig: Zig,
 }
 
+impl BuildVars {
+    /// The values for building `lib` from `src` into `prefix`.
+    pub fn new(lib: &Library, zig: &Zig, src: &Path, prefix: &Path, jobs: usize) -> BuildVars {
+        BuildVars {
+            prefix: prefix.to_path_buf(),
+            jobs,
+            // Assertions carry `__FILE__`: the build folder must not reach the binaries.
+            cflags: format!(
+                "{CFLAGS} -ffile-prefix-map={}=/usr/src/{}-{}",
+                src.display(),
+                lib.name,
+                lib.version
+            ),
+            zig: zig.clone(),
+        }
+    }
+}
+
 impl Library {
     /// The build's commands with the placeholders filled in, as argument lists.
     pub fn commands(&self, vars: &BuildVars) -> Vec<Vec<String>> {
@@ -156,6 +174,46 @@ pub struct Prefix {
     pub libraries: Vec<BundledLibrary>,
 }
 
+/// A portable build's compiler and C libraries, as the translation and
+/// package.py are given them.
+#[derive(Debug, Clone)]
+pub struct Portable {
+    pub zig: Zig,
+    pub prefix: Prefix,
+}
+
+impl Portable {
+    /// The environment of the translation and of package.py, over the caller's.
+    pub fn env(&self) -> Vec<(&'static str, std::ffi::OsString)> {
+        let prefix = &self.prefix.dir;
+        let mut env = self.zig.env();
+        env.extend([
+            // distutils links the stdlib's cffi modules with this, not with `CC`.
+            (
+                "LDSHARED",
+                format!("{} -shared", self.zig.cc().display()).into(),
+            ),
+            // RPython searches `$PYPY_LOCALBASE/include` and `/lib` first.
+            ("PYPY_LOCALBASE", prefix.clone().into_os_string()),
+            // pkg-config sees our libraries only, never the machine's.
+            (
+                "PKG_CONFIG_LIBDIR",
+                prefix.join("lib/pkgconfig").into_os_string(),
+            ),
+            (
+                "CFLAGS",
+                format!("-I{} -g0", prefix.join("include").display()).into(),
+            ),
+            // vmprof needs `_Unwind_Backtrace`: zig links no libgcc_s, so its own libunwind.
+            (
+                "LDFLAGS",
+                format!("-L{} -lunwind", prefix.join("lib").display()).into(),
+            ),
+        ]);
+        env
+    }
+}
+
 /// Builds (or finds in the cache) each named library, or every library of the
 /// table when `only` is empty, and combines them into one prefix.
 pub fn ensure(
@@ -183,11 +241,7 @@ pub fn ensure(
             .with_context(|| format!("building {} {} for {}", lib.name, lib.version, zig.target))?;
         entries.insert(lib.name.clone(), entry);
     }
-    let keys: Vec<String> = chosen.iter().map(|l| l.key(zig_pin, &zig.target)).collect();
-    let combined = root.join(format!(
-        "prefix-{}",
-        &hex::encode(Sha256::digest(keys.join(" ")))[..16]
-    ));
+    let combined = combined_dir(&root, &chosen, zig_pin, &zig.target);
     if !combined.join(".complete").is_file() {
         let tmp = tempfile::tempdir_in(&root)?;
         for entry in entries.values() {
@@ -207,6 +261,61 @@ pub fn ensure(
     })
 }
 
+/// One library as `build-pypy --plan` shows it: where it goes and what runs.
+pub struct PlannedBuild {
+    pub library: Library,
+    pub entry: PathBuf,
+    /// The source folder and the commands, as [`ensure`] would run them
+    /// (in a fresh folder, shown as `<work>`).
+    pub src: PathBuf,
+    pub commands: Vec<Vec<String>>,
+}
+
+/// What [`ensure`] would build for every library, and the prefix it would
+/// combine them into; nothing is run.
+pub fn plan(
+    zig: &Zig,
+    zig_pin: &str,
+    cache_root: &Path,
+    jobs: usize,
+) -> Result<(Prefix, Vec<PlannedBuild>)> {
+    let table = table()?;
+    let root = cache_root.join("deps");
+    let work = root.join("<work>");
+    let (src, prefix) = (work.join("src"), work.join("prefix"));
+    let chosen: Vec<&Library> = table.library.iter().collect();
+    let builds = chosen
+        .iter()
+        .map(|lib| PlannedBuild {
+            library: (*lib).clone(),
+            entry: entry_dir(&root, lib, zig_pin, &zig.target),
+            src: src.clone(),
+            commands: lib.commands(&BuildVars::new(lib, zig, &src, &prefix, jobs)),
+        })
+        .collect();
+    let prefix = Prefix {
+        dir: combined_dir(&root, &chosen, zig_pin, &zig.target),
+        libraries: chosen
+            .iter()
+            .map(|l| l.record(&table.debian.suite))
+            .collect(),
+    };
+    Ok((prefix, builds))
+}
+
+/// The folder of one library's cache entry.
+pub fn entry_dir(root: &Path, lib: &Library, zig_pin: &str, zig_target: &str) -> PathBuf {
+    let key = lib.key(zig_pin, zig_target);
+    root.join(format!("{}-{}-{}", lib.name, lib.version, &key[..16]))
+}
+
+/// The folder that combines `chosen`: its name is a hash of their keys.
+pub fn combined_dir(root: &Path, chosen: &[&Library], zig_pin: &str, zig_target: &str) -> PathBuf {
+    let keys: Vec<String> = chosen.iter().map(|l| l.key(zig_pin, zig_target)).collect();
+    let hash = hex::encode(Sha256::digest(keys.join(" ")));
+    root.join(format!("prefix-{}", &hash[..16]))
+}
+
 /// One library's cache entry (its prefix), built under the entry's lock if missing.
 fn ensure_one(
     sh: &Shell,
@@ -216,8 +325,7 @@ fn ensure_one(
     zig_pin: &str,
     root: &Path,
 ) -> Result<PathBuf> {
-    let key = lib.key(zig_pin, &zig.target);
-    let entry = root.join(format!("{}-{}-{}", lib.name, lib.version, &key[..16]));
+    let entry = entry_dir(root, lib, zig_pin, &zig.target);
     if entry.join(".complete").is_file() {
         return Ok(entry);
     }
@@ -244,18 +352,8 @@ fn ensure_one(
         .quiet()
         .run()
         .with_context(|| format!("unpacking {}", orig.display()))?;
-    let vars = BuildVars {
-        prefix: prefix.clone(),
-        jobs: std::thread::available_parallelism().map_or(2, |n| n.get()),
-        // Assertions carry `__FILE__`: the build folder must not reach the binaries.
-        cflags: format!(
-            "{CFLAGS} -ffile-prefix-map={}=/usr/src/{}-{}",
-            src.display(),
-            lib.name,
-            lib.version
-        ),
-        zig: zig.clone(),
-    };
+    let jobs = std::thread::available_parallelism().map_or(2, |n| n.get());
+    let vars = BuildVars::new(lib, zig, &src, &prefix, jobs);
     eprintln!(
         "deps: building {} {} ({})",
         lib.name, lib.version, zig.target

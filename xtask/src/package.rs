@@ -41,6 +41,7 @@ pub fn run(args: Args) -> Result<()> {
     let target = targets::get(&args.target)?;
     let recipe = args.recipe.as_deref().map(Recipe::load).transpose()?;
     let published = package_translated(&PackageInput {
+        portable: None,
         source_tree: args.source_tree,
         target,
         recipe,
@@ -67,6 +68,8 @@ pub struct PackageInput {
     /// knows: a `--source-dir` checkout, command-line overrides); `None`
     /// derives it from the recipe with [`origin_for`].
     pub origin: Option<Origin>,
+    /// A portable build's compiler and libraries (`None`: the machine's own).
+    pub portable: Option<crate::deps::Portable>,
 }
 
 /// The two outputs of a `--shared` translation in `pypy/goal`.
@@ -147,7 +150,10 @@ pub fn find_translated(tree: &Path, target: &targets::Target) -> Result<Translat
 /// lists (and allows). `--no-make-portable`: we relocate ourselves and keep
 /// system libraries out of the archive (they are in the allow-list).
 /// `--no-keep-debug`: strip, as PyPy's releases are stripped.
-pub fn package_py_args(tree: &Path, name: &str, builddir: &Path) -> Vec<OsString> {
+///
+/// A portable build leaves `_tkinter` out (`--without-_tkinter`): Tcl/Tk
+/// and the X11 libraries it needs are not bundled (docs/portability.md).
+pub fn package_py_args(tree: &Path, name: &str, builddir: &Path, portable: bool) -> Vec<OsString> {
     let mut args: Vec<OsString> = vec![
         tree.join("pypy/tool/release/package.py").into(),
         format!("--archive-name={name}").into(),
@@ -161,6 +167,9 @@ pub fn package_py_args(tree: &Path, name: &str, builddir: &Path) -> Vec<OsString
         "--no-keep-debug",
     ] {
         args.push(flag.into());
+    }
+    if portable {
+        args.push("--without-_tkinter".into());
     }
     args
 }
@@ -241,11 +250,18 @@ pub fn package_translated(input: &PackageInput) -> Result<Published> {
         .python
         .clone()
         .unwrap_or_else(|| translated.launcher.clone());
-    let args = package_py_args(tree, &name, build.path());
+    let args = package_py_args(tree, &name, build.path(), input.portable.is_some());
     let sh = Shell::new()?;
     sh.change_dir(tree);
-    // package.py builds the stdlib's cffi modules: they need the same libraries.
+    // package.py builds the stdlib's cffi modules: they need the same
+    // libraries, and a portable build the same compiler.
     let _libraries = input.target.push_build_env(&sh)?;
+    let _portable: Vec<_> = input
+        .portable
+        .iter()
+        .flat_map(|p| p.env())
+        .map(|(var, value)| sh.push_env(var, value))
+        .collect();
     cmd!(sh, "{python} {args...}").run().with_context(|| {
         format!(
             "PyPy's package.py failed for {} (building the cffi modules needs the \
@@ -274,6 +290,8 @@ pub fn package_translated(input: &PackageInput) -> Result<Published> {
             skip_verify: false,
             build_paths: vec![tree.clone()],
             no_headers: false,
+            bundled: input.portable.as_ref().map(|p| p.prefix.clone()),
+            require_portable: input.portable.is_some(),
         },
     )
     .with_context(|| format!("archiving the release tree of {}", tree.display()))
@@ -332,12 +350,17 @@ mod tests {
 
     #[test]
     fn package_py_is_told_not_to_download_or_bundle() {
-        let args = package_py_args(Path::new("/src"), "n", Path::new("/b"));
-        let args: Vec<String> = args
-            .iter()
-            .map(|a| a.to_string_lossy().into_owned())
-            .collect();
+        let strings = |portable| -> Vec<String> {
+            package_py_args(Path::new("/src"), "n", Path::new("/b"), portable)
+                .iter()
+                .map(|a| a.to_string_lossy().into_owned())
+                .collect()
+        };
+        let args = strings(false);
         assert_eq!(args[0], "/src/pypy/tool/release/package.py");
+        assert!(!args.iter().any(|a| a == "--without-_tkinter"));
+        // Tcl/Tk is not bundled: a portable build leaves _tkinter out.
+        assert!(strings(true).iter().any(|a| a == "--without-_tkinter"));
         for flag in [
             "--archive-name=n",
             "--builddir=/b",

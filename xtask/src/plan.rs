@@ -27,6 +27,8 @@ pub struct PlanInput<'a> {
     pub fetch: &'a FetchOptions,
     pub run: &'a RunOptions,
     pub dist: &'a Path,
+    /// Linux: with the portable toolchain (`build-pypy` without `--system-compiler`).
+    pub portable: bool,
 }
 
 /// The plan as text, one numbered step after another.
@@ -86,6 +88,7 @@ fn steps(input: &PlanInput<'_>) -> Result<Vec<Step>> {
         fetch: opts,
         run,
         dist,
+        portable,
     } = input;
     let py = &recipe.pypy.python;
     let cache = &opts.cache_dir;
@@ -260,8 +263,15 @@ fn steps(input: &PlanInput<'_>) -> Result<Vec<Step>> {
         lines: host_lines,
     });
 
+    // 4b. Linux: the compiler for the glibc baseline and the C libraries.
+    let portable = match (&target.toolchain, portable) {
+        (Some(_), true) => Some(portable_steps(target, cache, run, &mut steps)?),
+        _ => None,
+    };
+
     // 5. The translation.
-    let spec = Spec::planned(recipe, &tree, source_id, &target.triple, run);
+    let mut spec = Spec::planned(recipe, &tree, source_id, &target.triple, run);
+    spec.portable = portable.clone();
     let host = HostPython {
         program: host_program.clone(),
         implementation: String::new(),
@@ -281,7 +291,13 @@ fn steps(input: &PlanInput<'_>) -> Result<Vec<Step>> {
     for (var, value) in &env {
         lines.push(format!("{var}={}", show(Path::new(value))));
     }
-    lines.push(compiler_line(target));
+    lines.push(match &portable {
+        Some(p) => format!(
+            "compiler: zig cc -target {} (the toolchain step), libraries from the deps step",
+            p.zig.target
+        ),
+        None => compiler_line(target),
+    });
     lines.push(command(&spec.command_line(&host)));
     steps.push(Step {
         title: "translate: RPython with --shared".into(),
@@ -295,7 +311,7 @@ fn steps(input: &PlanInput<'_>) -> Result<Vec<Step>> {
     let name = format!("pypy{py}-release-tree");
     let mut argv = vec![show(&launcher)];
     argv.extend(
-        package::package_py_args(&tree, &name, &builddir)
+        package::package_py_args(&tree, &name, &builddir, portable.is_some())
             .iter()
             .map(|a| show(Path::new(a))),
     );
@@ -313,6 +329,9 @@ fn steps(input: &PlanInput<'_>) -> Result<Vec<Step>> {
     ];
     for (var, value) in target.build_env(|_| None)? {
         lines.push(format!("{var}={}", value.to_string_lossy()));
+    }
+    for (var, value) in portable.iter().flat_map(|p| p.env()) {
+        lines.push(format!("{var}={}", show(Path::new(&value))));
     }
     lines.push(command(&argv));
     steps.push(Step {
@@ -337,6 +356,20 @@ fn steps(input: &PlanInput<'_>) -> Result<Vec<Step>> {
                 target.allowed_libraries.len()
             ),
             format!("{}/Python.h and pyconfig.h present", target.include_dir(py)),
+            match (&target.portability, &portable) {
+                (Some(policy), Some(_)) => format!(
+                    "every ELF file meets the portability policy (required): glibc {} symbols \
+                     at most, only {} libraries, no bundled library's symbols exported",
+                    policy.glibc,
+                    policy.libraries.len()
+                ),
+                (Some(policy), None) => format!(
+                    "PYPY.json says whether every ELF file meets the portability policy \
+                     (glibc {}); not required with --system-compiler",
+                    policy.glibc
+                ),
+                (None, _) => "no portability policy for this OS".into(),
+            },
             if target.os == Os::Windows {
                 "on a machine of this target: the launcher and a C embedding program (MSVC)".into()
             } else {
@@ -358,6 +391,73 @@ fn steps(input: &PlanInput<'_>) -> Result<Vec<Step>> {
         ],
     });
     Ok(steps)
+}
+
+/// The toolchain and dependency steps of a portable build (for a build
+/// machine of the target's own architecture); returns what the translation
+/// and package.py are given.
+fn portable_steps(
+    target: &Target,
+    cache: &Path,
+    run: &RunOptions,
+    steps: &mut Vec<Step>,
+) -> Result<crate::deps::Portable> {
+    let pin = crate::toolchain::of(target)?;
+    let zig = crate::toolchain::locate(target, target, cache)?;
+    let (name, version, platforms) = crate::toolchain::wheel_requirement(&pin.zig_wheel)?;
+    let mut lines = vec![
+        format!(
+            "pip download {name}=={version} --only-binary=:all: --platform {} (PyPI)",
+            platforms.join(" --platform ")
+        ),
+        format!("check {} against sha256 {}", pin.zig_wheel, pin.zig_sha256),
+        format!("unpack into {}", show(zig.zig.parent().unwrap_or(&zig.zig))),
+    ];
+    for (var, value) in zig.env() {
+        lines.push(format!("{var}={} (a wrapper)", show(Path::new(&value))));
+    }
+    lines.push(format!("cc and c++ run `zig cc -target {}`", zig.target));
+    steps.push(Step {
+        title: format!("toolchain: zig's C compiler for {}", pin.zig_target),
+        lines,
+    });
+
+    let jobs = run.jobs.unwrap_or_else(translate::default_jobs);
+    let (prefix, builds) = crate::deps::plan(&zig, &pin.zig_sha256, cache, jobs)?;
+    let table = crate::deps::table()?;
+    let mut lines = vec![format!(
+        "sources from Debian {} ({}) through a private apt configuration, each checked \
+         against the signed Sources index and its pin",
+        table.debian.suite, table.debian.mirror
+    )];
+    for build in &builds {
+        let lib = &build.library;
+        lines.push(format!(
+            "{} {} ({}), cached as {}:",
+            lib.name,
+            lib.version,
+            lib.license,
+            show(&build.entry)
+        ));
+        lines.push(format!(
+            "  apt-get source --download-only {}={}; {} sha256 {}",
+            lib.debian_package, lib.debian_version, lib.orig, lib.sha256
+        ));
+        lines.push(format!(
+            "  unpack into {}; CFLAGS='{}'",
+            show(&build.src),
+            crate::deps::CFLAGS
+        ));
+        for argv in &build.commands {
+            lines.push(format!("  {}", command(argv)));
+        }
+    }
+    lines.push(format!("combined into {}", show(&prefix.dir)));
+    steps.push(Step {
+        title: "deps: the C libraries, static with hidden symbols".into(),
+        lines,
+    });
+    Ok(crate::deps::Portable { zig, prefix })
 }
 
 /// How the translation finds its C compiler on `target`.

@@ -108,6 +108,11 @@ impl RebuildPlan {
             target: None,
             dist_dir: Some(out_dir.to_path_buf()),
             skip_doctor: false,
+            // Built as the original was: with the portable toolchain or without.
+            system_compiler: !self
+                .record
+                .compiler
+                .starts_with(crate::toolchain::VERSION_PREFIX),
             plan: false,
             source_date_epoch: Some(self.record.source_date_epoch),
             fetch,
@@ -249,7 +254,7 @@ fn describe_patches(patches: &[manifest::PatchRecord]) -> String {
 
 /// Prints the recorded build machine beside this one; a difference is a warning, not an error.
 fn report_machine(sh: &Shell, original: &Manifest, plan: &RebuildPlan) -> Result<()> {
-    let here_compiler = translate::compiler_version(sh)?;
+    let here_compiler = translate::compiler_version(sh, None)?;
     let target = targets::get(&original.target)?;
     let here_entry = serde_json::to_value(&target)?;
     let rows = [

@@ -201,6 +201,15 @@ pub fn repackage_with_options(
     }
     archive::relocate::check_no_build_paths(&staged, &build_paths)?;
     archive::relocate(&staged)?;
-    let manifest = archive::build_manifest(&staged, origin)?;
+    let bundled = match &opts.bundled {
+        Some(prefix) => {
+            let from = prefix.dir.join(crate::deps::LICENSES_DIR);
+            pypy_archive::fs::copy_tree(&from, &staged.top.join(crate::deps::LICENSES_DIR))
+                .with_context(|| format!("copying the licence texts of {}", from.display()))?;
+            prefix.libraries.clone()
+        }
+        None => Vec::new(),
+    };
+    let manifest = archive::build_manifest(&staged, origin, bundled)?;
     archive::publish(&staged, &manifest, out_dir, opts)
 }

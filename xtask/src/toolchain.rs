@@ -24,6 +24,9 @@ const TOOLS: [(&str, &str); 4] = [
     ("ranlib", "ranlib"),
 ];
 
+/// How [`Zig::version`] starts, so that a build record tells a portable build.
+pub const VERSION_PREFIX: &str = "zig ";
+
 /// An unpacked, checked zig with wrappers for one target.
 #[derive(Debug, Clone)]
 pub struct Zig {
@@ -60,7 +63,7 @@ impl Zig {
             .quiet()
             .read()
             .with_context(|| format!("running {} version", zig.display()))?;
-        Ok(format!("zig {} ({})", out.trim(), self.target))
+        Ok(format!("{VERSION_PREFIX}{} ({})", out.trim(), self.target))
     }
 }
 
@@ -92,15 +95,32 @@ pub fn of(target: &Target) -> Result<&Toolchain> {
     })
 }
 
-/// Makes sure the zig that runs on `host` is unpacked in the cache, with
-/// wrappers for `target`; downloads and checks it the first time.
-pub fn ensure(sh: &Shell, host: &Target, target: &Target, cache_root: &Path) -> Result<Zig> {
+/// Where the zig that runs on `host` and its wrappers for `target` are (or
+/// will be) in the cache; nothing is checked or made.
+pub fn locate(host: &Target, target: &Target, cache_root: &Path) -> Result<Zig> {
     let pin = of(host)?;
     let zig_target = of(target)?.zig_target.clone();
     let dir = cache_root
         .join("toolchains")
         .join(format!("zig-{}", &pin.zig_sha256[..16]));
-    let zig = dir.join("ziglang").join("zig");
+    Ok(Zig {
+        zig: dir.join("ziglang").join("zig"),
+        bin: dir.join(format!("bin-{zig_target}")),
+        target: zig_target,
+    })
+}
+
+/// Makes sure the zig that runs on `host` is unpacked in the cache, with
+/// wrappers for `target`; downloads and checks it the first time.
+pub fn ensure(sh: &Shell, host: &Target, target: &Target, cache_root: &Path) -> Result<Zig> {
+    let pin = of(host)?;
+    let located = locate(host, target, cache_root)?;
+    let zig = located.zig.clone();
+    let dir = zig
+        .parent()
+        .and_then(Path::parent)
+        .context("zig sits two folders down")?
+        .to_path_buf();
     if !zig.is_file() {
         let lock_path = pypy_archive::lock::lock_path_for(&dir);
         fs_err::create_dir_all(cache_root.join("toolchains"))?;
@@ -119,13 +139,13 @@ pub fn ensure(sh: &Shell, host: &Target, target: &Target, cache_root: &Path) -> 
             install(sh, pin, cache_root, &dir)?;
         }
     }
-    let bin = dir.join(format!("bin-{zig_target}"));
-    write_wrappers(&zig, &bin, &zig_target, &cache_root.join("zig-cache"))?;
-    Ok(Zig {
-        zig,
-        bin,
-        target: zig_target,
-    })
+    write_wrappers(
+        &zig,
+        &located.bin,
+        &located.target,
+        &cache_root.join("zig-cache"),
+    )?;
+    Ok(located)
 }
 
 /// Downloads the pinned wheel with pip, checks its sha256, and unpacks it into `dir`.

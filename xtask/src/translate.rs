@@ -83,6 +83,9 @@ pub struct Spec {
     /// The date PyPy's `sys.version` records (see [`crate::source_date`]);
     /// `None` leaves `SOURCE_DATE_EPOCH` as the caller set it.
     pub source_date_epoch: Option<u64>,
+    /// A portable build's compiler and C libraries; `None` translates with
+    /// the machine's own compiler and libraries.
+    pub portable: Option<crate::deps::Portable>,
 }
 
 /// Where a translation's results are.
@@ -260,6 +263,7 @@ impl Spec {
             jobs: opts.jobs.unwrap_or_else(default_jobs),
             triple: triple.to_string(),
             source_date_epoch: None,
+            portable: None,
         }
     }
 
@@ -298,8 +302,18 @@ pub fn default_jobs() -> usize {
         .unwrap_or(1)
 }
 
-/// The first line of `$CC --version` (or `cc`), part of the cache key.
-pub fn compiler_version(sh: &Shell) -> Result<String> {
+/// The first line of `$CC --version` (or `cc`), part of the cache key; for a
+/// portable build, zig's version and target, and the C libraries' prefix
+/// (its name is a hash of every library's key).
+pub fn compiler_version(sh: &Shell, portable: Option<&crate::deps::Portable>) -> Result<String> {
+    if let Some(p) = portable {
+        let libraries = p.prefix.dir.file_name().unwrap_or_default();
+        return Ok(format!(
+            "{}, libraries {}",
+            p.zig.version(sh)?,
+            libraries.to_string_lossy()
+        ));
+    }
     let cc = crate::env::var("CC")?.unwrap_or_else(|| "cc".into());
     let mut parts = cc.split_whitespace();
     let program = parts.next().unwrap_or("cc").to_string();
@@ -334,7 +348,7 @@ pub fn translate(
         rpython_options: spec.rpython_options.clone(),
         target_options: spec.target_options.clone(),
         host_version: format!("{} {}", host.implementation, host.version),
-        compiler_version: compiler_version(sh)?,
+        compiler_version: compiler_version(sh, spec.portable.as_ref())?,
         triple: spec.triple.clone(),
         source_date_epoch: spec.source_date_epoch,
     };
@@ -420,7 +434,22 @@ pub fn rpython_env(
     current: impl Fn(&str) -> Option<std::ffi::OsString>,
 ) -> Result<Vec<(&'static str, std::ffi::OsString)>> {
     let target = targets::get(&spec.triple)?;
-    let mut env: Vec<(&'static str, std::ffi::OsString)> = vec![
+    // A portable build's compiler and libraries come first, then the caller's.
+    let portable: Vec<(&'static str, std::ffi::OsString)> =
+        spec.portable.iter().flat_map(|p| p.env()).collect();
+    let current = |var: &str| {
+        portable
+            .iter()
+            .find(|(v, _)| *v == var)
+            .map(|(_, value)| value.clone())
+            .or_else(|| current(var))
+    };
+    let mut env: Vec<(&'static str, std::ffi::OsString)> = portable
+        .iter()
+        .filter(|(var, _)| *var != "CFLAGS")
+        .cloned()
+        .collect();
+    env.extend([
         ("PYPY_USESSION_DIR", usession.into()),
         // Python buffers a piped stdout; progress must arrive as it happens.
         ("PYTHONUNBUFFERED", "1".into()),
@@ -428,7 +457,7 @@ pub fn rpython_env(
         // the reproducible-builds patch, a fixed seed makes the output depend
         // on the source alone (docs/reproducible-builds.md).
         ("PYTHONHASHSEED", "0".into()),
-    ];
+    ]);
     // The source tree first, so `-m rpython` finds its own rpython package.
     let mut pythonpath: Vec<std::ffi::OsString> = vec![spec.source_root.clone().into()];
     pythonpath.extend(host.site.iter().map(|p| p.clone().into()));

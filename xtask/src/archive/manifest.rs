@@ -7,7 +7,12 @@ use crate::binary;
 use crate::manifest::{self, Manifest, Origin, Paths};
 
 /// Builds `PYPY.json` for the staged tree (hashing every file).
-pub fn build_manifest(staged: &Staged, origin: Origin) -> Result<Manifest> {
+/// `bundled` lists the C libraries built into the binaries (portable builds).
+pub fn build_manifest(
+    staged: &Staged,
+    origin: Origin,
+    bundled: Vec<crate::manifest::BundledLibrary>,
+) -> Result<Manifest> {
     let py = &staged.versions.python;
     let target = &staged.target;
     let lib_rel = target.libpypy_path(py);
@@ -17,7 +22,7 @@ pub fn build_manifest(staged: &Staged, origin: Origin) -> Result<Manifest> {
     let files = pypy_archive::tree::hash_tree(&staged.top)?;
     let portability = match &target.portability {
         Some(policy) => Some(
-            crate::portability::describe_tree(&staged.top, &files, policy, Vec::new())
+            crate::portability::describe_tree(&staged.top, &files, policy, bundled)
                 .context("judging the binaries by the target's portability policy")?,
         ),
         None => None,

@@ -56,6 +56,12 @@ pub struct PublishOptions {
     pub build_paths: Vec<PathBuf>,
     /// Pack a tree without its C headers on purpose; the manifest says so.
     pub no_headers: bool,
+    /// The C libraries built into the binaries (a portable build's dependency
+    /// stage): the manifest records them, and their licence texts go into
+    /// `licenses/`.
+    pub bundled: Option<crate::deps::Prefix>,
+    /// Verification fails unless every binary meets the portability policy.
+    pub require_portable: bool,
 }
 
 /// Writes the manifest into the staged tree, archives it, verifies the
@@ -98,6 +104,7 @@ pub fn publish(
                 &tmp_archive,
                 &crate::verify::VerifyOptions {
                     extra_allowed: opts.extra_allowed.clone(),
+                    require_portable: opts.require_portable,
                     ..Default::default()
                 },
             )

@@ -25,6 +25,7 @@ fn small_spec() -> Result<Spec> {
         jobs: translate::default_jobs(),
         triple: targets::host_triple().into(),
         source_date_epoch: None,
+        portable: None,
     })
 }
 

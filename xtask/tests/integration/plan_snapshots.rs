@@ -31,6 +31,7 @@ fn plan_for(triple: &str) -> String {
         fetch: &fetch,
         run: &run,
         dist: Path::new("/dist"),
+        portable: true,
     })
     .unwrap()
 }

@@ -28,6 +28,7 @@ fn spec(target: &str, opt: &str) -> Spec {
         jobs: 2,
         triple: targets::host_triple().into(),
         source_date_epoch: None,
+        portable: None,
     }
 }
 
