@@ -21,12 +21,42 @@ use crate::apt;
 use crate::manifest::BundledLibrary;
 use crate::toolchain::Zig;
 
-/// The table's file name in `recipes/`.
-pub const FILE: &str = "deps.toml";
 const TABLE: &str = include_str!("../../recipes/deps.toml");
 
 /// Bumped when the layout of an entry or the meaning of the key changes.
-const CACHE_FORMAT: u32 = 1;
+const CACHE_FORMAT: u32 = 2;
+
+/// Options of `cargo xtask deps`.
+#[derive(clap::Args, Debug)]
+pub struct Args {
+    /// Target triple [default: this machine's].
+    #[arg(long)]
+    pub target: Option<String>,
+    /// Build only these libraries (repeatable) [default: every one of recipes/deps.toml].
+    #[arg(long = "only", value_name = "NAME")]
+    pub only: Vec<String>,
+}
+
+/// `cargo xtask deps`: the toolchain and dependency stages of `build-pypy`
+/// alone; prints the combined prefix.
+pub fn run(args: Args) -> Result<()> {
+    let sh = Shell::new()?;
+    let here = crate::targets::get(crate::targets::host_triple())?;
+    let target = match &args.target {
+        Some(triple) => crate::targets::get(triple)?,
+        None => here.clone(),
+    };
+    let cache_root = crate::paths::cache_root();
+    let zig = crate::toolchain::ensure(&sh, &here, &target, &cache_root)?;
+    let pin = &crate::toolchain::of(&here)?.zig_sha256;
+    let only: Vec<&str> = args.only.iter().map(String::as_str).collect();
+    let prefix = ensure(&sh, &zig, pin, &cache_root, &only)?;
+    for lib in &prefix.libraries {
+        eprintln!("deps: {} {} ({})", lib.name, lib.version, lib.license);
+    }
+    println!("{}", prefix.dir.display());
+    Ok(())
+}
 
 /// The flags every library is compiled with: static objects that can go into
 /// a shared library, whose symbols stay inside it, and no debug information
@@ -66,12 +96,34 @@ pub struct Library {
     /// The upstream tarball (Debian's `.orig`), byte for byte upstream's, and its sha256.
     pub orig: String,
     pub sha256: String,
-    /// Commands run in the unpacked source, split on spaces; `{prefix}`,
-    /// `{jobs}`, `{cc}`, `{ar}`, `{ranlib}` and `{cflags}` are filled in. The
-    /// toolchain's `CC`, `AR`, `RANLIB` and [`CFLAGS`] are in the environment.
-    pub build: Vec<String>,
+    /// Our patches (paths under `recipes/patches/`), applied in order to the
+    /// unpacked source before the build.
+    #[serde(default)]
+    pub patches: Vec<String>,
+    /// Commands run in the unpacked source: a string is split on spaces, a
+    /// list is the arguments as they are. `{prefix}`, `{jobs}`, `{cc}`,
+    /// `{ar}`, `{ranlib}` and `{cflags}` are filled in. The toolchain's `CC`,
+    /// `AR`, `RANLIB` and [`CFLAGS`] are in the environment.
+    pub build: Vec<Command>,
     /// What the install must leave in the prefix (checked).
     pub produces: Vec<String>,
+}
+
+/// One build command of the table.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(untagged)]
+pub enum Command {
+    Words(String),
+    Argv(Vec<String>),
+}
+
+impl Command {
+    fn argv(&self) -> Vec<String> {
+        match self {
+            Command::Words(line) => line.split_whitespace().map(str::to_string).collect(),
+            Command::Argv(argv) => argv.clone(),
+        }
+    }
 }
 
 /// The pinned libraries.
@@ -129,17 +181,34 @@ impl Library {
                     &vars.zig.bin.join("ranlib").display().to_string(),
                 )
         };
-        self.build
-            .iter()
-            .map(|line| line.split_whitespace().map(fill).collect())
+        let patches = self
+            .patch_paths()
+            .into_iter()
+            .map(|p| crate::patch::apply_command(&p));
+        patches
+            .chain(
+                self.build
+                    .iter()
+                    .map(|c| c.argv().iter().map(|w| fill(w)).collect()),
+            )
             .collect()
     }
 
-    /// The cache key: everything that shapes the built library.
+    /// The library's patches, in `recipes/patches/`.
+    pub fn patch_paths(&self) -> Vec<PathBuf> {
+        let dir = crate::paths::recipes_dir().join("patches");
+        self.patches.iter().map(|p| dir.join(p)).collect()
+    }
+
+    /// The cache key: everything that shapes the built library, its patches' bytes too.
     pub fn key(&self, zig_pin: &str, zig_target: &str) -> String {
         let mut h = Sha256::new();
         h.update(CACHE_FORMAT.to_le_bytes());
         h.update(serde_json::to_vec(self).expect("a library serialises"));
+        for patch in self.patch_paths() {
+            // A missing patch makes the build fail, with its name; the key only needs to differ.
+            h.update(fs_err::read(&patch).unwrap_or_default());
+        }
         for part in [zig_pin, zig_target, CFLAGS] {
             h.update(part.as_bytes());
             h.update([0]);
@@ -365,9 +434,19 @@ fn ensure_one(
         .into_iter()
         .chain([("CFLAGS", vars.cflags.clone().into())])
         .chain([("SOURCE_DATE_EPOCH", "0".into())])
+        // `git apply` of the patches must not find a repository above the work folder.
+        .chain([(
+            "GIT_CEILING_DIRECTORIES",
+            work.path().as_os_str().to_owned(),
+        )])
         .map(|(k, v)| sh.push_env(k, v))
         .collect();
     let mut log = String::new();
+    for patch in lib.patch_paths() {
+        if !patch.is_file() {
+            bail!("{}'s patch {} is missing", lib.name, patch.display());
+        }
+    }
     for command in lib.commands(&vars) {
         let (program, args) = command.split_first().context("an empty build command")?;
         let output = cmd!(sh, "{program} {args...}")
@@ -407,14 +486,16 @@ fn ensure_one(
         fs_err::copy(src.join(file), licenses.join(name))
             .with_context(|| format!("{} has no licence file {file}", lib.name))?;
     }
-    // Only what a later build links with; the rest (programs, manuals) is left out.
-    for extra in ["bin", "share", "sbin", "etc", "var"] {
+    // Only what a later build links with; the rest (programs, manuals,
+    // libtool and CMake files that name the work folder) is left out.
+    for extra in ["bin", "share", "sbin", "etc", "var", "lib/cmake"] {
         let dir = prefix.join(extra);
         if dir.exists() {
             fs_err::remove_dir_all(&dir)?;
         }
     }
-    fs_err::write(work.path().join("prefix").join("build.log"), &log)?;
+    relocate_prefix(&prefix)?;
+    fs_err::write(prefix.join(format!("build-{}.log", lib.name)), &log)?;
     pypy_archive::fs::write_atomic(&prefix.join(".complete"), b"")?;
     drop(_dir);
     pypy_archive::fs::replace_dir(&prefix, &entry)
@@ -425,6 +506,29 @@ fn ensure_one(
         started.elapsed().as_secs_f64()
     );
     Ok(entry)
+}
+
+/// Makes the installed prefix usable from wherever the cache entry ends up:
+/// pkg-config files find it relative to themselves, libtool archives go.
+fn relocate_prefix(prefix: &Path) -> Result<()> {
+    let lib = prefix.join("lib");
+    if let Ok(entries) = fs_err::read_dir(&lib) {
+        for entry in entries.flatten() {
+            if entry.path().extension().is_some_and(|e| e == "la") {
+                fs_err::remove_file(entry.path())?;
+            }
+        }
+    }
+    let pkgconfig = lib.join("pkgconfig");
+    if let Ok(entries) = fs_err::read_dir(&pkgconfig) {
+        let from = prefix.display().to_string();
+        for entry in entries.flatten() {
+            let path = entry.path();
+            let text = fs_err::read_to_string(&path)?;
+            fs_err::write(&path, text.replace(&from, "${pcfiledir}/../.."))?;
+        }
+    }
+    Ok(())
 }
 
 /// The library's upstream tarball, fetched through apt once and checked against the pin.
@@ -496,9 +600,11 @@ mod tests {
     fn commands_fill_in_the_placeholders_word_by_word() {
         let lib = Library {
             build: vec![
-                "./configure --prefix={prefix} --static".into(),
-                "make -j{jobs} CC={cc} CFLAGS={cflags}".into(),
+                Command::Words("./configure --prefix={prefix} --static".into()),
+                Command::Words("make -j{jobs} CC={cc} CFLAGS={cflags}".into()),
+                Command::Argv(vec!["sh".into(), "-c".into(), "echo {prefix} a  b".into()]),
             ],
+            patches: vec!["deps/x.patch".into()],
             ..table().unwrap().library[0].clone()
         };
         let vars = BuildVars {
@@ -507,11 +613,18 @@ mod tests {
             cflags: "-O2 -fPIC".into(),
             zig: zig(),
         };
+        let patch = crate::paths::recipes_dir().join("patches/deps/x.patch");
         assert_eq!(
             lib.commands(&vars),
             vec![
-                vec!["./configure", "--prefix=/p", "--static"],
-                vec!["make", "-j3", "CC=/z/bin/cc", "CFLAGS=-O2 -fPIC"],
+                crate::patch::apply_command(&patch),
+                ["./configure", "--prefix=/p", "--static"]
+                    .map(String::from)
+                    .to_vec(),
+                ["make", "-j3", "CC=/z/bin/cc", "CFLAGS=-O2 -fPIC"]
+                    .map(String::from)
+                    .to_vec(),
+                ["sh", "-c", "echo /p a  b"].map(String::from).to_vec(),
             ]
         );
     }

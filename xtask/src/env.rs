@@ -26,6 +26,17 @@ pub fn var(name: &str) -> Result<Option<String>> {
     }
 }
 
+/// Names the Python 3 that runs pip and venv (CI sets it: on Windows
+/// `python3` is not a command, and `python` is the PyPy 2.7 host).
+pub const PYTHON3_ENV: &str = "PYPY_EMBED_PYTHON3";
+
+/// The Python 3 for pip and venv: `$PYPY_EMBED_PYTHON3`, else `python3` on PATH.
+pub fn python3() -> std::path::PathBuf {
+    var_os(PYTHON3_ENV)
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| std::path::PathBuf::from("python3"))
+}
+
 /// [`var_os`] as a function, for code that takes the environment as an
 /// argument so that its tests can give their own.
 pub fn lookup(name: &str) -> Option<OsString> {

@@ -33,17 +33,7 @@ pub const HOST27_PACKAGES: [&str; 2] = ["py==1.11.0", "cffi<1.16"];
 const FIX: &str =
     "run `cargo xtask test` (or `cargo xtask test --prepare-only`) to prepare the fixtures";
 
-/// Environment variable naming the Python 3 that fetches fixtures from PyPI
-/// (CI sets it: on Windows `python3` is not a command, and `python` is the PyPy 2.7 host).
-pub const PYTHON3_ENV: &str = "PYPY_EMBED_PYTHON3";
-
-/// The Python 3 for pip and venv: `$PYPY_EMBED_PYTHON3`, else `python3` on PATH.
-pub fn python3() -> PathBuf {
-    crate::env::var_os(PYTHON3_ENV)
-        .filter(|v| !v.is_empty())
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from("python3"))
-}
+pub use crate::env::{python3, PYTHON3_ENV};
 
 /// Where fixtures live: `$PYPY_EMBED_FIXTURES`, else `target/fixtures` in the workspace.
 pub fn root() -> PathBuf {

@@ -8,6 +8,7 @@ pub mod binary;
 pub mod build_cache;
 pub mod build_pypy;
 pub mod c_compiler;
+pub mod check_portable;
 pub mod ci_matrix;
 pub mod consumers;
 pub mod cross_lint;

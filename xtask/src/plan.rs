@@ -404,7 +404,7 @@ fn portable_steps(
 ) -> Result<crate::deps::Portable> {
     let pin = crate::toolchain::of(target)?;
     let zig = crate::toolchain::locate(target, target, cache)?;
-    let (name, version, platforms) = crate::toolchain::wheel_requirement(&pin.zig_wheel)?;
+    let (name, version, platforms) = pin.wheel_requirement()?;
     let mut lines = vec![
         format!(
             "pip download {name}=={version} --only-binary=:all: --platform {} (PyPI)",

@@ -17,6 +17,8 @@ use crate::{paths, targets};
 /// The target table's file, which lives beside the recipes but is not one
 /// (nor is the table of known failures, `known_failures::FILE`).
 const TARGET_TABLE_FILE: &str = "targets.toml";
+/// The dependency stage's table (`crate::deps`), which sits beside the recipes.
+const DEPS_TABLE_FILE: &str = "deps.toml";
 
 /// Archive types that `fetch` can unpack; a source URL must end in one of them.
 pub const ARCHIVE_SUFFIXES: [&str; 5] = [".tar.bz2", ".tbz2", ".tar.gz", ".tgz", ".zip"];
@@ -499,7 +501,7 @@ pub fn all_in(dir: &Path) -> Result<Vec<Recipe>> {
         let tables = [
             TARGET_TABLE_FILE,
             crate::known_failures::FILE,
-            crate::deps::FILE,
+            DEPS_TABLE_FILE,
         ];
         let is_recipe = path.extension().is_some_and(|e| e == "toml")
             && path

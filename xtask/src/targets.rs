@@ -233,6 +233,27 @@ pub struct Toolchain {
     pub zig_sha256: String,
 }
 
+impl Toolchain {
+    /// The name, version and platform tags of [`Toolchain::zig_wheel`]
+    /// (`ziglang-0.17.1-py3-none-manylinux_2_12_x86_64.manylinux2010_x86_64.whl`),
+    /// which is what `pip download` needs to fetch exactly that file.
+    pub fn wheel_requirement(&self) -> Result<(String, String, Vec<String>)> {
+        let wheel = &self.zig_wheel;
+        let stem = wheel
+            .strip_suffix(".whl")
+            .with_context(|| format!("`{wheel}` is not a wheel file name (no .whl)"))?;
+        let parts: Vec<&str> = stem.split('-').collect();
+        let [name, version, _python, _abi, platforms] = parts[..] else {
+            bail!("`{wheel}` is not a wheel file name (name-version-python-abi-platform.whl)");
+        };
+        Ok((
+            name.to_string(),
+            version.to_string(),
+            platforms.split('.').map(str::to_string).collect(),
+        ))
+    }
+}
+
 /// A git repository pinned to one commit (PyPy's `externals` on Windows).
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
@@ -599,7 +620,7 @@ impl Target {
             if sha.len() != 64 || !sha.chars().all(|c| c.is_ascii_hexdigit()) {
                 bail!("zig_sha256 `{sha}` is not 64 hex digits");
             }
-            crate::toolchain::wheel_requirement(&toolchain.zig_wheel)?;
+            toolchain.wheel_requirement()?;
         }
         let suffix = format!("-{}.{}", self.upstream_platform, self.upstream_archive);
         if !self.test_release.file_name().ends_with(&suffix) {

@@ -67,24 +67,6 @@ impl Zig {
     }
 }
 
-/// The name, version and platform tags of a wheel file name
-/// (`ziglang-0.17.1-py3-none-manylinux_2_12_x86_64.manylinux2010_x86_64.whl`),
-/// which is what `pip download` needs to fetch exactly that file.
-pub fn wheel_requirement(wheel: &str) -> Result<(String, String, Vec<String>)> {
-    let stem = wheel
-        .strip_suffix(".whl")
-        .with_context(|| format!("`{wheel}` is not a wheel file name (no .whl)"))?;
-    let parts: Vec<&str> = stem.split('-').collect();
-    let [name, version, _python, _abi, platforms] = parts[..] else {
-        bail!("`{wheel}` is not a wheel file name (name-version-python-abi-platform.whl)");
-    };
-    Ok((
-        name.to_string(),
-        version.to_string(),
-        platforms.split('.').map(str::to_string).collect(),
-    ))
-}
-
 /// The target's toolchain entry, or an error saying that only Linux targets have one.
 pub fn of(target: &Target) -> Result<&Toolchain> {
     target.toolchain.as_ref().with_context(|| {
@@ -150,12 +132,12 @@ pub fn ensure(sh: &Shell, host: &Target, target: &Target, cache_root: &Path) -> 
 
 /// Downloads the pinned wheel with pip, checks its sha256, and unpacks it into `dir`.
 fn install(sh: &Shell, pin: &Toolchain, cache_root: &Path, dir: &Path) -> Result<()> {
-    let (name, version, platforms) = wheel_requirement(&pin.zig_wheel)?;
+    let (name, version, platforms) = pin.wheel_requirement()?;
     let parent = dir.parent().context("toolchain folder has a parent")?;
     let tmp = tempfile::tempdir_in(parent)?;
     let download = tmp.path().join("download");
     eprintln!("toolchain: downloading {} from PyPI", pin.zig_wheel);
-    let python3 = crate::fixtures::python3();
+    let python3 = crate::env::python3();
     let platform_args: Vec<String> = platforms
         .iter()
         .flat_map(|p| ["--platform".to_string(), p.clone()])
@@ -243,15 +225,22 @@ mod tests {
 
     #[test]
     fn wheel_names() {
-        let (name, version, platforms) = wheel_requirement(
-            "ziglang-0.17.1-py3-none-manylinux_2_12_x86_64.manylinux2010_x86_64.whl",
-        )
-        .unwrap();
+        let pin = |wheel: &str| Toolchain {
+            zig_target: "x86_64-linux-gnu.2.17".into(),
+            zig_wheel: wheel.into(),
+            zig_sha256: "0".repeat(64),
+        };
+        let (name, version, platforms) =
+            pin("ziglang-0.17.1-py3-none-manylinux_2_12_x86_64.manylinux2010_x86_64.whl")
+                .wheel_requirement()
+                .unwrap();
         assert_eq!((name.as_str(), version.as_str()), ("ziglang", "0.17.1"));
         assert_eq!(platforms, ["manylinux_2_12_x86_64", "manylinux2010_x86_64"]);
-        let err = wheel_requirement("ziglang-0.17.1.tar.gz").unwrap_err();
+        let err = pin("ziglang-0.17.1.tar.gz")
+            .wheel_requirement()
+            .unwrap_err();
         assert!(err.to_string().contains("no .whl"), "{err}");
-        let err = wheel_requirement("ziglang-0.17.1.whl").unwrap_err();
+        let err = pin("ziglang-0.17.1.whl").wheel_requirement().unwrap_err();
         assert!(err.to_string().contains("name-version"), "{err}");
     }
 
