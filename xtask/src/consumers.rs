@@ -20,6 +20,7 @@ pub const PLUGIN_HOST: &str = include_str!("../assets/cffi_plugin_host.c");
 pub const EXT_MODULE: &str = include_str!("../assets/ext_module.c");
 pub const EXT_SETUP: &str = include_str!("../assets/ext_setup.py");
 pub const EMBED_CHECK: &str = include_str!("../assets/embed_check.c");
+pub const NO_CLASH: &str = include_str!("../assets/no_clash.c");
 
 /// The headers a C extension or a cffi plugin cannot build without.
 pub const REQUIRED_HEADERS: [&str; 2] = ["Python.h", "pyconfig.h"];

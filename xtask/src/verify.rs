@@ -450,13 +450,104 @@ fn run_relocated(top: &Path, manifest: &Manifest, target: &targets::Target) -> R
     };
 
     let embed_output = run_embed_program(&sh, &real_top, manifest, target, elsewhere.path())?;
-    let consumers = crate::consumers::run_all(&sh, &real_top, manifest, target, elsewhere.path())?;
+    let mut consumers =
+        crate::consumers::run_all(&sh, &real_top, manifest, target, elsewhere.path())?;
+    let bundled_openssl = manifest
+        .portability
+        .iter()
+        .flat_map(|p| &p.bundled)
+        .find(|b| b.name == "openssl");
+    if let Some(openssl) = bundled_openssl {
+        consumers.push(run_no_clash(
+            &sh,
+            &real_top,
+            manifest,
+            target,
+            elsewhere.path(),
+            &openssl.version,
+        )?);
+    }
     Ok(RunReport {
         top: real_top,
         launcher_prefix,
         embed_output,
         consumers,
     })
+}
+
+/// Compiles `assets/no_clash.c` with the machine's compiler against the
+/// system's OpenSSL and the archive's libpypy, runs it, and checks that the
+/// host and Python each see their own OpenSSL.
+fn run_no_clash(
+    sh: &Shell,
+    top: &Path,
+    manifest: &Manifest,
+    target: &targets::Target,
+    work: &Path,
+    bundled_version: &str,
+) -> Result<String> {
+    let src = work.join("no_clash.c");
+    fs_err::write(&src, crate::consumers::NO_CLASH)?;
+    let lib = top.join(&manifest.paths.libpypy);
+    let lib_dir = lib.parent().context("libpypy has no folder")?;
+    let lib_name = lib
+        .file_name()
+        .context("libpypy has a name")?
+        .to_string_lossy();
+    let exe = c_compiler::compile(
+        sh,
+        target,
+        &c_compiler::Program {
+            source: src,
+            exe: work.join("no_clash"),
+            include_dirs: vec![top.join(&manifest.paths.include)],
+            // The system's OpenSSL first: its symbols are the ones a clash would pick.
+            link: c_compiler::Link::Flags(vec![
+                "-lssl".into(),
+                "-lcrypto".into(),
+                format!("-L{}", lib_dir.display()),
+                format!("-l:{lib_name}"),
+                format!("-Wl,-rpath,{}", lib_dir.display()),
+            ]),
+        },
+    )
+    .context("compiling the no-clash check (it needs the system's OpenSSL headers: libssl-dev)")?;
+    let out = crate::consumers::clean_env(cmd!(sh, "{exe} {lib}"))
+        .quiet()
+        .output()
+        .context("running the no-clash check")?;
+    let stdout = String::from_utf8_lossy(&out.stdout).to_string();
+    let line = |prefix: &str| {
+        stdout
+            .lines()
+            .find_map(|l| l.strip_prefix(prefix))
+            .unwrap_or_default()
+            .to_string()
+    };
+    let (host, pypy, host_again) = (line("host: "), line("pypy: "), line("host again: "));
+    let expected = format!("OpenSSL {bundled_version}");
+    if !out.status.success()
+        || !pypy.starts_with(&expected)
+        || host.is_empty()
+        || host_again != host
+    {
+        bail!(
+            "a host program that uses the system's OpenSSL and embeds libpypy: expected \
+             the host to keep its own OpenSSL and Python to report {expected}; it \
+             printed ({}):\n{stdout}{}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    if host.starts_with(&expected) {
+        // The same version on both sides: nothing tells them apart here.
+        return Ok(format!(
+            "no clash: not shown, the system's OpenSSL is the bundled version ({host})"
+        ));
+    }
+    Ok(format!(
+        "no clash: the host uses {host}, Python's ssl {pypy} (both in one process)"
+    ))
 }
 
 /// Compiles `assets/embed_check.c` against our header and the archive's

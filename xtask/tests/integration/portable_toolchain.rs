@@ -146,3 +146,57 @@ fn zig_builds_run_on_debian_11_and_gcc_builds_do_not() {
         ran.status
     );
 }
+
+/// A host that uses the system's zlib and loads a library carrying its own
+/// (static, hidden) copy: each keeps its own, as a program embedding our
+/// libpypy keeps its OpenSSL (`verify` checks that on real archives).
+const HOST_WITH_ITS_OWN_ZLIB: &str = r#"
+#include <stdio.h>
+#include <zlib.h>
+int roundtrip(char *out, int size);
+int main(void) {
+    char line[200];
+    printf("host: zlib %s\n", zlibVersion());
+    if (roundtrip(line, sizeof line)) return 1;
+    printf("library: %s\n", line);
+    printf("host again: zlib %s\n", zlibVersion());
+    return 0;
+}
+"#;
+
+#[test]
+fn a_host_with_the_systems_zlib_keeps_it_beside_the_bundled_one() {
+    let sh = Shell::new().unwrap();
+    let target = targets::get(targets::host_triple()).unwrap();
+    if target.portability.is_none() {
+        assert_ne!(target.os, targets::Os::Linux);
+        return;
+    }
+    let (zig, prefix) = fixtures::portable_toolchain(&sh).unwrap();
+    let out = tempfile::tempdir().unwrap();
+    let dir = out.path().join("zig");
+    build(&sh, &zig.cc(), &dir, &prefix.dir);
+    fs_err::write(dir.join("host.c"), HOST_WITH_ITS_OWN_ZLIB).unwrap();
+    let _dir = sh.push_dir(&dir);
+    // The machine's compiler and shared zlib (zlib1g-dev), linked first.
+    cmd!(sh, "cc -o host host.c -lz -L. -lroundtrip -Wl,-rpath,$ORIGIN")
+        .run()
+        .unwrap();
+    let ran = cmd!(sh, "./host").output().unwrap();
+    let stdout = String::from_utf8_lossy(&ran.stdout).to_string();
+    let line = |p: &str| {
+        stdout
+            .lines()
+            .find_map(|l| l.strip_prefix(p))
+            .unwrap_or_default()
+            .to_string()
+    };
+    let (host, library, again) = (line("host: "), line("library: "), line("host again: "));
+    assert!(ran.status.success(), "{stdout}");
+    assert!(library.starts_with("zlib 1.3.1"), "{stdout}");
+    assert!(host.starts_with("zlib ") && host == again, "{stdout}");
+    assert!(
+        !host.starts_with("zlib 1.3.1"),
+        "the system's zlib must be another version for this test to show anything: {stdout}"
+    );
+}
