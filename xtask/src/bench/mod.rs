@@ -5,6 +5,7 @@ use anyhow::{Context, Result};
 
 mod archive;
 mod embed;
+mod portable;
 mod report;
 mod translate;
 mod typed;
@@ -14,7 +15,7 @@ pub use report::{median, median_time, Report, Row};
 /// Options of `cargo xtask bench`.
 #[derive(clap::Args, Debug)]
 pub struct Args {
-    /// Run only the sections whose name contains this (translate, archive, embed, typed).
+    /// Run only the sections whose name contains this (translate, archive, embed, typed, portable).
     #[arg(long)]
     pub only: Option<String>,
     /// Also write the report as JSON to this file.
@@ -30,6 +31,7 @@ const SECTIONS: &[Section] = &[
     ("archive", archive::section),
     ("embed", embed::section),
     ("typed", typed::section),
+    ("portable", portable::section),
 ];
 
 pub fn run(args: Args) -> Result<()> {

@@ -179,9 +179,12 @@ fn a_host_with_the_systems_zlib_keeps_it_beside_the_bundled_one() {
     fs_err::write(dir.join("host.c"), HOST_WITH_ITS_OWN_ZLIB).unwrap();
     let _dir = sh.push_dir(&dir);
     // The machine's compiler and shared zlib (zlib1g-dev), linked first.
-    cmd!(sh, "cc -o host host.c -lz -L. -lroundtrip -Wl,-rpath,$ORIGIN")
-        .run()
-        .unwrap();
+    cmd!(
+        sh,
+        "cc -o host host.c -lz -L. -lroundtrip -Wl,-rpath,$ORIGIN"
+    )
+    .run()
+    .unwrap();
     let ran = cmd!(sh, "./host").output().unwrap();
     let stdout = String::from_utf8_lossy(&ran.stdout).to_string();
     let line = |p: &str| {
