@@ -48,7 +48,7 @@ pub fn run(args: Args) -> Result<()> {
         .with_context(|| format!("reading the manifest of {}", args.archive.display()))?;
     let plan = plan_rebuild(&original, &args)?;
     let sh = Shell::new()?;
-    report_machine(&sh, &original, &plan)?;
+    report_machine(&sh, &original, &plan, &args.fetch.options()?.cache_dir)?;
 
     let (out_dir, temporary) = match &args.out_dir {
         Some(dir) => (dir.clone(), None),
@@ -253,9 +253,39 @@ fn describe_patches(patches: &[manifest::PatchRecord]) -> String {
 }
 
 /// Prints the recorded build machine beside this one; a difference is a warning, not an error.
-fn report_machine(sh: &Shell, original: &Manifest, plan: &RebuildPlan) -> Result<()> {
-    let here_compiler = translate::compiler_version(sh, None)?;
+fn report_machine(
+    sh: &Shell,
+    original: &Manifest,
+    plan: &RebuildPlan,
+    cache_root: &Path,
+) -> Result<()> {
     let target = targets::get(&original.target)?;
+    let portable = plan
+        .record
+        .compiler
+        .starts_with(crate::toolchain::VERSION_PREFIX);
+    // A portable build's compiler and libraries are pinned by this checkout:
+    // what it would use is known without building them.
+    let here_compiler = if portable {
+        let here = targets::get(targets::host_triple())?;
+        let pin = crate::toolchain::of(&here)?;
+        let zig = crate::toolchain::locate(&here, &target, cache_root)?;
+        let (prefix, _) = crate::deps::plan(&zig, &pin.zig_sha256, cache_root, 1)?;
+        let (_, version, _) = pin.wheel_requirement()?;
+        translate::portable_compiler_line(&version, &zig.target, &prefix.dir)
+    } else {
+        translate::compiler_version(sh, None)?
+    };
+    eprintln!(
+        "rebuild-check: for the same bytes these must match: the recipe, its patches and the \
+         source (checked), the folder the source is translated in, SOURCE_DATE_EPOCH and \
+         the host Python (below), and {}",
+        if portable {
+            "the pinned zig and C libraries (this checkout's pins, compared below)"
+        } else {
+            "the machine's C compiler and its libraries' headers (compared below)"
+        }
+    );
     let here_entry = serde_json::to_value(&target)?;
     let rows = [
         (

@@ -24,7 +24,8 @@ const TOOLS: [(&str, &str); 4] = [
     ("ranlib", "ranlib"),
 ];
 
-/// How [`Zig::version`] starts, so that a build record tells a portable build.
+/// How a portable build's recorded compiler starts
+/// (`crate::translate::portable_compiler_line`), which tells it apart.
 pub const VERSION_PREFIX: &str = "zig ";
 
 /// An unpacked, checked zig with wrappers for one target.
@@ -56,14 +57,14 @@ impl Zig {
         .collect()
     }
 
-    /// The first line of `zig version`, recorded as the build's compiler.
+    /// What `zig version` prints, e.g. `0.17.1`.
     pub fn version(&self, sh: &Shell) -> Result<String> {
         let zig = &self.zig;
         let out = cmd!(sh, "{zig} version")
             .quiet()
             .read()
             .with_context(|| format!("running {} version", zig.display()))?;
-        Ok(format!("{VERSION_PREFIX}{} ({})", out.trim(), self.target))
+        Ok(out.trim().to_string())
     }
 }
 

@@ -307,11 +307,10 @@ pub fn default_jobs() -> usize {
 /// (its name is a hash of every library's key).
 pub fn compiler_version(sh: &Shell, portable: Option<&crate::deps::Portable>) -> Result<String> {
     if let Some(p) = portable {
-        let libraries = p.prefix.dir.file_name().unwrap_or_default();
-        return Ok(format!(
-            "{}, libraries {}",
-            p.zig.version(sh)?,
-            libraries.to_string_lossy()
+        return Ok(portable_compiler_line(
+            &p.zig.version(sh)?,
+            &p.zig.target,
+            &p.prefix.dir,
         ));
     }
     let cc = crate::env::var("CC")?.unwrap_or_else(|| "cc".into());
@@ -325,6 +324,16 @@ pub fn compiler_version(sh: &Shell, portable: Option<&crate::deps::Portable>) ->
             format!("no working C compiler (`{cc} --version` failed); run `cargo xtask doctor`")
         })?;
     Ok(out.lines().next().unwrap_or_default().to_string())
+}
+
+/// How a portable build's compiler is recorded: zig's version and target,
+/// and the libraries' combined prefix (named by a hash of their keys).
+pub fn portable_compiler_line(zig_version: &str, zig_target: &str, prefix: &Path) -> String {
+    let libraries = prefix.file_name().unwrap_or_default().to_string_lossy();
+    format!(
+        "{}{zig_version} ({zig_target}), libraries {libraries}",
+        crate::toolchain::VERSION_PREFIX
+    )
 }
 
 /// Translates `spec`, or returns the cached outputs of an identical earlier translation.
