@@ -203,6 +203,9 @@ pub fn check(sh: &Shell, recipe: &Recipe, target: &Target, host_python: Option<&
     if compiler_ok && target.os != Os::Windows {
         check_headers(sh, target, &mut report);
     }
+    if target.toolchain.is_some() {
+        check_portable_tools(target, &mut report);
+    }
     match host::find(sh, host_python, &[]) {
         Ok(h) => {
             report.push(
@@ -229,6 +232,52 @@ pub fn check(sh: &Shell, recipe: &Recipe, target: &Target, host_python: Option<&
     }
     check_resources(sh, recipe, &mut report);
     report
+}
+
+/// The programs the toolchain and dependency stages run, and the Debian
+/// package of each.
+const PORTABLE_TOOLS: [(&str, &str); 6] = [
+    ("apt-get", "apt"),
+    ("autoreconf", "autoconf automake libtool"),
+    ("tclsh", "tcl"),
+    ("perl", "perl"),
+    ("xz", "xz-utils"),
+    ("python3", "python3-pip"),
+];
+
+/// What the portable build's stages need besides a compiler: apt (and the
+/// keyring it checks Debian's signatures with), the tools some libraries'
+/// builds run, and pip for the toolchain.
+fn check_portable_tools(target: &Target, report: &mut Report) {
+    let missing: Vec<&(&str, &str)> = PORTABLE_TOOLS
+        .iter()
+        .filter(|(tool, _)| host::which(tool).is_none())
+        .collect();
+    let keyring = Path::new(crate::apt::DEBIAN_KEYRING).is_file();
+    let mut packages: Vec<&str> = missing.iter().map(|(_, package)| *package).collect();
+    if !keyring {
+        packages.push("debian-archive-keyring");
+    }
+    let names: Vec<&str> = missing.iter().map(|(tool, _)| *tool).collect();
+    report.push(
+        "portable tools",
+        packages.is_empty(),
+        if packages.is_empty() {
+            "apt-get, autoreconf, tclsh, perl, xz, python3 and Debian's keyring found".into()
+        } else {
+            format!(
+                "missing: {}{} (the toolchain and dependency stages need them; \
+                 or build with --system-compiler)",
+                names.join(", "),
+                if keyring {
+                    ""
+                } else {
+                    " and Debian's archive keyring"
+                }
+            )
+        },
+        (!packages.is_empty()).then(|| install_hint(target, &packages.join(" "), "")),
+    );
 }
 
 /// The file name of the PyPy 2.7 that `--bootstrap-host` downloads for `target`.
@@ -444,6 +493,13 @@ pub fn planned_checks(recipe: &Recipe, target: &Target) -> Vec<String> {
         lines.push(format!(
             "headers, found by the compiler with the build environment: {}",
             headers.join(", ")
+        ));
+    }
+    if target.toolchain.is_some() {
+        let tools: Vec<&str> = PORTABLE_TOOLS.iter().map(|(tool, _)| *tool).collect();
+        lines.push(format!(
+            "the portable build's tools: {} and Debian's archive keyring",
+            tools.join(", ")
         ));
     }
     lines.push("host python: a Python 2.7 (PyPy's preferred; CPython gets a note on speed)".into());

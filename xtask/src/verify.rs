@@ -154,12 +154,15 @@ pub fn verify_archive(archive: &Path, opts: &VerifyOptions) -> Result<VerifyRepo
         &target,
         &opts.extra_allowed,
     )?);
-    problems.extend(check_portability(
-        &top,
-        &manifest,
-        &target,
-        opts.require_portable,
-    )?);
+    // The binaries are judged only against a manifest that matches the tree.
+    if problems.is_empty() {
+        problems.extend(check_portability(
+            &top,
+            &manifest,
+            &target,
+            opts.require_portable,
+        )?);
+    }
     if !problems.is_empty() {
         bail!(
             "{} failed verification:\n  {}",

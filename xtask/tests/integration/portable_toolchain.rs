@@ -203,3 +203,35 @@ fn a_host_with_the_systems_zlib_keeps_it_beside_the_bundled_one() {
         "the system's zlib must be another version for this test to show anything: {stdout}"
     );
 }
+
+/// The dependency stage gives the same bytes from two caches at different
+/// paths (no build folder, date or owner gets into the library).
+#[test]
+fn the_dependency_stage_builds_the_same_bytes_in_two_places() {
+    let sh = Shell::new().unwrap();
+    let host = targets::get(targets::host_triple()).unwrap();
+    if host.portability.is_none() {
+        assert_ne!(host.os, targets::Os::Linux);
+        return;
+    }
+    let (zig, _) = fixtures::portable_toolchain(&sh).unwrap();
+    let pin = xtask::toolchain::of(&host).unwrap().zig_sha256.clone();
+    let sources = fixtures::root().join("cache/deps/sources");
+    let one = tempfile::tempdir().unwrap();
+    let two = tempfile::tempdir().unwrap();
+    let two = two.path().join("a-longer-folder-name");
+    let mut built = Vec::new();
+    for root in [one.path().to_path_buf(), two] {
+        // The source tarball as the fixture fetched it (checked again by sha256).
+        pypy_archive::fs::copy_tree(&sources, &root.join("deps/sources")).unwrap();
+        let prefix = xtask::deps::ensure(&sh, &zig, &pin, &root, &["bzip2"]).unwrap();
+        built.push(fs_err::read(prefix.dir.join("lib/libbz2.a")).unwrap());
+    }
+    assert!(!built[0].is_empty());
+    assert!(
+        built[0] == built[1],
+        "libbz2.a differs between the two builds ({} and {} bytes)",
+        built[0].len(),
+        built[1].len()
+    );
+}
