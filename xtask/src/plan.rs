@@ -449,7 +449,9 @@ fn portable_steps(
             crate::deps::CFLAGS
         ));
         for argv in &build.commands {
-            lines.push(format!("  {}", command(argv)));
+            // Our patches are in the workspace, which `show` names alike everywhere.
+            let argv: Vec<String> = argv.iter().map(|a| show(Path::new(a))).collect();
+            lines.push(format!("  {}", command(&argv)));
         }
     }
     lines.push(format!("combined into {}", show(&prefix.dir)));
