@@ -150,18 +150,13 @@ pub fn build(args: &Args) -> Result<PathBuf> {
     // libraries built with it, unless the machine's own are asked for.
     let portable = match (&target.toolchain, args.system_compiler) {
         (Some(toolchain), false) => {
-            let here = targets::get(targets::host_triple())?;
-            let zig = crate::toolchain::ensure(&sh, &here, &target, &cache_root)
-                .context("preparing the portable toolchain")?;
-            let pin = &crate::toolchain::of(&here)?.zig_sha256;
-            let prefix = crate::deps::ensure(&sh, &zig, pin, &cache_root, &[])
-                .context("building the C libraries for the portable build")?;
+            let portable = crate::deps::portable_for(&sh, &target, &cache_root)?;
             eprintln!(
                 "build-pypy: portable build with {} and the libraries in {}",
                 toolchain.zig_target,
-                prefix.dir.display()
+                portable.prefix.dir.display()
             );
-            Some(crate::deps::Portable { zig, prefix })
+            Some(portable)
         }
         _ => None,
     };

@@ -273,14 +273,30 @@ impl Portable {
                 "CFLAGS",
                 format!("-I{} -g0", prefix.join("include").display()).into(),
             ),
-            // vmprof needs `_Unwind_Backtrace`: zig links no libgcc_s, so its own libunwind.
+            // vmprof needs `_Unwind_Backtrace`: zig links no libgcc_s, so its
+            // own libunwind. PyPy's `_curses_build.py` links ncursesw and panelw
+            // only (a shared ncursesw brings tinfo by itself, a static one
+            // cannot). lld takes an archive's members only where a symbol is
+            // missing, wherever the archive stands, so both cost nothing elsewhere.
             (
                 "LDFLAGS",
-                format!("-L{} -lunwind", prefix.join("lib").display()).into(),
+                format!("-L{} -lunwind -ltinfo", prefix.join("lib").display()).into(),
             ),
         ]);
         env
     }
+}
+
+/// The toolchain stage and then the dependency stage for `target`, run on
+/// this machine: the compiler and every library of the table.
+pub fn portable_for(sh: &Shell, target: &crate::targets::Target, cache_root: &Path) -> Result<Portable> {
+    let here = crate::targets::get(crate::targets::host_triple())?;
+    let zig = crate::toolchain::ensure(sh, &here, target, cache_root)
+        .context("preparing the portable toolchain")?;
+    let pin = &crate::toolchain::of(&here)?.zig_sha256;
+    let prefix = ensure(sh, &zig, pin, cache_root, &[])
+        .context("building the C libraries for the portable build")?;
+    Ok(Portable { zig, prefix })
 }
 
 /// Builds (or finds in the cache) each named library, or every library of the

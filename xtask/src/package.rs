@@ -35,13 +35,23 @@ pub struct Args {
     /// The Python that runs `package.py` (default: the translated launcher itself).
     #[arg(long)]
     pub python: Option<PathBuf>,
+    /// Build the cffi modules with the portable toolchain and libraries (Linux;
+    /// for a tree translated by them) and require the portability policy.
+    #[arg(long)]
+    pub portable: bool,
 }
 
 pub fn run(args: Args) -> Result<()> {
     let target = targets::get(&args.target)?;
     let recipe = args.recipe.as_deref().map(Recipe::load).transpose()?;
+    let portable = if args.portable {
+        let sh = Shell::new()?;
+        Some(crate::deps::portable_for(&sh, &target, &paths::cache_root())?)
+    } else {
+        None
+    };
     let published = package_translated(&PackageInput {
-        portable: None,
+        portable,
         source_tree: args.source_tree,
         target,
         recipe,

@@ -83,11 +83,11 @@ pub fn check(info: &BinaryInfo, policy: &Portability, own: &[&str]) -> Vec<Viola
         }
     }
     for symbol in &info.exports {
-        if policy
+        let private = policy
             .private_symbol_prefixes
             .iter()
-            .any(|p| symbol.starts_with(p.as_str()))
-        {
+            .any(|p| symbol.starts_with(p.as_str()));
+        if private && !policy.allowed_exports.contains(symbol) {
             out.push(Violation::Export(symbol.clone()));
         }
     }

@@ -219,6 +219,9 @@ pub struct Portability {
     /// Prefixes of the bundled libraries' symbols (`SSL_`, `ffi_`, …), which
     /// no binary of the archive may export.
     pub private_symbol_prefixes: Vec<String>,
+    /// Names with those prefixes that PyPy's own code defines (`EVP_hash`).
+    #[serde(default)]
+    pub allowed_exports: Vec<String>,
 }
 
 /// zig's C compiler, from PyPI's `ziglang` wheel, pinned by file name and sha256.
