@@ -289,7 +289,11 @@ impl Portable {
 
 /// The toolchain stage and then the dependency stage for `target`, run on
 /// this machine: the compiler and every library of the table.
-pub fn portable_for(sh: &Shell, target: &crate::targets::Target, cache_root: &Path) -> Result<Portable> {
+pub fn portable_for(
+    sh: &Shell,
+    target: &crate::targets::Target,
+    cache_root: &Path,
+) -> Result<Portable> {
     let here = crate::targets::get(crate::targets::host_triple())?;
     let zig = crate::toolchain::ensure(sh, &here, target, cache_root)
         .context("preparing the portable toolchain")?;

@@ -46,7 +46,11 @@ pub fn run(args: Args) -> Result<()> {
     let recipe = args.recipe.as_deref().map(Recipe::load).transpose()?;
     let portable = if args.portable {
         let sh = Shell::new()?;
-        Some(crate::deps::portable_for(&sh, &target, &paths::cache_root())?)
+        Some(crate::deps::portable_for(
+            &sh,
+            &target,
+            &paths::cache_root(),
+        )?)
     } else {
         None
     };

@@ -21,7 +21,7 @@ pub const SYSTEM_ENV: &str = "PYPY_EMBED_BENCH_SYSTEM";
 
 const WORKLOADS_PY: &str = include_str!("../../assets/workloads.py");
 const WORKLOADS: [&str; 5] = ["scheduler", "nbody", "json", "regex", "dicts"];
-const ROUNDS: usize = 5;
+const ROUNDS: usize = 9;
 /// The goal for each workload and for their geometric mean.
 const GOAL: f64 = 1.03;
 
