@@ -34,6 +34,10 @@ pub struct KeyInputs {
     /// (and so out of the key) for translations that are not dated.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub source_date_epoch: Option<u64>,
+    /// A portable build's compiler environment (`CC`, `CFLAGS`, `LDFLAGS`,
+    /// `PYPY_LOCALBASE`, …): a change of flags is a different translation.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub build_env: Option<Vec<(String, String)>>,
 }
 
 impl KeyInputs {
@@ -86,8 +90,14 @@ impl BuildCache {
     pub fn lock(&self, key: &str) -> Result<KeyLock> {
         fs_err::create_dir_all(&self.root)?;
         let path = self.root.join(format!("{key}.lock"));
-        let lock = pypy_archive::lock::FileLock::acquire(&path, || {})
-            .with_context(|| format!("locking {}", path.display()))?;
+        let lock = pypy_archive::lock::FileLock::acquire(&path, || {
+            eprintln!(
+                "translate: waiting for another run translating the same inputs (lock {}); \
+                 its result will be used",
+                path.display()
+            )
+        })
+        .with_context(|| format!("locking {}", path.display()))?;
         Ok(KeyLock { _lock: lock })
     }
 
@@ -198,13 +208,14 @@ mod tests {
             compiler_version: "gcc 12".into(),
             source_date_epoch: None,
             triple: "x86_64-unknown-linux-gnu".into(),
+            build_env: None,
         }
     }
 
     #[test]
     fn every_input_changes_the_key() {
         let base = inputs().key();
-        let variants: [fn(&mut KeyInputs); 8] = [
+        let variants: [fn(&mut KeyInputs); 9] = [
             |k| k.source_id.push('x'),
             |k| k.target_file_sha256.push('x'),
             |k| k.opt = "jit".into(),
@@ -213,6 +224,7 @@ mod tests {
             |k| k.host_version.push('x'),
             |k| k.compiler_version.push('x'),
             |k| k.triple = "aarch64-unknown-linux-gnu".into(),
+            |k| k.build_env = Some(vec![("LDFLAGS".into(), "-ltinfo".into())]),
         ];
         for change in variants {
             let mut k = inputs();

@@ -360,6 +360,12 @@ pub fn translate(
         compiler_version: compiler_version(sh, spec.portable.as_ref())?,
         triple: spec.triple.clone(),
         source_date_epoch: spec.source_date_epoch,
+        build_env: spec.portable.as_ref().map(|p| {
+            p.env()
+                .into_iter()
+                .map(|(var, value)| (var.to_string(), value.to_string_lossy().into_owned()))
+                .collect()
+        }),
     };
     let key = key_inputs.key();
     let _lock = cache.lock(&key)?;
