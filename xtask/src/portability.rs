@@ -191,14 +191,6 @@ pub fn summarize(violations: &[Violation]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::binary;
-
-    fn policy() -> Portability {
-        crate::targets::get("x86_64-unknown-linux-gnu")
-            .unwrap()
-            .portability
-            .unwrap()
-    }
 
     #[test]
     fn glibc_versions_compare_as_numbers() {
@@ -228,6 +220,14 @@ mod tests {
     #[cfg(target_os = "linux")]
     mod elf {
         use super::*;
+        use crate::binary;
+
+        fn policy() -> Portability {
+            crate::targets::get("x86_64-unknown-linux-gnu")
+                .unwrap()
+                .portability
+                .unwrap()
+        }
         use std::path::{Path, PathBuf};
         use xshell::{cmd, Shell};
 
