@@ -38,6 +38,10 @@ pub struct KeyInputs {
     /// `PYPY_LOCALBASE`, …): a change of flags is a different translation.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub build_env: Option<Vec<(String, String)>>,
+    /// The folder the source was translated in: PyPy records it in libpypy,
+    /// so a translation made elsewhere has other bytes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source_root: Option<String>,
 }
 
 impl KeyInputs {
@@ -209,13 +213,14 @@ mod tests {
             source_date_epoch: None,
             triple: "x86_64-unknown-linux-gnu".into(),
             build_env: None,
+            source_root: None,
         }
     }
 
     #[test]
     fn every_input_changes_the_key() {
         let base = inputs().key();
-        let variants: [fn(&mut KeyInputs); 9] = [
+        let variants: [fn(&mut KeyInputs); 10] = [
             |k| k.source_id.push('x'),
             |k| k.target_file_sha256.push('x'),
             |k| k.opt = "jit".into(),
@@ -225,6 +230,7 @@ mod tests {
             |k| k.compiler_version.push('x'),
             |k| k.triple = "aarch64-unknown-linux-gnu".into(),
             |k| k.build_env = Some(vec![("LDFLAGS".into(), "-ltinfo".into())]),
+            |k| k.source_root = Some("/tmp/pypy-embed-build/x".into()),
         ];
         for change in variants {
             let mut k = inputs();

@@ -44,6 +44,11 @@ pub struct Args {
     /// [default: $SOURCE_DATE_EPOCH, else the source's own date].
     #[arg(long, value_name = "SECONDS")]
     pub source_date_epoch: Option<u64>,
+    /// The folder the source is copied to and translated in [default:
+    /// `<build_dir of the target table>/<recipe>-<source id>`]. PyPy records
+    /// it in libpypy: builds in other folders differ in those bytes.
+    #[arg(long, value_name = "DIR")]
+    pub build_dir: Option<PathBuf>,
     #[command(flatten)]
     pub fetch: FetchArgs,
     #[command(flatten)]
@@ -161,10 +166,20 @@ pub fn build(args: &Args) -> Result<PathBuf> {
         _ => None,
     };
 
+    // Stage 1e: a fresh copy in the fixed build folder, the same on every
+    // machine, since PyPy records the folder in libpypy (see build_dir).
+    let build_path = match &args.build_dir {
+        Some(dir) => dir.clone(),
+        None => crate::build_dir::default_path(&target, &recipe.name, &patched.source_id),
+    };
+    crate::build_dir::check_not_inside(&patched.root, &build_path)?;
+    let build_tree = crate::build_dir::prepare(&patched.root, &build_path)
+        .context("preparing the build folder")?;
+
     // Stage 2: the translation (or the cached one).
     let mut spec = Spec::from_recipe(
         &recipe,
-        &patched.root,
+        &build_tree.root,
         patched.source_id.clone(),
         &triple,
         &args.run,
@@ -208,7 +223,7 @@ pub fn build(args: &Args) -> Result<PathBuf> {
             compiler: translate::compiler_version(&sh, spec.portable.as_ref())?,
             source_date_epoch: source_date,
             source_date_from: source_date_from.describe().to_string(),
-            source_root: patched.root.display().to_string(),
+            source_root: build_tree.root.display().to_string(),
             target_entry: serde_json::to_value(&target)
                 .context("recording the target table's entry")?,
         }),
@@ -222,9 +237,9 @@ pub fn build(args: &Args) -> Result<PathBuf> {
         None => {
             // PyPy's package.py looks for the outputs where RPython itself
             // leaves them, in `pypy/goal`.
-            place_outputs(&outputs, &patched.root)?;
+            place_outputs(&outputs, &build_tree.root)?;
             let published = package::package_translated(&package::PackageInput {
-                source_tree: patched.root.clone(),
+                source_tree: build_tree.root.clone(),
                 target: target.clone(),
                 recipe: Some(recipe.clone()),
                 out_dir: dist,
@@ -237,6 +252,7 @@ pub fn build(args: &Args) -> Result<PathBuf> {
             published.archive
         }
     };
+    build_tree.finish()?;
     eprintln!(
         "build-pypy: {} verified, in {:.0} s",
         archive.display(),

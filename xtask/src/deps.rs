@@ -24,7 +24,7 @@ use crate::toolchain::Zig;
 const TABLE: &str = include_str!("../../recipes/deps.toml");
 
 /// Bumped when the layout of an entry or the meaning of the key changes.
-const CACHE_FORMAT: u32 = 2;
+const CACHE_FORMAT: u32 = 3;
 
 /// Options of `cargo xtask deps`.
 #[derive(clap::Args, Debug)]
@@ -174,12 +174,10 @@ impl Library {
             word.replace("{prefix}", &vars.prefix.display().to_string())
                 .replace("{jobs}", &vars.jobs.to_string())
                 .replace("{cflags}", &vars.cflags)
-                .replace("{cc}", &vars.zig.bin.join("cc").display().to_string())
-                .replace("{ar}", &vars.zig.bin.join("ar").display().to_string())
-                .replace(
-                    "{ranlib}",
-                    &vars.zig.bin.join("ranlib").display().to_string(),
-                )
+                // The wrappers are first on the build's PATH (Zig::build_env).
+                .replace("{cc}", "cc")
+                .replace("{ar}", "ar")
+                .replace("{ranlib}", "ranlib")
         };
         let patches = self
             .patch_paths()
@@ -269,9 +267,12 @@ impl Portable {
                 "PKG_CONFIG_LIBDIR",
                 prefix.join("lib/pkgconfig").into_os_string(),
             ),
+            // zig hands clang `-O2` whatever `-O` it is given; RPython asks
+            // for `-O3` (and gcc builds get it), so clang's own front end
+            // is told the same, after zig's flag.
             (
                 "CFLAGS",
-                format!("-I{} -g0", prefix.join("include").display()).into(),
+                format!("-I{} -g0 -Xclang -O3", prefix.join("include").display()).into(),
             ),
             // vmprof needs `_Unwind_Backtrace`: zig links no libgcc_s, so its
             // own libunwind. PyPy's `_curses_build.py` links ncursesw and panelw
@@ -450,7 +451,7 @@ fn ensure_one(
     let started = std::time::Instant::now();
     let _dir = sh.push_dir(&src);
     let _env: Vec<_> = zig
-        .env()
+        .build_env(crate::env::var_os("PATH"))
         .into_iter()
         .chain([("CFLAGS", vars.cflags.clone().into())])
         .chain([("SOURCE_DATE_EPOCH", "0".into())])
@@ -515,6 +516,18 @@ fn ensure_one(
         }
     }
     relocate_prefix(&prefix)?;
+    for folder in [work.path(), root] {
+        if let Some((file, _)) = records_folder(&prefix.join("lib"), folder)? {
+            bail!(
+                "the build of {} recorded the folder {} in {}: the library would differ \
+                 between machines and caches; its build commands in recipes/deps.toml must \
+                 give that path another way (a fixed value, -ffile-prefix-map)",
+                lib.name,
+                folder.display(),
+                file.display()
+            );
+        }
+    }
     fs_err::write(prefix.join(format!("build-{}.log", lib.name)), &log)?;
     pypy_archive::fs::write_atomic(&prefix.join(".complete"), b"")?;
     drop(_dir);
@@ -526,6 +539,27 @@ fn ensure_one(
         started.elapsed().as_secs_f64()
     );
     Ok(entry)
+}
+
+/// The first file under `dir` whose bytes contain the path `folder`, with
+/// the offset: a build folder or cache path in a library makes its bytes
+/// depend on where it was built.
+pub fn records_folder(dir: &Path, folder: &Path) -> Result<Option<(PathBuf, usize)>> {
+    let needle = folder.as_os_str().as_encoded_bytes();
+    if needle.is_empty() || !dir.is_dir() {
+        return Ok(None);
+    }
+    for entry in walkdir::WalkDir::new(dir).sort_by_file_name() {
+        let entry = entry?;
+        if !entry.file_type().is_file() {
+            continue;
+        }
+        let bytes = fs_err::read(entry.path())?;
+        if let Some(at) = bytes.windows(needle.len()).position(|w| w == needle) {
+            return Ok(Some((entry.path().to_path_buf(), at)));
+        }
+    }
+    Ok(None)
 }
 
 /// Makes the installed prefix usable from wherever the cache entry ends up:
@@ -641,12 +675,38 @@ mod tests {
                 ["./configure", "--prefix=/p", "--static"]
                     .map(String::from)
                     .to_vec(),
-                ["make", "-j3", "CC=/z/bin/cc", "CFLAGS=-O2 -fPIC"]
+                ["make", "-j3", "CC=cc", "CFLAGS=-O2 -fPIC"]
                     .map(String::from)
                     .to_vec(),
                 ["sh", "-c", "echo /p a  b"].map(String::from).to_vec(),
             ]
         );
+    }
+
+    #[test]
+    fn a_library_recording_its_build_folder_is_found() {
+        let dir = tempfile::tempdir().unwrap();
+        let lib = dir.path().join("lib");
+        fs_err::create_dir_all(lib.join("pkgconfig")).unwrap();
+        fs_err::write(lib.join("libz.a"), b"\x7fELF clean").unwrap();
+        let work = Path::new("/cache/deps/.openssl-build-x1/prefix");
+        assert_eq!(records_folder(&lib, work).unwrap(), None);
+        let mut bytes = b"\0ENGINESDIR: \"".to_vec();
+        bytes.extend(work.as_os_str().as_encoded_bytes());
+        fs_err::write(lib.join("libcrypto.a"), &bytes).unwrap();
+        assert_eq!(
+            records_folder(&lib, work).unwrap(),
+            Some((lib.join("libcrypto.a"), 14))
+        );
+    }
+
+    #[test]
+    fn the_wrappers_come_first_on_the_build_path_by_short_names() {
+        let env = zig().build_env(Some("/usr/bin:/bin".into()));
+        let get = |var: &str| env.iter().find(|(v, _)| *v == var).unwrap().1.clone();
+        assert_eq!(get("PATH"), "/z/bin:/usr/bin:/bin");
+        assert_eq!(get("CC"), "cc");
+        assert_eq!(get("AR"), "ar");
     }
 
     #[test]

@@ -6,6 +6,7 @@ pub mod archive;
 pub mod bench;
 pub mod binary;
 pub mod build_cache;
+pub mod build_dir;
 pub mod build_pypy;
 pub mod c_compiler;
 pub mod check_portable;

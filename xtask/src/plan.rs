@@ -137,6 +137,7 @@ fn steps(input: &PlanInput<'_>) -> Result<Vec<Step>> {
 
     // 2. Patches, onto a copy.
     let mut tree = tree;
+    let mut build_id = source_id.clone();
     if recipe.patches.is_empty() || opts.no_patches {
         steps.push(Step {
             title: "patches: none".into(),
@@ -169,7 +170,9 @@ fn steps(input: &PlanInput<'_>) -> Result<Vec<Step>> {
                 }),
             })
             .collect::<Result<_>>()?;
-        let patched = patch::patched_dir(recipe, opts, &patch::identity(&source_id, &ready));
+        let identity = patch::identity(&source_id, &ready);
+        let patched = patch::patched_dir(recipe, opts, &identity);
+        build_id = format!("patched:{identity}");
         let mut lines = vec![format!(
             "copy the tree to {} and, there, in order:",
             show(&patched)
@@ -212,6 +215,22 @@ fn steps(input: &PlanInput<'_>) -> Result<Vec<Step>> {
             lines,
         });
     }
+
+    // 3b. The fixed folder the source is translated in.
+    let build = crate::build_dir::default_path(target, &recipe.name, &build_id);
+    steps.push(Step {
+        title: "build folder: the same path on every machine".into(),
+        lines: vec![
+            format!("lock {}", show(&pypy_archive::lock::lock_path_for(&build))),
+            format!(
+                "copy {} to {}, anew (PyPy records this folder in libpypy)",
+                show(&tree),
+                show(&build)
+            ),
+            "removed once the archive is made".into(),
+        ],
+    });
+    tree = build;
 
     // 4. The host interpreter.
     let (host_program, host_lines) = if run.bootstrap_host {

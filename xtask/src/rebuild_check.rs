@@ -100,9 +100,6 @@ impl RebuildPlan {
     fn build_args(&self, args: &Args, out_dir: &Path) -> build_pypy::Args {
         let mut fetch = args.fetch.clone();
         fetch.no_patches = self.patches_skipped;
-        if fetch.work_dir.is_none() {
-            fetch.work_dir = work_dir_of(&self.record.source_root);
-        }
         build_pypy::Args {
             recipe: Some(self.recipe.name.clone()),
             target: None,
@@ -115,6 +112,8 @@ impl RebuildPlan {
                 .starts_with(crate::toolchain::VERSION_PREFIX),
             plan: false,
             source_date_epoch: Some(self.record.source_date_epoch),
+            // PyPy records the folder it was translated in: the rebuild uses the same one.
+            build_dir: Some(PathBuf::from(&self.record.source_root)),
             fetch,
             run: RunOptions {
                 host_python: args.host_python.clone(),
@@ -228,17 +227,6 @@ pub fn plan_rebuild(original: &Manifest, args: &Args) -> Result<RebuildPlan> {
         record,
         patches_skipped: origin.patches_skipped,
     })
-}
-
-/// The `--work-dir` that puts the patched source where the original build
-/// had it (`<work>/patched/<recipe>-<id>`): PyPy records that folder in the
-/// library, so a rebuild in another folder differs in those bytes.
-pub fn work_dir_of(source_root: &str) -> Option<PathBuf> {
-    let patched = Path::new(source_root).parent()?;
-    if patched.file_name()? != "patched" {
-        return None;
-    }
-    patched.parent().map(Path::to_path_buf)
 }
 
 fn describe_patches(patches: &[manifest::PatchRecord]) -> String {
@@ -510,17 +498,6 @@ mod tests {
                 ("lib/new.py".to_string(), "only in the rebuild".to_string()),
             ]
         );
-    }
-
-    #[test]
-    fn the_work_dir_puts_the_patched_source_where_it_was() {
-        assert_eq!(
-            work_dir_of(
-                "/home/a/.cache/pypy-embed/sources/patched/pypy3.11-v7.3.23-dfa62d246e4989c3"
-            ),
-            Some(PathBuf::from("/home/a/.cache/pypy-embed/sources"))
-        );
-        assert_eq!(work_dir_of("/somewhere/else"), None);
     }
 
     #[test]

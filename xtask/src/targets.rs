@@ -137,6 +137,8 @@ pub struct Target {
     pub os: Os,
     /// The GitHub Actions runner image that builds this target.
     pub runner: String,
+    /// The fixed folder builds translate in (see [`crate::build_dir`]).
+    pub build_dir: String,
     /// Whether `ci.yml` also runs the test-suite on this target's runner.
     pub ci: bool,
     /// The platform suffix of PyPy's own release names (`linux64`, `win64`, …).

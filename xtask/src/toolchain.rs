@@ -57,6 +57,26 @@ impl Zig {
         .collect()
     }
 
+    /// The environment the C libraries are built in: the wrappers first on
+    /// `PATH` and named by their short names, so that no library records
+    /// where the cache is (OpenSSL keeps its compiler's command line).
+    pub fn build_env(&self, path: Option<OsString>) -> Vec<(&'static str, OsString)> {
+        let mut dirs = vec![self.bin.clone()];
+        dirs.extend(path.iter().flat_map(std::env::split_paths));
+        let path = std::env::join_paths(dirs).unwrap_or_else(|_| self.bin.clone().into());
+        let mut env: Vec<(&'static str, OsString)> = vec![("PATH", path)];
+        env.extend(
+            [
+                ("CC", "cc"),
+                ("CXX", "c++"),
+                ("AR", "ar"),
+                ("RANLIB", "ranlib"),
+            ]
+            .map(|(var, tool)| (var, OsString::from(tool))),
+        );
+        env
+    }
+
     /// What `zig version` prints, e.g. `0.17.1`.
     pub fn version(&self, sh: &Shell) -> Result<String> {
         let zig = &self.zig;

@@ -366,6 +366,7 @@ pub fn translate(
                 .map(|(var, value)| (var.to_string(), value.to_string_lossy().into_owned()))
                 .collect()
         }),
+        source_root: Some(spec.source_root.display().to_string()),
     };
     let key = key_inputs.key();
     let _lock = cache.lock(&key)?;
