@@ -3,6 +3,10 @@
 //! reads back from stdout as `key=value` lines.
 //!
 //! - `first-statement HOME`: start PyPy and run `pass` (the xtask times the process);
+//! - `first-statement-found`: the same with PyPy found as an application
+//!   finds it, skipping the build script's archive: with the
+//!   `embedded-archive` feature, the archive inside this binary;
+//! - `find HOME N`: nanoseconds per `Builder::find` of HOME (warm cache);
 //! - `calls HOME N`: nanoseconds per fast-path call and per `pypy_execute_source`;
 //! - `extract ARCHIVE CACHE`: extract an archive into an empty cache;
 //! - `memory HOME N default|pypy`: RSS added by N fast-path calls and
@@ -18,7 +22,8 @@ use embed_runtime::Builder;
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let args: Vec<String> = std::env::args().skip(1).collect();
-    let usage = "usage: embed_bench first-statement HOME | calls HOME N | extract ARCHIVE CACHE \
+    let usage = "usage: embed_bench first-statement HOME | first-statement-found | find HOME N \
+                 | calls HOME N | extract ARCHIVE CACHE \
                  | memory HOME N default|pypy | typed HOME CALLS HOT_CALLS HANDLES";
     match args
         .iter()
@@ -29,6 +34,23 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         ["first-statement", home] => {
             let rt = Builder::new().home(home).start()?;
             rt.run("pass")?;
+        }
+        ["first-statement-found"] => {
+            let rt = Builder::new()
+                .skip(embed_runtime::Source::BuildTime)
+                .start()?;
+            rt.run("pass")?;
+        }
+        ["find", home, n] => {
+            let n: u32 = n.parse()?;
+            let builder = Builder::new().home(home);
+            builder.find()?;
+            let started = Instant::now();
+            for _ in 0..n {
+                builder.find()?;
+            }
+            let ns = started.elapsed().as_nanos() as f64 / f64::from(n.max(1));
+            println!("find_ns={ns:.0}");
         }
         ["calls", home, n] => calls(home, n.parse()?)?,
         ["memory", home, n, nursery] => memory(home, n.parse()?, nursery)?,

@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context, Result};
 use xshell::{cmd, Shell};
 
-use super::report::{Report, Row};
+use super::report::{Report, Row, Spread};
 use crate::{fixtures, manifest, paths};
 
 const SECTION: &str = "embed";
@@ -103,95 +103,17 @@ pub fn section(report: &mut Report) -> Result<()> {
     let libpypy = top.join(&manifest.paths.libpypy);
 
     // (a)
-    let startup_c = work.path().join("startup_c");
-    let source = work.path().join("startup_c.c");
-    fs_err::write(&source, STARTUP_C)?;
-    cmd!(sh, "cc -O2 -o {startup_c} {source} -ldl")
-        .quiet()
-        .run()
-        .context("compiling the C start-up baseline (a C compiler `cc` is needed)")?;
-    let launcher = manifest.paths.launcher.as_ref().map(|l| top.join(l));
-    let mut ours_times = Vec::new();
-    let mut c_times = Vec::new();
-    let mut launcher_times = Vec::new();
-    let mut archive_times = Vec::new();
-    for run in 0..STARTUP_RUNS + 1 {
-        let time_ours = || {
-            time(|| {
-                cmd!(sh, "{bench} first-statement {top}").quiet().run()?;
-                Ok(())
-            })
-        };
-        let time_c = || {
-            time(|| {
-                cmd!(sh, "{startup_c} {libpypy} {top}").quiet().run()?;
-                Ok(())
-            })
-        };
-        // Alternating who goes first keeps any order effect off one side.
-        if run % 2 == 0 {
-            ours_times.push(time_ours()?);
-            c_times.push(time_c()?);
-        } else {
-            c_times.push(time_c()?);
-            ours_times.push(time_ours()?);
-        }
-        // From the archive: the cached copy is checked at each start.
-        archive_times.push(time(|| {
-            cmd!(sh, "{bench} first-statement {archive}")
-                .quiet()
-                .run()?;
-            Ok(())
-        })?);
-        if let Some(launcher) = &launcher {
-            launcher_times.push(time(|| {
-                cmd!(sh, "{launcher} -c pass").quiet().run()?;
-                Ok(())
-            })?);
-        }
-    }
-    let ours = median_after_warmup(ours_times);
-    let c = median_after_warmup(c_times);
-    report.add(Row {
-        section: section.clone(),
-        name: "start-up to first statement".into(),
-        value: ms(ours),
-        baseline_name: "C: the same 3 calls".into(),
-        baseline: ms(c),
-        unit: "ms".into(),
-        goal: "ratio <= 1.05".into(),
-        met: ours.as_secs_f64() <= 1.05 * c.as_secs_f64(),
-    });
-    let from_archive = median_after_warmup(archive_times);
-    report.add(Row {
-        section: section.clone(),
-        name: "start-up from the archive (cached)".into(),
-        value: ms(from_archive),
-        baseline_name: "C: the same 3 calls".into(),
-        baseline: ms(c),
-        unit: "ms".into(),
-        goal: "reference".into(),
-        met: true,
-    });
-    match launcher {
-        Some(launcher) => {
-            let l = median_after_warmup(launcher_times);
-            report.add(Row {
-                section: section.clone(),
-                name: "start-up to first statement".into(),
-                value: ms(ours),
-                baseline_name: format!(
-                    "{} -c pass",
-                    launcher.file_name().unwrap_or_default().to_string_lossy()
-                ),
-                baseline: ms(l),
-                unit: "ms".into(),
-                goal: "reference".into(),
-                met: true,
-            });
-        }
-        None => eprintln!("bench: the archive names no launcher; no `-c pass` row"),
-    }
+    startup(
+        &sh,
+        &bench,
+        &archive,
+        &top,
+        &libpypy,
+        &manifest,
+        work.path(),
+        report,
+        &section,
+    )?;
 
     // (c)
     let output = cmd!(sh, "{bench} calls {top} {CALLS}")
@@ -214,6 +136,204 @@ pub fn section(report: &mut Report) -> Result<()> {
     // (d)
     memory(&sh, &bench, &top, report, &section)?;
     Ok(())
+}
+
+/// The ways a program starts PyPy, each timed as a whole process.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Start {
+    /// embed-runtime from an extracted tree.
+    Tree,
+    /// A C program making the same three calls on the same library.
+    C,
+    /// The tree's own launcher, `-c pass`.
+    Launcher,
+    /// embed-runtime from the archive, cached (the cached tree is checked).
+    Archive,
+    /// The single-file binary: the archive built in (feature
+    /// `embedded-archive`), cached after the first run.
+    Embedded,
+}
+
+/// (a): every way of starting, interleaved run by run in a rotating order,
+/// so that load from elsewhere and order effects fall on all alike.
+#[allow(clippy::too_many_arguments)]
+fn startup(
+    sh: &Shell,
+    bench: &Path,
+    archive: &Path,
+    top: &Path,
+    libpypy: &Path,
+    manifest: &manifest::Manifest,
+    work: &Path,
+    report: &mut Report,
+    section: &str,
+) -> Result<()> {
+    let source = work.join("startup_c.c");
+    fs_err::write(&source, STARTUP_C)?;
+    let host = crate::targets::get(crate::targets::host_triple())?;
+    let program = crate::c_compiler::Program {
+        source,
+        exe: work.join("startup_c"),
+        include_dirs: Vec::new(),
+        link: crate::c_compiler::Link::Dl,
+    };
+    let startup_c = crate::c_compiler::compile(sh, &host, &program)
+        .context("compiling the C start-up baseline")?;
+    let embedded = embedded_bench(sh, archive)?;
+    let launcher = manifest.paths.launcher.as_ref().map(|l| top.join(l));
+    let mut ways = vec![Start::Tree, Start::C, Start::Archive, Start::Embedded];
+    if launcher.is_some() {
+        ways.push(Start::Launcher);
+    }
+    let mut times: Vec<(Start, Vec<Duration>)> = ways.iter().map(|w| (*w, Vec::new())).collect();
+    for run in 0..STARTUP_RUNS + 1 {
+        for k in 0..ways.len() {
+            let way = ways[(run + k) % ways.len()];
+            let took = time(|| {
+                match way {
+                    Start::Tree => cmd!(sh, "{bench} first-statement {top}").quiet().run()?,
+                    Start::C => cmd!(sh, "{startup_c} {libpypy} {top}").quiet().run()?,
+                    Start::Archive => cmd!(sh, "{bench} first-statement {archive}")
+                        .quiet()
+                        .run()?,
+                    Start::Embedded => {
+                        cmd!(sh, "{embedded} first-statement-found").quiet().run()?
+                    }
+                    Start::Launcher => {
+                        let launcher = launcher.as_ref().context("a launcher")?;
+                        cmd!(sh, "{launcher} -c pass").quiet().run()?
+                    }
+                }
+                Ok(())
+            })?;
+            let slot = times.iter_mut().find(|(w, _)| *w == way);
+            slot.context("a timed way")?.1.push(took);
+        }
+    }
+    let stats = |way: Start| -> Spread {
+        let runs = &times.iter().find(|(w, _)| *w == way).expect("timed").1;
+        Spread::after_warmup(runs)
+    };
+    let (tree, c) = (stats(Start::Tree), stats(Start::C));
+    let row =
+        |name: &str, ours: &Spread, base_name: String, base: &Spread, goal: Option<f64>| Row {
+            section: section.to_string(),
+            name: name.to_string(),
+            value: ours.median,
+            baseline_name: base_name,
+            baseline: base.median,
+            unit: "ms".into(),
+            goal: goal.map_or("reference".into(), |g| format!("ratio <= {g:.2}")),
+            met: goal.is_none_or(|g| ours.median <= g * base.median),
+        };
+    let c_name = "C: the same 3 calls".to_string();
+    report.add_spread(
+        row(
+            "start-up to first statement",
+            &tree,
+            c_name.clone(),
+            &c,
+            Some(1.05),
+        ),
+        &tree,
+        &c,
+    );
+    let from_archive = stats(Start::Archive);
+    report.add_spread(
+        row(
+            "start-up from the archive (cached)",
+            &from_archive,
+            c_name,
+            &c,
+            None,
+        ),
+        &from_archive,
+        &c,
+    );
+    let Some(launcher) = launcher else {
+        eprintln!("bench: the archive names no launcher; no `-c pass` rows");
+        return Ok(());
+    };
+    let l = stats(Start::Launcher);
+    let l_name = format!(
+        "{} -c pass",
+        launcher.file_name().unwrap_or_default().to_string_lossy()
+    );
+    report.add_spread(
+        row(
+            "start-up, from a tree",
+            &tree,
+            l_name.clone(),
+            &l,
+            Some(1.00),
+        ),
+        &tree,
+        &l,
+    );
+    report.add_spread(
+        row(
+            "start-up, from the cached archive",
+            &from_archive,
+            l_name.clone(),
+            &l,
+            Some(1.05),
+        ),
+        &from_archive,
+        &l,
+    );
+    let single = stats(Start::Embedded);
+    report.add_spread(
+        row(
+            "start-up, single-file binary (cached)",
+            &single,
+            l_name.clone(),
+            &l,
+            Some(1.05),
+        ),
+        &single,
+        &l,
+    );
+    // Builder::find alone, in-process, on the warm cache: what discovery
+    // and the cache check cost before any PyPy work.
+    let out = cmd!(sh, "{bench} find {archive} 200")
+        .quiet()
+        .read()
+        .context("timing Builder::find")?;
+    let find_ms = value_of(&out, "find_ns")? / 1e6;
+    let find = Spread {
+        median: find_ms,
+        min: find_ms,
+        max: find_ms,
+    };
+    report.add_spread(
+        row(
+            "Builder::find, archive, warm cache",
+            &find,
+            l_name,
+            &l,
+            None,
+        ),
+        &find,
+        &l,
+    );
+    Ok(())
+}
+
+/// `embed_bench` built with the archive inside it (feature
+/// `embedded-archive`), in a target folder of its own.
+fn embedded_bench(sh: &Shell, archive: &Path) -> Result<PathBuf> {
+    let target_dir = release_dir()
+        .parent()
+        .context("the target folder")?
+        .join("bench-embedded");
+    let _archive = sh.push_env("PYPY_EMBED_BUILD_ARCHIVE", archive);
+    cmd!(
+        sh,
+        "cargo build --release -p embed-runtime --example embed_bench --features embedded-archive --target-dir {target_dir}"
+    )
+    .run()
+    .context("building the single-file bench binary (feature embedded-archive)")?;
+    Ok(target_dir.join("release/examples/embed_bench"))
 }
 
 /// Figures of one `embed_bench memory` run.
@@ -347,10 +467,6 @@ fn median_after_warmup(mut times: Vec<Duration>) -> Duration {
     times.remove(0);
     times.sort();
     times[times.len() / 2]
-}
-
-fn ms(d: Duration) -> f64 {
-    d.as_secs_f64() * 1e3
 }
 
 /// An example of embed-runtime built in release mode.

@@ -30,13 +30,49 @@ impl Row {
     }
 }
 
+/// The median of a figure's runs, with the fastest and the slowest (ms).
+#[derive(Debug, Clone, Copy, serde::Serialize)]
+pub struct Spread {
+    pub median: f64,
+    pub min: f64,
+    pub max: f64,
+}
+
+impl Spread {
+    /// Of `runs`, leaving out the first (cold caches).
+    pub fn after_warmup(runs: &[Duration]) -> Spread {
+        let mut ms: Vec<f64> = runs.iter().skip(1).map(|d| d.as_secs_f64() * 1e3).collect();
+        if ms.is_empty() {
+            ms = runs.iter().map(|d| d.as_secs_f64() * 1e3).collect();
+        }
+        ms.sort_by(f64::total_cmp);
+        Spread {
+            median: ms.get(ms.len() / 2).copied().unwrap_or(f64::NAN),
+            min: ms.first().copied().unwrap_or(f64::NAN),
+            max: ms.last().copied().unwrap_or(f64::NAN),
+        }
+    }
+}
+
 /// All rows of one run.
 #[derive(Debug, Default, serde::Serialize)]
 pub struct Report {
     pub rows: Vec<Row>,
+    /// The min and max behind a row's medians, by row index: (value, baseline).
+    pub spreads: Vec<(usize, Spread, Spread)>,
 }
 
 impl Report {
+    /// Adds `row`, whose value and baseline are the medians of `value` and `baseline`.
+    pub fn add_spread(&mut self, row: Row, value: &Spread, baseline: &Spread) {
+        eprintln!(
+            "bench:   min-max {:.2}-{:.2} against {:.2}-{:.2}",
+            value.min, value.max, baseline.min, baseline.max
+        );
+        self.spreads.push((self.rows.len(), *value, *baseline));
+        self.add(row);
+    }
+
     pub fn add(&mut self, row: Row) {
         eprintln!(
             "bench: {}/{}: {:.4} {} vs {} {:.4} {} (ratio {:.3}; goal {}: {})",
@@ -70,6 +106,13 @@ impl Report {
                 r.ratio(),
                 r.goal,
                 if r.met { "met" } else { "NOT met" }
+            );
+        }
+        for (index, value, baseline) in &self.spreads {
+            let r = &self.rows[*index];
+            println!(
+                "  {}/{}: min-max {:.2}-{:.2} {} against {:.2}-{:.2}",
+                r.section, r.name, value.min, value.max, r.unit, baseline.min, baseline.max
             );
         }
     }
