@@ -661,6 +661,19 @@ fn damaged_cache_entry(ctx: &Ctx) {
 
     let third = start();
     assert_eq!(third["extracted_now"], "false");
+
+    // A start checks libpypy's own folder before loading it (the rest of
+    // the tree while it loads): a touched libpypy is extracted again first.
+    let manifest_text = std::fs::read_to_string(top.join("PYPY.json")).unwrap();
+    let manifest = embed_runtime::manifest::Manifest::from_json(&manifest_text).unwrap();
+    let libpypy = top.join(&manifest.paths.libpypy);
+    let bytes = std::fs::read(&libpypy).unwrap();
+    std::fs::write(&libpypy, &bytes).unwrap();
+    let name = libpypy.file_name().unwrap().to_string_lossy().into_owned();
+    let fourth = start();
+    assert_eq!(fourth["extracted_now"], "true", "{fourth:?}");
+    assert!(fourth["repaired"].contains(&name), "{fourth:?}");
+    assert_eq!(fourth["printed"], ctx.subject.hello());
 }
 
 fn eight_processes_extract_once(ctx: &Ctx) {
