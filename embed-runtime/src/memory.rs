@@ -323,18 +323,22 @@ pub fn l2_cache_size() -> Option<u64> {
     }
 }
 
-/// Reads `cpu*/cache/index*/{level,type,size}` under `root`.
+/// Reads `cpu<N>/cache/index*/{level,type,size}` under `root`, of the first
+/// and the last CPU only: a hybrid CPU numbers its two kinds of core one
+/// after the other, and reading every CPU of a 128-core server would cost
+/// milliseconds at each start.
 #[cfg_attr(not(target_os = "linux"), allow(dead_code))]
 fn l2_from_sysfs(root: &std::path::Path) -> Option<u64> {
     let read = |p: std::path::PathBuf| std::fs::read_to_string(p).ok();
+    let numbers: Vec<u32> = std::fs::read_dir(root)
+        .ok()?
+        .flatten()
+        .filter_map(|cpu| cpu.file_name().to_str()?.strip_prefix("cpu")?.parse().ok())
+        .collect();
+    let (first, last) = (numbers.iter().min()?, numbers.iter().max()?);
     let mut smallest: Option<u64> = None;
-    for cpu in std::fs::read_dir(root).ok()?.flatten() {
-        let name = cpu.file_name();
-        let name = name.to_string_lossy();
-        if !name.starts_with("cpu") || !name[3..].chars().all(|c| c.is_ascii_digit()) {
-            continue;
-        }
-        let Ok(indexes) = std::fs::read_dir(cpu.path().join("cache")) else {
+    for cpu in [*first, *last] {
+        let Ok(indexes) = std::fs::read_dir(root.join(format!("cpu{cpu}/cache"))) else {
             continue;
         };
         for index in indexes.flatten() {
@@ -651,8 +655,10 @@ mod tests {
         cache("cpu0", 1, "1", "Instruction", "32K");
         cache("cpu0", 2, "2", "Unified", "2048K");
         cache("cpu0", 3, "3", "Unified", "307200K");
-        // A smaller core's L2 decides, as in PyPy.
-        cache("cpu1", 2, "2", "Unified", "1024K");
+        // A smaller core's L2 decides, as in PyPy: the last CPU's here.
+        cache("cpu1", 2, "2", "Unified", "512K");
+        cache("cpu11", 2, "2", "Unified", "1024K");
+        cache("cpu2", 2, "2", "Unified", "2048K");
         std::fs::create_dir_all(root.path().join("cpufreq")).unwrap();
         assert_eq!(l2_from_sysfs(root.path()), Some(1 << 20));
         assert_eq!(l2_from_sysfs(&root.path().join("missing")), None);
