@@ -295,10 +295,15 @@ fn report_machine(
         "rebuild-check: SOURCE_DATE_EPOCH={} ({})",
         plan.record.source_date_epoch, plan.record.source_date_from
     );
+    let fixed = Path::new(&plan.record.source_root).starts_with(&target.build_dir);
     eprintln!(
-        "rebuild-check: the source was translated in {}; the rebuild uses the same \
-         folder unless --work-dir says otherwise",
-        plan.record.source_root
+        "rebuild-check: the source was translated in {}{}; the rebuild copies it to the same folder",
+        plan.record.source_root,
+        if fixed {
+            " (the target table's fixed build folder, the same on every machine)"
+        } else {
+            " (not the target table's build folder: built with --build-dir, or before builds had one)"
+        }
     );
     for (what, recorded, here) in rows {
         if recorded != here {
