@@ -205,7 +205,11 @@ pub(crate) fn cached_for_start(
 /// before libpypy is loaded.
 fn start_set(files: &BTreeMap<String, StampEntry>) -> BTreeMap<String, StampEntry> {
     let folder = |rel: &str| rel.rsplit_once('/').map_or("", |(dir, _)| dir).to_string();
-    let file_name = |rel: &str| rel.rsplit_once('/').map_or(rel, |(_, name)| name).to_string();
+    let file_name = |rel: &str| {
+        rel.rsplit_once('/')
+            .map_or(rel, |(_, name)| name)
+            .to_string()
+    };
     let library_folders: HashSet<String> = files
         .keys()
         .filter(|rel| file_name(rel).starts_with("libpypy"))
@@ -932,7 +936,11 @@ mod tests {
         let start: Vec<_> = start_set(&files).into_keys().collect();
         assert_eq!(
             start,
-            ["pypy/PYPY.json", "pypy/bin/libpypy3.11-c.so", "pypy/bin/pypy3.11"]
+            [
+                "pypy/PYPY.json",
+                "pypy/bin/libpypy3.11-c.so",
+                "pypy/bin/pypy3.11"
+            ]
         );
     }
 

@@ -579,7 +579,12 @@ mod tests {
         );
         std::fs::write(&path, &long).unwrap();
         let read = read_until_files(&path).unwrap().unwrap();
-        assert!(read.len() < long.len() / 4, "{} of {}", read.len(), long.len());
+        assert!(
+            read.len() < long.len() / 4,
+            "{} of {}",
+            read.len(),
+            long.len()
+        );
         assert_eq!(read_manifest_head(&path).unwrap().paths.libpypy, "bin/l.so");
     }
 

@@ -201,6 +201,8 @@ mod ffi;
 pub use pypy_archive::manifest;
 pub mod marshal;
 mod memory;
+#[cfg(test)]
+mod protocol;
 mod registry;
 mod runtime;
 mod typed;
