@@ -120,7 +120,7 @@ pub(crate) fn ensure(cache: &Path, archive: &ArchiveRef<'_>) -> Result<Extracted
     // Blocks while another process extracts; the OS releases the lock if that
     // process dies, so a crash cannot wedge later starts.
     let lock =
-        FileLock::acquire(&lock_path, || {}).map_err(|e| Error::io("locking", &lock_path, e))?;
+        FileLock::acquire(&lock_path, |_| {}).map_err(|e| Error::io("locking", &lock_path, e))?;
 
     // Whoever held the lock before us may have done the work.
     let repaired = match check(&entry, &sha256) {

@@ -94,10 +94,11 @@ impl BuildCache {
     pub fn lock(&self, key: &str) -> Result<KeyLock> {
         fs_err::create_dir_all(&self.root)?;
         let path = self.root.join(format!("{key}.lock"));
-        let lock = pypy_archive::lock::FileLock::acquire(&path, || {
+        let lock = pypy_archive::lock::FileLock::acquire(&path, |holder| {
             eprintln!(
-                "translate: waiting for another run translating the same inputs (lock {}); \
+                "translate: waiting for another run translating the same inputs ({}; lock {}); \
                  its result will be used",
+                holder.describe(),
                 path.display()
             )
         })

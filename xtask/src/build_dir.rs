@@ -49,10 +49,11 @@ pub fn prepare(tree: &Path, dest: &Path) -> Result<BuildTree> {
     fs_err::create_dir_all(parent).map_err(|e| refused(dest, e))?;
     let lock_path = pypy_archive::lock::lock_path_for(dest);
     let since = std::time::Instant::now();
-    let lock = pypy_archive::lock::FileLock::acquire(&lock_path, || {
+    let lock = pypy_archive::lock::FileLock::acquire(&lock_path, |holder| {
         eprintln!(
-            "build-dir: waiting for another build that translates in {} (lock {})",
+            "build-dir: waiting for another build that translates in {} ({}; lock {})",
             dest.display(),
+            holder.describe(),
             lock_path.display()
         )
     })

@@ -214,9 +214,10 @@ fn chroot(sh: &Shell, cache_root: &Path, mirror: &str, suite: &str) -> Result<Pa
     }
     fs_err::create_dir_all(cache_root.join("chroots"))?;
     let lock_path = pypy_archive::lock::lock_path_for(&dir);
-    let _lock = pypy_archive::lock::FileLock::acquire(&lock_path, || {
+    let _lock = pypy_archive::lock::FileLock::acquire(&lock_path, |holder| {
         eprintln!(
-            "check-portable: waiting for another run making the {suite} chroot (lock {})",
+            "check-portable: waiting for another run making the {suite} chroot ({}; lock {})",
+            holder.describe(),
             lock_path.display()
         )
     })?;

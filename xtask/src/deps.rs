@@ -421,10 +421,11 @@ fn ensure_one(
     }
     fs_err::create_dir_all(root)?;
     let lock_path = pypy_archive::lock::lock_path_for(&entry);
-    let _lock = pypy_archive::lock::FileLock::acquire(&lock_path, || {
+    let _lock = pypy_archive::lock::FileLock::acquire(&lock_path, |holder| {
         eprintln!(
-            "deps: waiting for another run that is building {} (lock {})",
+            "deps: waiting for another run that is building {} ({}; lock {})",
             lib.name,
+            holder.describe(),
             lock_path.display()
         )
     })?;

@@ -128,9 +128,10 @@ pub fn ensure(sh: &Shell, host: &Target, target: &Target, cache_root: &Path) -> 
         let lock_path = pypy_archive::lock::lock_path_for(&dir);
         fs_err::create_dir_all(cache_root.join("toolchains"))?;
         let started = std::time::Instant::now();
-        let _lock = pypy_archive::lock::FileLock::acquire(&lock_path, || {
+        let _lock = pypy_archive::lock::FileLock::acquire(&lock_path, |holder| {
             eprintln!(
-                "toolchain: waiting for another run that is unpacking zig (lock {})",
+                "toolchain: waiting for another run that is unpacking zig ({}; lock {})",
+                holder.describe(),
                 lock_path.display()
             )
         })

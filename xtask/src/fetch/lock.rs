@@ -9,10 +9,11 @@ pub use pypy_archive::lock::{lock_path_for, FileLock};
 
 /// Takes the lock at `path`, waiting (and saying so) while another run holds it.
 pub fn acquire(path: &Path) -> Result<FileLock> {
-    FileLock::acquire(path, || {
+    FileLock::acquire(path, |holder| {
         eprintln!(
-            "fetch: waiting for {} (another run is writing the same cache entry)",
-            path.display()
+            "fetch: waiting for {} ({} is writing the same cache entry)",
+            path.display(),
+            holder.describe()
         )
     })
     .with_context(|| format!("locking {}", path.display()))
