@@ -112,13 +112,7 @@ fn clone_into_cache(sh: &Shell, pin: &Externals, cached: &Path) -> Result<()> {
 }
 
 fn head_of(sh: &Shell, dir: &Path) -> Result<String> {
-    Ok(cmd!(sh, "git -C {dir} rev-parse HEAD")
-        .quiet()
-        .ignore_stderr()
-        .read()
-        .with_context(|| format!("{} is not a git checkout", dir.display()))?
-        .trim()
-        .to_string())
+    crate::git::head(sh, dir)
 }
 
 #[cfg(test)]
@@ -143,11 +137,11 @@ mod tests {
         )
         .run()
         .unwrap();
-        let commit = cmd!(sh, "git rev-parse HEAD").read().unwrap();
+        let commit = crate::git::head(&sh, &repo).unwrap();
         Externals {
             url: repo.display().to_string(),
             branch: "win64_14x".into(),
-            commit: commit.trim().into(),
+            commit,
         }
     }
 

@@ -20,6 +20,7 @@ pub mod externals;
 pub mod fetch;
 pub mod fetch_cmd;
 pub mod fixtures;
+pub mod git;
 pub mod host;
 pub mod known_failures;
 pub mod package;

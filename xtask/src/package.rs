@@ -230,16 +230,7 @@ pub fn origin_for(tree: &Path, recipe: Option<&Recipe>, target: &targets::Target
 }
 
 fn git_commit(tree: &Path) -> Option<String> {
-    if !tree.join(".git").exists() {
-        return None;
-    }
-    let sh = Shell::new().ok()?;
-    cmd!(sh, "git -C {tree} rev-parse HEAD")
-        .quiet()
-        .ignore_stderr()
-        .read()
-        .ok()
-        .map(|s| s.trim().to_string())
+    crate::git::head_if_checkout(&Shell::new().ok()?, tree)
 }
 
 /// Libraries the recipe allows beyond the target table.

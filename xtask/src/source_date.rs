@@ -10,7 +10,7 @@ use std::path::Path;
 use std::time::UNIX_EPOCH;
 
 use anyhow::{Context, Result};
-use xshell::{cmd, Shell};
+use xshell::Shell;
 
 /// The variable, as reproducible-builds.org names it.
 pub const VAR: &str = "SOURCE_DATE_EPOCH";
@@ -56,15 +56,7 @@ pub fn for_tree(sh: &Shell, root: &Path) -> Result<(u64, Origin)> {
         return Ok((epoch, Origin::Environment));
     }
     if root.join(".git").exists() {
-        let out = cmd!(sh, "git -C {root} log -1 --format=%ct")
-            .quiet()
-            .read()
-            .with_context(|| format!("reading the commit date of {}", root.display()))?;
-        let epoch = out
-            .trim()
-            .parse()
-            .with_context(|| format!("`git log` gave {out:?} as the commit date"))?;
-        return Ok((epoch, Origin::GitCommit));
+        return Ok((crate::git::commit_date(sh, root)?, Origin::GitCommit));
     }
     Ok((newest_file(root)?, Origin::NewestFile))
 }

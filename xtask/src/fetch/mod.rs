@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
-use xshell::{cmd, Shell};
+use xshell::Shell;
 
 use crate::manifest;
 use crate::paths;
@@ -249,29 +249,7 @@ fn local_tree(dir: &Path) -> Result<SourceTree> {
 /// (no git, not a checkout, or a folder inside someone else's checkout, whose
 /// commit would say nothing about this tree).
 pub fn git_commit(dir: &Path) -> Option<String> {
-    let sh = Shell::new().ok()?;
-    let top = cmd!(sh, "git -C {dir} rev-parse --show-toplevel")
-        .quiet()
-        .ignore_stderr()
-        .read()
-        .ok()?;
-    let same = match (
-        std::fs::canonicalize(top.trim()),
-        std::fs::canonicalize(dir),
-    ) {
-        (Ok(a), Ok(b)) => a == b,
-        _ => false,
-    };
-    if !same {
-        return None;
-    }
-    let head = cmd!(sh, "git -C {dir} rev-parse HEAD")
-        .quiet()
-        .ignore_stderr()
-        .read()
-        .ok()?;
-    let head = head.trim();
-    (head.len() >= 40 && head.bytes().all(|b| b.is_ascii_hexdigit())).then(|| head.to_string())
+    crate::git::commit_of_top(&Shell::new().ok()?, dir)
 }
 
 /// The sha256 of a file, as lowercase hex.
@@ -291,12 +269,10 @@ pub fn source_id_of(sh: &Shell, tree: &SourceTree) -> Result<String> {
 /// The git commit of a clean checkout, else a hash of the tree's sources.
 pub fn source_identity(sh: &Shell, dir: &Path) -> Result<String> {
     if dir.join(".git").exists() {
-        let commit = cmd!(sh, "git -C {dir} rev-parse HEAD").quiet().read();
-        let dirty = cmd!(sh, "git -C {dir} status --porcelain --untracked-files=no")
-            .quiet()
-            .read();
-        if let (Ok(commit), Ok(dirty)) = (commit, dirty) {
-            if dirty.trim().is_empty() {
+        let commit = crate::git::head(sh, dir);
+        let clean = crate::git::is_clean(sh, dir);
+        if let (Ok(commit), Ok(clean)) = (commit, clean) {
+            if clean {
                 return Ok(format!("git:{commit}"));
             }
         }
