@@ -788,7 +788,7 @@ fn compare_with_manifest(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::manifest::{FileEntry, Origin, Paths, Source, FORMAT_VERSION};
+    use crate::manifest::{FileEntry, Origin, Paths, FORMAT_VERSION};
 
     /// A real tar.gz archive with a manifest that matches its files, plus
     /// whatever extra entries a test adds.
@@ -854,15 +854,7 @@ mod tests {
                 needed_libraries: vec![],
                 no_headers: false,
                 portability: None,
-                origin: Origin {
-                    recipe: None,
-                    source: Source::Checkout { commit: None },
-                    translation_options: vec![],
-                    patches: Vec::new(),
-                    patches_skipped: false,
-                    externals: None,
-                    build: None,
-                },
+                origin: Origin::checkout(None),
                 files: self.manifest_files.clone(),
             }
         }

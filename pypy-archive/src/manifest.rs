@@ -93,6 +93,47 @@ pub struct Origin {
     pub build: Option<BuildRecord>,
 }
 
+impl Origin {
+    /// A tree someone else built (an installed PyPy, an official binary
+    /// release), repackaged as it is: no recipe, no translation.
+    pub fn prebuilt(description: impl Into<String>, sha256: Option<String>) -> Origin {
+        Origin::from_source(Source::Prebuilt {
+            description: description.into(),
+            sha256,
+        })
+    }
+
+    /// A translation of a recipe's source release, with its RPython options;
+    /// patches, externals and the build record are filled in by the build.
+    pub fn recipe(name: &str, url: &str, sha256: &str, translation_options: Vec<String>) -> Origin {
+        Origin {
+            recipe: Some(name.to_string()),
+            translation_options,
+            ..Origin::from_source(Source::Release {
+                url: url.to_string(),
+                sha256: sha256.to_string(),
+            })
+        }
+    }
+
+    /// A local tree, with its git commit when it is a checkout.
+    pub fn checkout(commit: Option<String>) -> Origin {
+        Origin::from_source(Source::Checkout { commit })
+    }
+
+    fn from_source(source: Source) -> Origin {
+        Origin {
+            recipe: None,
+            source,
+            translation_options: Vec::new(),
+            patches: Vec::new(),
+            patches_skipped: false,
+            externals: None,
+            build: None,
+        }
+    }
+}
+
 /// The build machine's side of a translation: what must match for a rebuild
 /// to give the same bytes (docs/reproducible-builds.md).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -14,7 +14,7 @@ use anyhow::{bail, Context, Result};
 use xshell::{cmd, Shell};
 
 use crate::archive::{PublishOptions, Published};
-use crate::manifest::{Origin, Source};
+use crate::manifest::Origin;
 use crate::recipe::Recipe;
 use crate::{paths, repackage, targets};
 
@@ -202,30 +202,9 @@ pub fn origin_for(tree: &Path, recipe: Option<&Recipe>, target: &targets::Target
                 &crate::translate::RunOptions::default(),
             )
             .recorded_options();
-            Origin {
-                recipe: Some(r.name.clone()),
-                source: Source::Release {
-                    url: r.source.url.clone(),
-                    sha256: r.source.sha256.clone(),
-                },
-                translation_options: options,
-                patches: Vec::new(),
-                patches_skipped: false,
-                externals: None,
-                build: None,
-            }
+            Origin::recipe(&r.name, &r.source.url, &r.source.sha256, options)
         }
-        None => Origin {
-            recipe: None,
-            source: Source::Checkout {
-                commit: git_commit(tree),
-            },
-            translation_options: Vec::new(),
-            patches: Vec::new(),
-            patches_skipped: false,
-            externals: None,
-            build: None,
-        },
+        None => Origin::checkout(git_commit(tree)),
     }
 }
 
@@ -305,6 +284,7 @@ pub fn package_translated(input: &PackageInput) -> Result<Published> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::manifest::Source;
 
     fn linux() -> targets::Target {
         targets::get("x86_64-unknown-linux-gnu").unwrap()

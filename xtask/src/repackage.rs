@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{bail, Context, Result};
 
 use crate::archive::{self, PublishOptions, Published};
-use crate::manifest::{Origin, Source};
+use crate::manifest::Origin;
 use crate::{fetch, paths, targets};
 
 /// Options of `cargo xtask repackage`.
@@ -95,18 +95,7 @@ pub fn repackage_tree_with(
     } else {
         "an installed tree"
     };
-    let origin = Origin {
-        recipe: None,
-        source: Source::Prebuilt {
-            description: layout.to_string(),
-            sha256: None,
-        },
-        translation_options: Vec::new(),
-        patches: Vec::new(),
-        patches_skipped: false,
-        externals: None,
-        build: None,
-    };
+    let origin = Origin::prebuilt(layout, None);
     repackage_with_options(tree, target, out_dir, origin, opts)
 }
 
@@ -136,18 +125,7 @@ pub fn repackage_release_file(
         .tempdir_in(out_dir)?;
     let dir = unpacked.path().join("release");
     fetch::extract_archive(file, &dir).with_context(|| format!("unpacking {}", file.display()))?;
-    let origin = Origin {
-        recipe: None,
-        source: Source::Prebuilt {
-            description: format!("binary release {name}"),
-            sha256: Some(got),
-        },
-        translation_options: Vec::new(),
-        patches: Vec::new(),
-        patches_skipped: false,
-        externals: None,
-        build: None,
-    };
+    let origin = Origin::prebuilt(format!("binary release {name}"), Some(got));
     repackage_with_options(&dir, target, out_dir, origin, opts)
 }
 

@@ -218,7 +218,7 @@ mod tests {
     }
 
     fn manifest(build: Option<manifest::BuildRecord>) -> Manifest {
-        use manifest::{Origin, Paths, Source};
+        use manifest::{Origin, Paths};
         Manifest {
             format_version: manifest::FORMAT_VERSION,
             pypy_version: "7.3.23".into(),
@@ -234,12 +234,9 @@ mod tests {
             needed_libraries: vec![],
             origin: Origin {
                 recipe: Some("pypy3.11-v7.3.23".into()),
-                source: Source::Checkout { commit: None },
                 translation_options: vec!["--opt=jit".into(), "--shared".into()],
-                patches: vec![],
-                patches_skipped: false,
-                externals: None,
                 build,
+                ..Origin::checkout(None)
             },
             no_headers: false,
             portability: None,
