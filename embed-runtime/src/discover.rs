@@ -5,9 +5,9 @@ use std::path::{Path, PathBuf};
 
 use crate::cache::{self, ArchiveRef};
 use crate::error::{Error, Searched};
-use serde::Deserialize;
+use pypy_archive::head::{HeadError, ManifestHead};
 
-use crate::manifest::{ManifestError, Paths, FORMAT_VERSION, MANIFEST_NAME, TOP_DIR};
+use crate::manifest::{MANIFEST_NAME, TOP_DIR};
 
 /// Names an extracted tree (the `pypy/` folder, or the folder holding it).
 pub const HOME_ENV: &str = "PYPY_EMBED_HOME";
@@ -382,75 +382,14 @@ pub(crate) fn from_tree(source: Source, path: &Path) -> Result<Home, Error> {
     })
 }
 
-/// The part of `PYPY.json` a start needs. Skipping the per-file list keeps
-/// start-up fast: parsing all of it costs several milliseconds, and the
-/// files were checked when the archive was extracted.
-#[derive(Debug, Deserialize)]
-struct ManifestHead {
-    format_version: u64,
-    pypy_version: String,
-    python_version: String,
-    paths: Paths,
-}
-
 fn read_manifest_head(path: &Path) -> Result<ManifestHead, Error> {
-    let error = |reason| Error::Manifest {
-        path: path.to_path_buf(),
-        reason,
-    };
-    // Writers put the per-file list last (half a megabyte for PyPy 3.11);
-    // reading and parsing only what comes before it saves most of the time.
-    // Anything unexpected falls back to the whole text.
-    let head = read_until_files(path)
-        .ok()
-        .flatten()
-        .and_then(|text| head_before_files(&text))
-        .and_then(|prefix| serde_json::from_str::<ManifestHead>(&prefix).ok());
-    let head = match head {
-        Some(head) => head,
-        None => {
-            let text = std::fs::read_to_string(path).map_err(|e| Error::io("reading", path, e))?;
-            serde_json::from_str(&text).map_err(|e| error(ManifestError::Json(e)))?
-        }
-    };
-    if head.format_version != u64::from(FORMAT_VERSION) {
-        return Err(error(ManifestError::UnknownVersion {
-            found: head.format_version,
-        }));
-    }
-    Ok(head)
-}
-
-/// The start of the file, read in blocks until it holds the `"files"` key;
-/// `None` when the file ends first.
-fn read_until_files(path: &Path) -> std::io::Result<Option<String>> {
-    use std::io::Read;
-    let mut file = std::fs::File::open(path)?;
-    let mut bytes = Vec::new();
-    let mut block = [0u8; 16 * 1024];
-    loop {
-        let n = file.read(&mut block)?;
-        if n == 0 {
-            return Ok(None);
-        }
-        bytes.extend_from_slice(&block[..n]);
-        // The key may straddle two blocks: look again over the join.
-        let from = bytes.len().saturating_sub(n + 7);
-        if bytes[from..].windows(7).any(|w| w == b"\"files\"") {
-            // A cut inside a UTF-8 sequence only loses the tail after the key.
-            return Ok(Some(String::from_utf8_lossy(&bytes).into_owned()));
-        }
-    }
-}
-
-/// The manifest's text up to its `"files"` key, closed as an object. A
-/// `"files"` inside a string would be escaped, and one nested deeper would
-/// leave the braces unbalanced and fail to parse, so a wrong cut never
-/// yields a wrong head, only the fallback.
-fn head_before_files(text: &str) -> Option<String> {
-    let at = text.find("\"files\"")?;
-    let before = text[..at].trim_end().strip_suffix(',')?;
-    Some(format!("{before}}}"))
+    pypy_archive::head::read_head(path).map_err(|e| match e {
+        HeadError::Io(e) => Error::io("reading", path, e),
+        HeadError::Manifest(reason) => Error::Manifest {
+            path: path.to_path_buf(),
+            reason,
+        },
+    })
 }
 
 /// A tree without `PYPY.json` (an upstream release, Debian's `/usr`): libpypy
@@ -543,50 +482,6 @@ fn find_libpypy(dir: &Path) -> Option<PathBuf> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn the_manifest_head_is_read_without_the_file_list() {
-        let text = r#"{"format_version": 1, "pypy_version": "7.3.20", "python_version": "3.11",
-            "paths": {"libpypy": "bin/l.so", "launcher": null, "stdlib": "lib", "include": "inc"},
-            "files": {"a": {"sha256": "00", "size": 1, "mode": 420}}}"#;
-        let prefix = head_before_files(text).unwrap();
-        assert!(!prefix.contains("sha256"));
-        let head: ManifestHead = serde_json::from_str(&prefix).unwrap();
-        assert_eq!(head.paths.libpypy, "bin/l.so");
-        // A "files" key nested deeper gives a prefix that does not parse.
-        let nested = r#"{"format_version": 1, "origin": {"files": 1}, "paths": {}}"#;
-        assert!(head_before_files(nested)
-            .and_then(|p| serde_json::from_str::<ManifestHead>(&p).ok())
-            .is_none());
-
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join(MANIFEST_NAME);
-        std::fs::write(
-            &path,
-            text.replace("\"format_version\": 1", "\"format_version\": 9"),
-        )
-        .unwrap();
-        let err = read_manifest_head(&path).unwrap_err().to_string();
-        assert!(err.contains("format version 9"), "{err}");
-
-        // A long file list is not read, let alone parsed.
-        let many: Vec<String> = (0..5000)
-            .map(|i| format!(r#""f{i}": {{"sha256": "00", "size": 1, "mode": 420}}"#))
-            .collect();
-        let long = text.replace(
-            r#""a": {"sha256": "00", "size": 1, "mode": 420}"#,
-            &many.join(", "),
-        );
-        std::fs::write(&path, &long).unwrap();
-        let read = read_until_files(&path).unwrap().unwrap();
-        assert!(
-            read.len() < long.len() / 4,
-            "{} of {}",
-            read.len(),
-            long.len()
-        );
-        assert_eq!(read_manifest_head(&path).unwrap().paths.libpypy, "bin/l.so");
-    }
 
     #[test]
     fn a_missing_tree_is_an_error_naming_its_source() {

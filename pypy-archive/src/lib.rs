@@ -9,6 +9,7 @@ pub mod entry;
 pub mod extract;
 pub mod fs;
 pub mod hash;
+pub mod head;
 pub mod lock;
 pub mod manifest;
 pub mod name;
