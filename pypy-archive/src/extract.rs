@@ -101,22 +101,38 @@ pub enum Format {
     Zip,
 }
 
+/// Every archive name ending this crate reads, with its format; the one
+/// list both the xtask and the runtime go by. A wheel is a zip archive by
+/// definition (PEP 427).
+pub const SUFFIXES: [(&str, Format); 6] = [
+    (".tar.bz2", Format::TarBz2),
+    (".tbz2", Format::TarBz2),
+    (".tar.gz", Format::TarGz),
+    (".tgz", Format::TarGz),
+    (".zip", Format::Zip),
+    (".whl", Format::Zip),
+];
+
+/// `name` without its archive suffix (any case), when it has one of [`SUFFIXES`].
+pub fn strip_suffix(name: &str) -> Option<&str> {
+    let lower = name.to_ascii_lowercase();
+    SUFFIXES
+        .iter()
+        .find(|(suffix, _)| lower.ends_with(suffix) && lower.len() > suffix.len())
+        .map(|(suffix, _)| &name[..name.len() - suffix.len()])
+}
+
 impl Format {
     pub fn of(archive: &Path) -> Result<Format> {
         let name = archive
             .file_name()
             .map(|n| n.to_string_lossy().to_ascii_lowercase())
             .unwrap_or_default();
-        if name.ends_with(".tar.bz2") || name.ends_with(".tbz2") {
-            Ok(Format::TarBz2)
-        } else if name.ends_with(".tar.gz") || name.ends_with(".tgz") {
-            Ok(Format::TarGz)
-        } else if name.ends_with(".zip") || name.ends_with(".whl") {
-            // A wheel is a zip archive by definition (PEP 427).
-            Ok(Format::Zip)
-        } else {
-            Err(ExtractError::UnknownType(archive.to_path_buf()))
-        }
+        SUFFIXES
+            .iter()
+            .find(|(suffix, _)| name.ends_with(suffix))
+            .map(|(_, format)| *format)
+            .ok_or_else(|| ExtractError::UnknownType(archive.to_path_buf()))
     }
 }
 
@@ -608,6 +624,24 @@ fn set_mode(_file: &File, _mode: u32) -> io::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn one_suffix_table_names_the_format_and_the_stem() {
+        assert_eq!(
+            strip_suffix("pypy3.11-v7.3.23-src.tar.bz2"),
+            Some("pypy3.11-v7.3.23-src")
+        );
+        assert_eq!(
+            strip_suffix("pypy2.7-v7.3.20-win64.ZIP"),
+            Some("pypy2.7-v7.3.20-win64")
+        );
+        assert_eq!(strip_suffix("x.whl"), Some("x"));
+        assert_eq!(strip_suffix(".tgz"), None);
+        assert_eq!(strip_suffix("notes.txt"), None);
+        assert_eq!(Format::of(Path::new("a/b.tbz2")).unwrap(), Format::TarBz2);
+        assert_eq!(Format::of(Path::new("b.whl")).unwrap(), Format::Zip);
+        assert!(Format::of(Path::new("b.rar")).is_err());
+    }
 
     #[test]
     fn relative_components_refuse_escapes() {

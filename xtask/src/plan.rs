@@ -111,9 +111,9 @@ fn steps(input: &PlanInput<'_>) -> Result<Vec<Step>> {
             let url = &recipe.source.url;
             let cached = fetch::cached_path(url, &recipe.source.sha256, opts)?;
             let unpacked = fetch::unpack_dir(recipe, opts);
-            let top = recipe
-                .source_file_name()
-                .trim_end_matches(".tar.bz2")
+            let file = recipe.source_file_name();
+            let top = pypy_archive::extract::strip_suffix(file)
+                .unwrap_or(file)
                 .to_string();
             (
                 unpacked.join(&top),
@@ -235,18 +235,7 @@ fn steps(input: &PlanInput<'_>) -> Result<Vec<Step>> {
     // 4. The host interpreter.
     let (host_program, host_lines) = if run.bootstrap_host {
         let dir = translate::bootstrap_dir(cache, target);
-        let file = target.bootstrap.url.rsplit('/').next().unwrap_or_default();
-        let top = [".tar.bz2", ".zip"]
-            .iter()
-            .fold(file.to_string(), |f, ext| {
-                f.trim_end_matches(ext).to_string()
-            });
-        let exe = if target.os == Os::Windows {
-            "pypy.exe"
-        } else {
-            "bin/pypy"
-        };
-        let program = dir.join(top).join(exe);
+        let program = translate::bootstrap_program_planned(cache, target);
         (
             program.clone(),
             vec![

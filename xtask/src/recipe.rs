@@ -20,8 +20,14 @@ const TARGET_TABLE_FILE: &str = "targets.toml";
 /// The dependency stage's table (`crate::deps`), which sits beside the recipes.
 const DEPS_TABLE_FILE: &str = "deps.toml";
 
-/// Archive types that `fetch` can unpack; a source URL must end in one of them.
-pub const ARCHIVE_SUFFIXES: [&str; 5] = [".tar.bz2", ".tbz2", ".tar.gz", ".tgz", ".zip"];
+/// The archive name endings `fetch` can unpack (pypy-archive's table); a
+/// source URL must end in one of them.
+pub fn archive_suffixes() -> Vec<&'static str> {
+    pypy_archive::extract::SUFFIXES
+        .iter()
+        .map(|(suffix, _)| *suffix)
+        .collect()
+}
 
 /// One PyPy release and how to build it.
 #[derive(Debug, Clone)]
@@ -227,10 +233,10 @@ fn url_problem(value: &str) -> Option<String> {
         ));
     }
     let file = url.path().rsplit('/').next().unwrap_or("");
-    if !ARCHIVE_SUFFIXES.iter().any(|s| file.ends_with(s)) || ARCHIVE_SUFFIXES.contains(&file) {
+    if pypy_archive::extract::strip_suffix(file).is_none() {
         return Some(format!(
             "`{value}` does not end in an archive file name (one of {})",
-            ARCHIVE_SUFFIXES.join(", ")
+            archive_suffixes().join(", ")
         ));
     }
     None

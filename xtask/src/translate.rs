@@ -196,13 +196,29 @@ pub fn bootstrap_dir(cache_root: &Path, target: &targets::Target) -> PathBuf {
         .join(&target.bootstrap.sha256[..16])
 }
 
-/// The interpreter inside an unpacked official PyPy 2.7 (`<top>/bin/pypy`, `pypy.exe` on Windows).
-fn bootstrap_program(dest: &Path, target: &targets::Target) -> Result<PathBuf> {
-    let exe = if target.os == targets::Os::Windows {
+/// The interpreter's path inside an official PyPy 2.7's top folder.
+pub fn bootstrap_exe(target: &targets::Target) -> &'static str {
+    if target.os == targets::Os::Windows {
         "pypy.exe"
     } else {
         "bin/pypy"
-    };
+    }
+}
+
+/// Where the interpreter is once the archive is unpacked, as a plan shows
+/// it: `<bootstrap_dir>/<archive name without its suffix>/<exe>` (PyPy's
+/// releases hold one top folder of that name).
+pub fn bootstrap_program_planned(cache_root: &Path, target: &targets::Target) -> PathBuf {
+    let file = target.bootstrap.url.rsplit('/').next().unwrap_or_default();
+    let top = pypy_archive::extract::strip_suffix(file).unwrap_or(file);
+    bootstrap_dir(cache_root, target)
+        .join(top)
+        .join(bootstrap_exe(target))
+}
+
+/// The interpreter inside an unpacked official PyPy 2.7 (`<top>/bin/pypy`, `pypy.exe` on Windows).
+fn bootstrap_program(dest: &Path, target: &targets::Target) -> Result<PathBuf> {
+    let exe = bootstrap_exe(target);
     for entry in fs_err::read_dir(dest)? {
         let candidate = entry?.path().join(exe);
         if candidate.is_file() {

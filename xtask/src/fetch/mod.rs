@@ -18,7 +18,7 @@ use xshell::Shell;
 
 use crate::manifest;
 use crate::paths;
-use crate::recipe::{self, Recipe};
+use crate::recipe::Recipe;
 
 pub use download::{cached_path, download_verified};
 pub use extract::{extract_archive, extract_once};
@@ -203,10 +203,7 @@ fn release_tree(recipe: &Recipe, opts: &FetchOptions) -> Result<SourceTree> {
 /// Where the recipe's source release is unpacked: `<work>/<archive stem>-<sha256 prefix>`.
 pub fn unpack_dir(recipe: &Recipe, opts: &FetchOptions) -> PathBuf {
     let file_name = recipe.source_file_name();
-    let stem = recipe::ARCHIVE_SUFFIXES
-        .iter()
-        .find_map(|s| file_name.strip_suffix(s))
-        .unwrap_or(file_name);
+    let stem = pypy_archive::extract::strip_suffix(file_name).unwrap_or(file_name);
     opts.work_dir
         .join(format!("{stem}-{}", &recipe.source.sha256[..12]))
 }
