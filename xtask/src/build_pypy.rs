@@ -112,7 +112,7 @@ pub fn build(args: &Args) -> Result<PathBuf> {
             eprintln!("build-pypy: note: {note}");
         }
     } else {
-        let report = doctor::check(&sh, &recipe, &target, Some(&host.program));
+        let report = doctor::check(&sh, &recipe, &target, Some(&host.program), &cache_root);
         report.print();
         report
             .into_result()

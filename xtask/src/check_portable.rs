@@ -33,6 +33,10 @@ pub struct Args {
     /// A Debian release to check in (repeatable) [default: bullseye, bookworm, trixie].
     #[arg(long = "suite", value_name = "NAME")]
     pub suites: Vec<String>,
+    /// Where the chroots are kept [default: `chroots/` in $PYPY_EMBED_CACHE or
+    /// the user's cache folder].
+    #[arg(long, value_name = "DIR")]
+    pub cache_dir: Option<PathBuf>,
 }
 
 /// One check's result in one release.
@@ -68,8 +72,12 @@ pub fn run(args: Args) -> Result<()> {
     write_inputs(&sh, inputs.path())?;
     let mirror = crate::deps::table()?.debian.mirror;
     let mut table: BTreeMap<String, BTreeMap<String, Outcome>> = BTreeMap::new();
+    let cache_root = args
+        .cache_dir
+        .clone()
+        .unwrap_or_else(crate::paths::cache_root);
     for suite in &suites {
-        let root = chroot(&sh, &crate::paths::cache_root(), &mirror, suite)?;
+        let root = chroot(&sh, &cache_root, &mirror, suite)?;
         let outcomes = check_in(&sh, &root, &args.archive, &launcher, inputs.path())
             .with_context(|| format!("checking {} in Debian {suite}", args.archive.display()))?;
         for (name, outcome) in outcomes {

@@ -35,6 +35,9 @@ pub struct Args {
     /// Build only these libraries (repeatable) [default: every one of recipes/deps.toml].
     #[arg(long = "only", value_name = "NAME")]
     pub only: Vec<String>,
+    /// The cache folder [default: $PYPY_EMBED_CACHE or the user's cache folder].
+    #[arg(long, value_name = "DIR")]
+    pub cache_dir: Option<PathBuf>,
 }
 
 /// `cargo xtask deps`: the toolchain and dependency stages of `build-pypy`
@@ -46,7 +49,10 @@ pub fn run(args: Args) -> Result<()> {
         Some(triple) => crate::targets::get(triple)?,
         None => here.clone(),
     };
-    let cache_root = crate::paths::cache_root();
+    let cache_root = args
+        .cache_dir
+        .clone()
+        .unwrap_or_else(crate::paths::cache_root);
     let zig = crate::toolchain::ensure(&sh, &here, &target, &cache_root)?;
     let pin = &crate::toolchain::of(&here)?.zig_sha256;
     let only: Vec<&str> = args.only.iter().map(String::as_str).collect();

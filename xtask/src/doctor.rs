@@ -21,6 +21,10 @@ pub struct Args {
     /// The host interpreter to check, like build-pypy's.
     #[arg(long, env = host::HOST_ENV)]
     pub host_python: Option<PathBuf>,
+    /// The cache folder whose free space is checked and where missing host
+    /// packages would go [default: $PYPY_EMBED_CACHE or the user's cache folder].
+    #[arg(long, value_name = "DIR")]
+    pub cache_dir: Option<PathBuf>,
 }
 
 /// A C library a translation or the stdlib's cffi modules need, and who provides it.
@@ -182,13 +186,26 @@ pub fn run(args: Args) -> Result<()> {
         None => crate::recipe::newest()?,
     };
     let target = targets::get(targets::host_triple())?;
-    let report = check(&sh, &recipe, &target, args.host_python.as_deref());
+    let cache_root = args.cache_dir.clone().unwrap_or_else(paths::cache_root);
+    let report = check(
+        &sh,
+        &recipe,
+        &target,
+        args.host_python.as_deref(),
+        &cache_root,
+    );
     report.print();
     report.into_result()
 }
 
 /// Every check for translating `recipe` for `target` on this machine.
-pub fn check(sh: &Shell, recipe: &Recipe, target: &Target, host_python: Option<&Path>) -> Report {
+pub fn check(
+    sh: &Shell,
+    recipe: &Recipe,
+    target: &Target,
+    host_python: Option<&Path>,
+    cache_root: &Path,
+) -> Report {
     let mut report = Report::default();
     let compiler_ok = check_compiler(sh, target, &mut report);
     check_make(sh, target, &mut report);
@@ -206,7 +223,7 @@ pub fn check(sh: &Shell, recipe: &Recipe, target: &Target, host_python: Option<&
     if target.toolchain.is_some() {
         check_portable_tools(target, &mut report);
     }
-    match host::find(sh, host_python, &[]) {
+    match host::find(sh, host_python, &[], cache_root) {
         Ok(h) => {
             report.push(
                 "host python",
@@ -230,7 +247,7 @@ pub fn check(sh: &Shell, recipe: &Recipe, target: &Target, host_python: Option<&
             Some("pass --host-python, or use --bootstrap-host".into()),
         ),
     }
-    check_resources(sh, recipe, &mut report);
+    check_resources(sh, recipe, cache_root, &mut report);
     report
 }
 
@@ -607,7 +624,7 @@ fn check_headers(sh: &Shell, target: &Target, report: &mut Report) {
     }
 }
 
-fn check_resources(sh: &Shell, recipe: &Recipe, report: &mut Report) {
+fn check_resources(sh: &Shell, recipe: &Recipe, cache_root: &Path, report: &mut Report) {
     let gib = 1024 * 1024 * 1024;
     let need_mem = recipe.translate.min_memory_gib;
     match total_memory() {
@@ -627,9 +644,9 @@ fn check_resources(sh: &Shell, recipe: &Recipe, report: &mut Report) {
             None,
         ),
     }
-    let cache = paths::cache_root();
+    let cache = cache_root;
     let need_disk = recipe.translate.min_disk_gib;
-    match free_disk(sh, &cache) {
+    match free_disk(sh, cache) {
         Some(bytes) => report.push(
             "disk",
             bytes >= need_disk * gib,

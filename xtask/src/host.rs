@@ -10,8 +10,6 @@ use anyhow::{bail, Context, Result};
 use sha2::{Digest, Sha256};
 use xshell::{cmd, Shell};
 
-use crate::paths;
-
 /// Environment variable naming the host interpreter (like `--host-python`).
 pub const HOST_ENV: &str = "PYPY_EMBED_HOST_PYTHON";
 
@@ -80,31 +78,35 @@ fn probe(sh: &Shell, program: &Path) -> Result<Probe> {
     })
 }
 
-/// The candidates in the order the translate issue asks for, each with how it was found.
-fn candidates(explicit: Option<&Path>) -> Vec<(PathBuf, String)> {
-    let mut found = Vec::new();
+/// One place a host may be, in the order of the search.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Candidate {
+    /// A program to probe, and how it was found.
+    Program { path: PathBuf, how: String },
+    /// A place that holds nothing: what was looked for, for the error.
+    Absent(String),
+}
+
+/// The candidates in the order the translate issue asks for.
+fn candidates(explicit: Option<&Path>) -> Vec<Candidate> {
+    let program = |path: PathBuf, how: String| Candidate::Program { path, how };
     if let Some(p) = explicit {
-        found.push((p.to_path_buf(), "--host-python".to_string()));
-        return found;
+        return vec![program(p.to_path_buf(), "--host-python".into())];
     }
     if let Some(p) = crate::env::var_os(HOST_ENV) {
-        found.push((PathBuf::from(p), format!("${HOST_ENV}")));
-        return found;
+        return vec![program(PathBuf::from(p), format!("${HOST_ENV}"))];
     }
+    let mut found = Vec::new();
     for name in ["pypy2.7", "pypy", "python2.7", "python2"] {
-        match which(name) {
-            Some(p) => found.push((p, format!("`{name}` on PATH"))),
-            None => found.push((PathBuf::from(name), format!("`{name}` on PATH (not found)"))),
-        }
+        found.push(match which(name) {
+            Some(p) => program(p, format!("`{name}` on PATH")),
+            None => Candidate::Absent(format!("`{name}` on PATH (not found)")),
+        });
     }
-    if let Ok(p) = find_cpython27() {
-        found.push((p, "pyenv's 2.7 versions".to_string()));
-    } else {
-        found.push((
-            PathBuf::from("~/.pyenv/versions/2.7*"),
-            "pyenv's 2.7 versions (none installed)".to_string(),
-        ));
-    }
+    found.push(match find_cpython27() {
+        Ok(p) => program(p, "pyenv's 2.7 versions".into()),
+        Err(_) => Candidate::Absent("pyenv's 2.7 versions (none installed)".into()),
+    });
     found
 }
 
@@ -113,31 +115,40 @@ fn candidates(explicit: Option<&Path>) -> Vec<(PathBuf, String)> {
 /// `packages` are pip requirement strings (`cffi<1.16`); a PyPy host has cffi
 /// built in, so only what is really missing gets installed, into a folder of
 /// ours and never into the user's site-packages.
-pub fn find(sh: &Shell, explicit: Option<&Path>, packages: &[String]) -> Result<HostPython> {
+/// Packages missing from the host go to `<cache_root>/host-packages/<key>`.
+pub fn find(
+    sh: &Shell,
+    explicit: Option<&Path>,
+    packages: &[String],
+    cache_root: &Path,
+) -> Result<HostPython> {
     let mut searched = Vec::new();
-    for (program, how) in candidates(explicit) {
-        if !how.ends_with("(not found)") && !how.ends_with("(none installed)") {
-            match probe(sh, &program) {
-                Ok(p) if p.major_minor == "2.7" => {
-                    let mut host = HostPython {
-                        program: program.clone(),
-                        implementation: p.implementation,
-                        version: p.version,
-                        site: None,
-                    };
-                    host.site = ensure_packages(sh, &host, packages)?;
-                    return Ok(host);
-                }
-                Ok(p) => searched.push(format!(
-                    "{} ({how}): {} {}, not 2.7",
-                    program.display(),
-                    p.implementation,
-                    p.major_minor
-                )),
-                Err(e) => searched.push(format!("{} ({how}): {e:#}", program.display())),
+    for candidate in candidates(explicit) {
+        let (program, how) = match candidate {
+            Candidate::Program { path, how } => (path, how),
+            Candidate::Absent(what) => {
+                searched.push(what);
+                continue;
             }
-        } else {
-            searched.push(how);
+        };
+        match probe(sh, &program) {
+            Ok(p) if p.major_minor == "2.7" => {
+                let mut host = HostPython {
+                    program: program.clone(),
+                    implementation: p.implementation,
+                    version: p.version,
+                    site: None,
+                };
+                host.site = ensure_packages(sh, &host, packages, cache_root)?;
+                return Ok(host);
+            }
+            Ok(p) => searched.push(format!(
+                "{} ({how}): {} {}, not 2.7",
+                program.display(),
+                p.implementation,
+                p.major_minor
+            )),
+            Err(e) => searched.push(format!("{} ({how}): {e:#}", program.display())),
         }
     }
     bail!(
@@ -170,7 +181,12 @@ fn importable(sh: &Shell, host: &HostPython, module: &str, site: Option<&Path>) 
         .is_ok()
 }
 
-fn ensure_packages(sh: &Shell, host: &HostPython, packages: &[String]) -> Result<Option<PathBuf>> {
+fn ensure_packages(
+    sh: &Shell,
+    host: &HostPython,
+    packages: &[String],
+    cache_root: &Path,
+) -> Result<Option<PathBuf>> {
     let missing: Vec<&String> = packages
         .iter()
         .filter(|p| !importable(sh, host, module_of(p), None))
@@ -186,7 +202,7 @@ fn ensure_packages(sh: &Shell, host: &HostPython, packages: &[String]) -> Result
         hasher.update(p.as_bytes());
     }
     let key = &hex::encode(hasher.finalize())[..16];
-    let site = paths::cache_root().join("host-packages").join(key);
+    let site = cache_root.join("host-packages").join(key);
     if missing
         .iter()
         .all(|p| importable(sh, host, module_of(p), Some(&site)))
@@ -337,13 +353,20 @@ mod tests {
     fn explicit_host_is_the_only_candidate() {
         let c = candidates(Some(Path::new("/opt/pypy/bin/pypy")));
         assert_eq!(c.len(), 1);
-        assert_eq!(c[0].0, PathBuf::from("/opt/pypy/bin/pypy"));
+        assert_eq!(
+            c[0],
+            Candidate::Program {
+                path: PathBuf::from("/opt/pypy/bin/pypy"),
+                how: "--host-python".into()
+            }
+        );
     }
 
     #[test]
     fn a_python3_is_rejected_with_what_was_found() {
         let sh = Shell::new().unwrap();
-        let err = find(&sh, Some(Path::new("python3")), &[]).unwrap_err();
+        let cache = tempfile::tempdir().unwrap();
+        let err = find(&sh, Some(Path::new("python3")), &[], cache.path()).unwrap_err();
         let msg = format!("{err:#}");
         assert!(msg.contains("not 2.7"), "{msg}");
         assert!(msg.contains("--host-python"), "{msg}");
@@ -353,7 +376,8 @@ mod tests {
     fn the_machines_python27_is_accepted() {
         let sh = Shell::new().unwrap();
         let python = find_cpython27().expect("Python 2.7 fixture");
-        let host = find(&sh, Some(&python), &[]).unwrap();
+        let cache = tempfile::tempdir().unwrap();
+        let host = find(&sh, Some(&python), &[], cache.path()).unwrap();
         // CPython from pyenv here; CI's runners have PyPy 2.7 as `python2.7`.
         assert!(
             ["CPython", "PyPy"].contains(&host.implementation.as_str()),

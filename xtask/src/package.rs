@@ -39,6 +39,9 @@ pub struct Args {
     /// for a tree translated by them) and require the portability policy.
     #[arg(long)]
     pub portable: bool,
+    /// The cache folder [default: $PYPY_EMBED_CACHE or the user's cache folder].
+    #[arg(long, value_name = "DIR")]
+    pub cache_dir: Option<PathBuf>,
 }
 
 pub fn run(args: Args) -> Result<()> {
@@ -46,11 +49,8 @@ pub fn run(args: Args) -> Result<()> {
     let recipe = args.recipe.as_deref().map(Recipe::load).transpose()?;
     let portable = if args.portable {
         let sh = Shell::new()?;
-        Some(crate::deps::portable_for(
-            &sh,
-            &target,
-            &paths::cache_root(),
-        )?)
+        let cache_root = args.cache_dir.clone().unwrap_or_else(paths::cache_root);
+        Some(crate::deps::portable_for(&sh, &target, &cache_root)?)
     } else {
         None
     };

@@ -173,7 +173,12 @@ pub fn find_host(
     cache_root: &Path,
 ) -> Result<HostPython> {
     if !opts.bootstrap_host {
-        return host::find(sh, opts.host_python.as_deref(), &recipe.host.packages);
+        return host::find(
+            sh,
+            opts.host_python.as_deref(),
+            &recipe.host.packages,
+            cache_root,
+        );
     }
     let target = targets::get(triple)?;
     let fetch_opts = crate::fetch::FetchOptions::new(cache_root);
@@ -186,7 +191,7 @@ pub fn find_host(
     let dest = bootstrap_dir(cache_root, &target);
     crate::fetch::extract_once(&archive, &dest).context("unpacking the PyPy 2.7 host")?;
     let program = bootstrap_program(&dest, &target)?;
-    host::find(sh, Some(&program), &recipe.host.packages)
+    host::find(sh, Some(&program), &recipe.host.packages, cache_root)
 }
 
 /// Where `--bootstrap-host` unpacks the target table's PyPy 2.7.

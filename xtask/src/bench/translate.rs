@@ -33,7 +33,7 @@ pub fn section(report: &mut Report) -> Result<()> {
     let sh = Shell::new()?;
     let spec = small_spec()?;
     let h = fixtures::host27()?;
-    let mut host = host::find(&sh, Some(&h.python), &[])?;
+    let mut host = host::find(&sh, Some(&h.python), &[], &crate::paths::cache_root())?;
     host.site = Some(h.site.clone());
 
     // Alternate the two ways so that machine noise hits both alike.

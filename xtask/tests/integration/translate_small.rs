@@ -34,7 +34,8 @@ fn spec(target: &str, opt: &str) -> Spec {
 
 fn host27(sh: &Shell) -> host::HostPython {
     let h = fixtures::host27().expect("Python 2.7 host fixture");
-    let mut host = host::find(sh, Some(&h.python), &[]).expect("CPython 2.7 is a host");
+    let cache = xtask::paths::cache_root();
+    let mut host = host::find(sh, Some(&h.python), &[], &cache).expect("CPython 2.7 is a host");
     host.site = Some(h.site);
     host
 }
