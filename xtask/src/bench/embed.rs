@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context, Result};
 use xshell::{cmd, Shell};
 
-use super::report::{Report, Row, Spread};
+use super::report::{Goal, Report, Row, Spread};
 use crate::{fixtures, manifest, paths};
 
 const SECTION: &str = "embed";
@@ -60,7 +60,15 @@ pub fn section(report: &mut Report) -> Result<()> {
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default();
-    let section = format!("{SECTION} {}", name.split("-x86").next().unwrap_or(&name));
+    // The archive's name without its target: `pypy3.11-v7.3.23`.
+    let pypy = match pypy_archive::name::parse(&name) {
+        Some(parsed) => {
+            let dotted = |v: &[u32]| v.iter().map(u32::to_string).collect::<Vec<_>>().join(".");
+            format!("pypy{}-v{}", dotted(&parsed.python), dotted(&parsed.pypy))
+        }
+        None => name.clone(),
+    };
+    let section = format!("{SECTION} {pypy}");
     let sh = Shell::new()?;
     sh.change_dir(paths::workspace_root());
     cmd!(
@@ -86,8 +94,7 @@ pub fn section(report: &mut Report) -> Result<()> {
         baseline_name: "tar -xzf".into(),
         baseline: tar.as_secs_f64(),
         unit: "s".into(),
-        goal: "ratio <= 1.0".into(),
-        met: ours <= tar,
+        goal: Goal::RatioAtMost(1.0),
     });
 
     let cache = work.path().join("cache");
@@ -129,8 +136,7 @@ pub fn section(report: &mut Report) -> Result<()> {
         baseline_name: "one pypy_execute_source".into(),
         baseline: raw,
         unit: "ns".into(),
-        goal: "value < 1000 ns".into(),
-        met: fast < 1000.0,
+        goal: Goal::ValueBelow(1000.0),
     });
 
     // (d)
@@ -223,8 +229,7 @@ fn startup(
             baseline_name: base_name,
             baseline: base.median,
             unit: "ms".into(),
-            goal: goal.map_or("reference".into(), |g| format!("ratio <= {g:.2}")),
-            met: goal.is_none_or(|g| ours.median <= g * base.median),
+            goal: goal.map_or(Goal::Reference, Goal::RatioAtMost),
         };
     let c_name = "C: the same 3 calls".to_string();
     report.add_spread(
@@ -391,8 +396,7 @@ fn memory(sh: &Shell, bench: &Path, top: &Path, report: &mut Report, section: &s
         baseline_name: baseline_name.clone(),
         baseline: added_pypy,
         unit: "MB".into(),
-        goal: "ratio <= 0.1".into(),
-        met: added <= 0.1 * added_pypy,
+        goal: Goal::RatioAtMost(0.1),
     });
     let (end, end_pypy) = (
         median(&ours, |r| r.rss_end_kb) / 1024.0,
@@ -405,8 +409,7 @@ fn memory(sh: &Shell, bench: &Path, top: &Path, report: &mut Report, section: &s
         baseline_name: baseline_name.clone(),
         baseline: end_pypy,
         unit: "MB".into(),
-        goal: "reference".into(),
-        met: true,
+        goal: Goal::Reference,
     });
     let (ns, ns_pypy) = (median(&ours, |r| r.call_ns), median(&pypys, |r| r.call_ns));
     report.add(Row {
@@ -416,8 +419,7 @@ fn memory(sh: &Shell, bench: &Path, top: &Path, report: &mut Report, section: &s
         baseline_name,
         baseline: ns_pypy,
         unit: "ns".into(),
-        goal: "ratio <= 1.05".into(),
-        met: ns <= 1.05 * ns_pypy,
+        goal: Goal::RatioAtMost(1.05),
     });
     Ok(())
 }

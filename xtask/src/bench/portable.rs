@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{bail, Context, Result};
 use xshell::{cmd, Shell};
 
-use super::report::{median, Report, Row};
+use super::report::{median, Goal, Report, Row};
 use crate::manifest;
 
 /// The portable archive to measure.
@@ -59,8 +59,7 @@ pub fn section(report: &mut Report) -> Result<()> {
             baseline_name: "same, gcc build".into(),
             baseline: baseline * 1e3,
             unit: "ms".into(),
-            goal: format!("ratio <= {GOAL}"),
-            met: value / baseline <= GOAL,
+            goal: Goal::RatioAtMost(GOAL),
         });
     }
     let geomean = ratios.iter().map(|r| r.ln()).sum::<f64>() / ratios.len() as f64;
@@ -72,8 +71,7 @@ pub fn section(report: &mut Report) -> Result<()> {
         baseline_name: "gcc build".into(),
         baseline: 1.0,
         unit: "x".into(),
-        goal: format!("ratio <= {GOAL}"),
-        met: geomean <= GOAL,
+        goal: Goal::RatioAtMost(GOAL),
     });
     Ok(())
 }

@@ -3,10 +3,59 @@
 
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, Result};
+use anyhow::{Context, Result as AnyResult};
+
+/// A row's goal, as the issue states it: it both prints and judges, so the
+/// two can never disagree.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Goal {
+    /// value / baseline at most this.
+    RatioAtMost(f64),
+    /// value / baseline below this.
+    RatioBelow(f64),
+    /// The value, in the row's unit, at most this.
+    ValueAtMost(f64),
+    /// The value, in the row's unit, below this.
+    ValueBelow(f64),
+    /// Shown beside the others; nothing to meet.
+    Reference,
+}
+
+impl Goal {
+    /// Whether `value` against `baseline` meets the goal.
+    pub fn met(&self, value: f64, baseline: f64) -> bool {
+        let ratio = ratio(value, baseline);
+        match *self {
+            Goal::RatioAtMost(limit) => ratio <= limit,
+            Goal::RatioBelow(limit) => ratio < limit,
+            Goal::ValueAtMost(limit) => value <= limit,
+            Goal::ValueBelow(limit) => value < limit,
+            Goal::Reference => true,
+        }
+    }
+
+    /// "ratio <= 1.05", "value < 2 s", "reference".
+    pub fn describe(&self, unit: &str) -> String {
+        match *self {
+            Goal::RatioAtMost(limit) => format!("ratio <= {limit}"),
+            Goal::RatioBelow(limit) => format!("ratio < {limit}"),
+            Goal::ValueAtMost(limit) => format!("value <= {limit} {unit}"),
+            Goal::ValueBelow(limit) => format!("value < {limit} {unit}"),
+            Goal::Reference => "reference".into(),
+        }
+    }
+}
+
+fn ratio(value: f64, baseline: f64) -> f64 {
+    if baseline == 0.0 {
+        f64::INFINITY
+    } else {
+        value / baseline
+    }
+}
 
 /// One measured figure beside its baseline.
-#[derive(Debug, Clone, serde::Serialize)]
+#[derive(Debug, Clone)]
 pub struct Row {
     pub section: String,
     pub name: String,
@@ -14,19 +63,34 @@ pub struct Row {
     pub baseline_name: String,
     pub baseline: f64,
     pub unit: String,
-    /// The goal as the issue states it, e.g. "ratio <= 1.05".
-    pub goal: String,
-    /// Whether the goal was met.
-    pub met: bool,
+    pub goal: Goal,
 }
 
 impl Row {
     pub fn ratio(&self) -> f64 {
-        if self.baseline == 0.0 {
-            f64::INFINITY
-        } else {
-            self.value / self.baseline
-        }
+        ratio(self.value, self.baseline)
+    }
+
+    /// Whether the goal was met.
+    pub fn met(&self) -> bool {
+        self.goal.met(self.value, self.baseline)
+    }
+}
+
+/// The JSON report keeps its fields: the goal as text, and whether it was met.
+impl serde::Serialize for Row {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeStruct;
+        let mut row = serializer.serialize_struct("Row", 8)?;
+        row.serialize_field("section", &self.section)?;
+        row.serialize_field("name", &self.name)?;
+        row.serialize_field("value", &self.value)?;
+        row.serialize_field("baseline_name", &self.baseline_name)?;
+        row.serialize_field("baseline", &self.baseline)?;
+        row.serialize_field("unit", &self.unit)?;
+        row.serialize_field("goal", &self.goal.describe(&self.unit))?;
+        row.serialize_field("met", &self.met())?;
+        row.end()
     }
 }
 
@@ -84,8 +148,8 @@ impl Report {
             row.baseline,
             row.unit,
             row.ratio(),
-            row.goal,
-            if row.met { "met" } else { "NOT met" }
+            row.goal.describe(&row.unit),
+            if row.met() { "met" } else { "NOT met" }
         );
         self.rows.push(row);
     }
@@ -104,8 +168,8 @@ impl Report {
                 r.baseline_name,
                 r.baseline,
                 r.ratio(),
-                r.goal,
-                if r.met { "met" } else { "NOT met" }
+                r.goal.describe(&r.unit),
+                if r.met() { "met" } else { "NOT met" }
             );
         }
         for (index, value, baseline) in &self.spreads {
@@ -125,7 +189,7 @@ pub fn median(values: &mut [f64]) -> f64 {
 }
 
 /// The median of `runs` timings of `f`, after one warm-up run.
-pub fn median_time(runs: usize, mut f: impl FnMut() -> Result<()>) -> Result<Duration> {
+pub fn median_time(runs: usize, mut f: impl FnMut() -> AnyResult<()>) -> AnyResult<Duration> {
     f().context("warm-up run")?;
     let mut times = Vec::with_capacity(runs);
     for _ in 0..runs {
@@ -135,4 +199,33 @@ pub fn median_time(runs: usize, mut f: impl FnMut() -> Result<()>) -> Result<Dur
     }
     times.sort();
     Ok(times[times.len() / 2])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_goal_prints_what_it_judges() {
+        assert!(Goal::RatioAtMost(1.05).met(105.0, 100.0));
+        assert!(!Goal::RatioAtMost(1.05).met(106.0, 100.0));
+        assert!(!Goal::RatioBelow(1.0).met(1.0, 1.0));
+        assert!(Goal::ValueBelow(2.0).met(1.9, 0.0));
+        assert!(!Goal::ValueAtMost(2048.0).met(2049.0, 1.0));
+        assert!(Goal::Reference.met(f64::INFINITY, 0.0));
+        assert_eq!(Goal::RatioAtMost(1.05).describe("ms"), "ratio <= 1.05");
+        assert_eq!(Goal::ValueBelow(2.0).describe("s"), "value < 2 s");
+        let row = Row {
+            section: "s".into(),
+            name: "n".into(),
+            value: 2.0,
+            baseline_name: "b".into(),
+            baseline: 1.0,
+            unit: "ms".into(),
+            goal: Goal::RatioAtMost(1.0),
+        };
+        let json = serde_json::to_value(&row).unwrap();
+        assert_eq!(json["goal"], "ratio <= 1");
+        assert_eq!(json["met"], false);
+    }
 }

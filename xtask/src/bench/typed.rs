@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result};
 use xshell::{cmd, Shell};
 
-use super::report::{Report, Row};
+use super::report::{Goal, Report, Row};
 use crate::{fixtures, paths};
 
 const CALLS: &str = "200000";
@@ -87,8 +87,7 @@ pub fn section(report: &mut Report) -> Result<()> {
         baseline_name: "PyO3 call1 + extract".into(),
         baseline: a_pyo3,
         unit: "ns".into(),
-        goal: "ratio <= 2".into(),
-        met: a <= 2.0 * a_pyo3,
+        goal: Goal::RatioAtMost(2.0),
     });
     let (b, b_pyo3) = (value(&ours, "hot_ms")?, value(&theirs, "hot_ms")?);
     report.add(Row {
@@ -98,8 +97,7 @@ pub fn section(report: &mut Report) -> Result<()> {
         baseline_name: "PyO3 on CPython".into(),
         baseline: b_pyo3,
         unit: "ms".into(),
-        goal: "ratio <= 0.2".into(),
-        met: b <= 0.2 * b_pyo3,
+        goal: Goal::RatioAtMost(0.2),
     });
     let (c, c_pyo3) = (value(&ours, "handle_ns")?, value(&theirs, "handle_ns")?);
     report.add(Row {
@@ -109,8 +107,7 @@ pub fn section(report: &mut Report) -> Result<()> {
         baseline_name: "PyO3 import + getattr + drop".into(),
         baseline: c_pyo3,
         unit: "ns".into(),
-        goal: "reference".into(),
-        met: true,
+        goal: Goal::Reference,
     });
     let churn = value(&ours, "churn_rss_growth_kb")?;
     report.add(Row {
@@ -120,8 +117,7 @@ pub fn section(report: &mut Report) -> Result<()> {
         baseline_name: "flat (limit)".into(),
         baseline: 2048.0,
         unit: "kB".into(),
-        goal: "value <= 2048 kB".into(),
-        met: churn <= 2048.0,
+        goal: Goal::ValueAtMost(2048.0),
     });
     let json = value(&ours, "json_call_ns")?;
     report.add(Row {
@@ -131,8 +127,7 @@ pub fn section(report: &mut Report) -> Result<()> {
         baseline_name: "(a) with JSON on both sides".into(),
         baseline: json,
         unit: "ns".into(),
-        goal: "ratio < 1 (marshal chosen)".into(),
-        met: a < json,
+        goal: Goal::RatioBelow(1.0),
     });
     Ok(())
 }
