@@ -9,7 +9,7 @@ use anyhow::{bail, Result};
 use xshell::{cmd, Shell};
 
 use crate::recipe::Recipe;
-use crate::targets::{self, Os, Target};
+use crate::targets::{self, Os, PackageManager, Target};
 use crate::{host, paths};
 
 /// Options of `cargo xtask doctor`.
@@ -322,10 +322,10 @@ fn compiler(target: &Target) -> (String, Vec<String>) {
 
 /// The command that installs a library's headers on `target`'s OS.
 pub fn install_hint(target: &Target, debian: &str, homebrew: &str) -> String {
-    match target.os {
-        Os::Linux => format!("apt-get install {debian}"),
-        Os::Macos => format!("brew install {homebrew}"),
-        Os::Windows => "install Visual Studio Build Tools (C++ workload)".into(),
+    match target.package_manager {
+        PackageManager::Apt => format!("apt-get install {debian}"),
+        PackageManager::Brew => format!("brew install {homebrew}"),
+        PackageManager::None => "install Visual Studio Build Tools (C++ workload)".into(),
     }
 }
 
