@@ -246,3 +246,87 @@ fn modules_do_not_use_each_other_in_a_circle() {
         circles.join("\n  ")
     );
 }
+
+/// Where the xtask still branches on the OS outside the target table, and
+/// how often. Platform facts belong in `recipes/targets.toml` (read by
+/// `targets.rs`), so a new branch anywhere else fails the test below: move
+/// the fact into the table, or, where the compiler needs it (`cfg` on an
+/// OS's own API), add it here with the reason. The counts may only fall.
+const OS_BRANCHES: [(&str, usize); 15] = [
+    // Compiler checks, install hints and header searches per OS (to move:
+    // the compiler and the SDK checks into the table).
+    ("xtask/src/doctor.rs", 17),
+    // The plan renders Windows' and macOS's steps from here.
+    ("xtask/src/plan.rs", 4),
+    // File modes and symlinks: cfg(unix) on std's Unix-only API.
+    ("xtask/src/archive/writer.rs", 4),
+    ("xtask/src/verify.rs", 3),
+    ("xtask/src/translate.rs", 3),
+    ("xtask/src/toolchain.rs", 3),
+    ("xtask/src/host.rs", 3),
+    ("xtask/src/fixtures.rs", 3),
+    ("xtask/src/c_compiler.rs", 3),
+    ("xtask/src/archive/stage.rs", 3),
+    ("xtask/src/patch.rs", 2),
+    ("xtask/src/consumers.rs", 2),
+    ("xtask/src/portability.rs", 1),
+    ("xtask/src/fetch/extract.rs", 1),
+    ("xtask/src/cross_lint.rs", 1),
+];
+
+/// Lines of `text` that branch on the OS: a match on the table's `Os`, or a
+/// `cfg` on the OS the xtask runs on.
+fn os_branches(text: &str) -> usize {
+    const MARKS: [&str; 6] = [
+        "Os::Linux",
+        "Os::Macos",
+        "Os::Windows",
+        "windows)",
+        "unix)",
+        "target_os",
+    ];
+    text.lines()
+        .map(code_of)
+        .filter(|code| code.contains("Os::") || code.contains("cfg"))
+        .filter(|code| MARKS.iter().any(|m| code.contains(m)))
+        .count()
+}
+
+#[test]
+fn os_branches_stay_in_the_target_table() {
+    let mut over = Vec::new();
+    for path in rust_files() {
+        let rel = relative(&path);
+        if !rel.starts_with("xtask/src/")
+            || rel == "xtask/src/targets.rs"
+            || rel == "xtask/src/tidy.rs"
+        {
+            continue;
+        }
+        let found = os_branches(&fs_err::read_to_string(&path).unwrap());
+        let allowed = OS_BRANCHES
+            .iter()
+            .find(|(file, _)| *file == rel)
+            .map_or(0, |(_, n)| *n);
+        if found > allowed {
+            over.push(format!("{rel}: {found} OS branches, {allowed} allowed"));
+        } else if found < allowed {
+            over.push(format!(
+                "{rel}: {found} OS branches, fewer than the {allowed} listed: lower the count"
+            ));
+        }
+    }
+    assert!(
+        over.is_empty(),
+        "OS branches outside the target table (move the fact into recipes/targets.toml, \
+         or list a compiler-required cfg in tidy.rs's OS_BRANCHES): {over:#?}"
+    );
+}
+
+#[test]
+fn a_new_os_branch_is_counted() {
+    let before = "fn f(t: &Target) -> &str { \"x\" }\n";
+    let after = "fn f(t: &Target) -> &str {\n    if t.os == Os::Windows { \"x.exe\" } else { \"x\" }\n}\n#[cfg(unix)]\nfn g() {}\n";
+    assert_eq!(os_branches(before), 0);
+    assert_eq!(os_branches(after), 2);
+}
