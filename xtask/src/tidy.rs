@@ -1,8 +1,9 @@
 //! House rules checked by `cargo test`, in the spirit of rust-analyzer's
 //! tidy test: every module says what it is for, `unsafe` lives only in
 //! embed-runtime's `ffi`, every environment variable the code reads is in
-//! the README, each crate reads the environment in one module, and no two
-//! modules of a crate use each other, directly or through others.
+//! the README, each crate reads the environment in one module, no two
+//! modules of a crate use each other, directly or through others, and the
+//! xtask branches on the OS only where the list here allows.
 
 use std::path::{Path, PathBuf};
 
