@@ -281,7 +281,7 @@ fn package_key(
 /// The sha256 of this xtask's own binary.
 fn xtask_identity() -> Result<String> {
     let exe = std::env::current_exe().context("locating the xtask binary")?;
-    fetch::sha256_file(&exe).with_context(|| format!("hashing {}", exe.display()))
+    crate::hash::sha256_file(&exe).with_context(|| format!("hashing {}", exe.display()))
 }
 
 /// Publishes a stored archive into `dist` and verifies it there, or says there is none.
@@ -296,7 +296,7 @@ fn reuse_package(
     };
     eprintln!("build-pypy: reusing the archive packaged from this translation");
     fs_err::create_dir_all(dist)?;
-    let sha256 = fetch::sha256_file(&stored.join(&name))?;
+    let sha256 = crate::hash::sha256_file(&stored.join(&name))?;
     let record = archive::publish::build_record_name(&name);
     for file in [name.clone(), format!("{name}.sha256"), record] {
         if !stored.join(&file).exists() {

@@ -596,7 +596,7 @@ fn relocate_prefix(prefix: &Path) -> Result<()> {
 fn source(sh: &Shell, debian: &DebianSource, lib: &Library, root: &Path) -> Result<PathBuf> {
     let sources = root.join("sources");
     let path = sources.join(&lib.orig);
-    if path.is_file() && crate::fetch::sha256_file(&path)? == lib.sha256 {
+    if path.is_file() && crate::hash::sha256_file(&path)? == lib.sha256 {
         return Ok(path);
     }
     let cache_root = root.parent().context("the deps folder has a parent")?;
@@ -613,7 +613,7 @@ fn source(sh: &Shell, debian: &DebianSource, lib: &Library, root: &Path) -> Resu
             lib.orig
         );
     }
-    let got = crate::fetch::sha256_file(&got_path)?;
+    let got = crate::hash::sha256_file(&got_path)?;
     if got != lib.sha256 {
         bail!(
             "{} has sha256 {got}, but recipes/deps.toml pins {}; nothing was cached",

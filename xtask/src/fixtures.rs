@@ -502,7 +502,7 @@ fn prepare_rpython(sh: &Shell, root: &Path) -> Result<()> {
         )
         .run()
         .context("`pip download rpython==0.2.1` failed; is PyPI reachable?")?;
-        let got = crate::fetch::sha256_file(&dir.join(RPYTHON_SDIST))?;
+        let got = crate::hash::sha256_file(&dir.join(RPYTHON_SDIST))?;
         if got != RPYTHON_SHA256 {
             bail!("PyPI served {RPYTHON_SDIST} with sha256 {got}, expected {RPYTHON_SHA256}");
         }

@@ -125,7 +125,7 @@ pub fn fetch_patches(recipe: &Recipe, opts: &FetchOptions) -> Result<Vec<Ready>>
                     Some(url.clone()),
                 ),
             };
-            let sha256 = fetch::sha256_file(&path)
+            let sha256 = crate::hash::sha256_file(&path)
                 .with_context(|| format!("reading the patch {}", path.display()))?;
             Ok(Ready {
                 path,

@@ -156,7 +156,7 @@ fn steps(input: &PlanInput<'_>) -> Result<Vec<Step>> {
                     path: path.clone(),
                     record: crate::manifest::PatchRecord {
                         name: p.name.clone(),
-                        sha256: fetch::sha256_file(path)?,
+                        sha256: crate::hash::sha256_file(path)?,
                         url: None,
                     },
                 }),

@@ -107,7 +107,7 @@ pub fn repackage_release_file(
     out_dir: &Path,
     opts: &PublishOptions,
 ) -> Result<Published> {
-    let got = fetch::sha256_file(file)?;
+    let got = crate::hash::sha256_file(file)?;
     if !got.eq_ignore_ascii_case(sha256.trim()) {
         bail!(
             "{}: sha256 is {got}, but {sha256} was expected; the file is damaged or not the \

@@ -184,7 +184,7 @@ fn install(sh: &Shell, pin: &Toolchain, cache_root: &Path, dir: &Path) -> Result
             pin.zig_wheel
         );
     }
-    let got = crate::fetch::sha256_file(&wheel)?;
+    let got = crate::hash::sha256_file(&wheel)?;
     if got != pin.zig_sha256 {
         bail!(
             "{} has sha256 {got}, but recipes/targets.toml pins {}; the download is \

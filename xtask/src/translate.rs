@@ -368,7 +368,7 @@ pub fn translate(
     let key_inputs = KeyInputs {
         cache_format: build_cache::CACHE_FORMAT,
         source_id: spec.source_id.clone(),
-        target_file_sha256: crate::fetch::sha256_file(&spec.target_file)?,
+        target_file_sha256: crate::hash::sha256_file(&spec.target_file)?,
         target_file_name: spec
             .target_file
             .file_name()

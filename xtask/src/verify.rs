@@ -10,7 +10,7 @@ use anyhow::{bail, Context, Result};
 use xshell::{cmd, Shell};
 
 use crate::manifest::{self, FileDifference, Manifest};
-use crate::{binary, c_compiler, fetch, recipe, targets};
+use crate::{binary, c_compiler, recipe, targets};
 use pypy_archive::extract::unpack_top;
 
 /// Options of `cargo xtask verify`.
@@ -202,7 +202,7 @@ pub fn check_sha256_file(archive: &Path) -> Result<()> {
         .filter(|h| h.len() == 64 && h.bytes().all(|b| b.is_ascii_hexdigit()))
         .with_context(|| format!("{} does not start with a sha256", sha_path.display()))?
         .to_ascii_lowercase();
-    let got = fetch::sha256_file(archive)?;
+    let got = crate::hash::sha256_file(archive)?;
     if got != expected {
         bail!(
             "{}: sha256 is {got}, but {} says {expected}; the archive is damaged or was changed",

@@ -170,7 +170,7 @@ pub const SUMS_LOCK: &str = ".SHA256SUMS.lock";
 pub fn update_sha256sums(dir: &Path, name: &str, sha256: &str) -> Result<()> {
     let path = dir.join("SHA256SUMS");
     // Two runs publishing into one folder would otherwise lose a line.
-    let _lock = crate::fetch::lock(&dir.join(SUMS_LOCK))?;
+    let _lock = crate::lock::acquire(&dir.join(SUMS_LOCK), "the SHA256SUMS file of this folder")?;
     let old = match fs_err::read_to_string(&path) {
         Ok(s) => s,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),

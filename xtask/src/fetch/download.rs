@@ -17,9 +17,9 @@ use reqwest::header::{CONTENT_RANGE, RANGE};
 use reqwest::{StatusCode, Url};
 use sha2::{Digest, Sha256};
 
-use super::lock::{self, lock_path_for};
 use super::progress::Progress;
 use super::{FetchOptions, Mirror};
+use crate::lock::{self, lock_path_for};
 use crate::recipe::normalize_sha256;
 
 /// Downloads `url` (or the same file name from `opts.mirror`) into the cache,
@@ -50,7 +50,7 @@ pub fn download_verified(url: &str, sha256: &str, opts: &FetchOptions) -> Result
         return Ok(final_path);
     }
     fs_err::create_dir_all(&dir).context("creating the download cache")?;
-    let _lock = lock::acquire(&lock_path_for(&final_path))?;
+    let _lock = lock::acquire(&lock_path_for(&final_path), "the same download")?;
     // Another run may have finished the file while we waited for the lock.
     if is_cached(&final_path, &expected) {
         return Ok(final_path);
@@ -84,7 +84,7 @@ pub fn download_verified(url: &str, sha256: &str, opts: &FetchOptions) -> Result
 /// takes a fraction of a second and catches a cache damaged from outside.
 /// A file that cannot be read counts as absent; the caller then replaces it under the lock.
 fn is_cached(path: &Path, expected: &str) -> bool {
-    path.is_file() && super::sha256_file(path).is_ok_and(|h| h == expected)
+    path.is_file() && crate::hash::sha256_file(path).is_ok_and(|h| h == expected)
 }
 
 /// The last path segment of a URL: the name the file has upstream, on mirrors and in the cache.

@@ -11,7 +11,7 @@ use std::path::Path;
 use anyhow::{bail, Context, Result};
 use pypy_archive::extract::{self, Format};
 
-use super::lock::{self, lock_path_for, FileLock};
+use crate::lock::{self, lock_path_for, FileLock};
 
 /// Unpacks `archive` into `dest`, which must not exist yet. The archive type
 /// comes from its name (`.tar.bz2`/`.tbz2`, `.tar.gz`/`.tgz`, `.zip`).
@@ -46,7 +46,7 @@ pub fn extract_once(archive: &Path, dest: &Path) -> Result<bool> {
 fn lock_for(dest: &Path) -> Result<FileLock> {
     let parent = parent_of(dest)?;
     fs_err::create_dir_all(parent).context("creating the extraction folder")?;
-    lock::acquire(&lock_path_for(dest))
+    lock::acquire(&lock_path_for(dest), "the same unpacked tree")
 }
 
 fn parent_of(dest: &Path) -> Result<&Path> {

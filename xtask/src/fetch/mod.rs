@@ -7,7 +7,6 @@
 
 mod download;
 mod extract;
-mod lock;
 mod progress;
 
 use std::path::{Path, PathBuf};
@@ -20,9 +19,9 @@ use crate::manifest;
 use crate::paths;
 use crate::recipe::Recipe;
 
+pub use crate::lock::FileLock;
 pub use download::{cached_path, download_verified};
 pub use extract::{extract_archive, extract_once};
-pub use lock::{acquire as lock, FileLock};
 
 /// Environment variable naming a mirror (folder or base URL), like `--mirror`.
 pub const MIRROR_ENV: &str = "PYPY_EMBED_MIRROR";
@@ -249,11 +248,6 @@ pub fn git_commit(dir: &Path) -> Option<String> {
     crate::git::commit_of_top(&Shell::new().ok()?, dir)
 }
 
-/// The sha256 of a file, as lowercase hex.
-pub fn sha256_file(path: &Path) -> Result<String> {
-    pypy_archive::hash::sha256_file(path).with_context(|| format!("hashing {}", path.display()))
-}
-
 /// The identity of a fetched tree for the build cache: a release's sha256,
 /// else [`source_identity`] of the local tree.
 pub fn source_id_of(sh: &Shell, tree: &SourceTree) -> Result<String> {
@@ -328,7 +322,7 @@ mod tests {
         fs_err::write(&file, "abc").unwrap();
         // FIPS 180-2's test vector for "abc".
         assert_eq!(
-            sha256_file(&file).unwrap(),
+            crate::hash::sha256_file(&file).unwrap(),
             "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
         );
     }

@@ -59,7 +59,7 @@ fn serve_whole_sdist() -> (Server, Arc<Vec<u8>>) {
 fn download_ok(server: &Server, cache: &Path) -> PathBuf {
     let path =
         fetch::download_verified(&server.url(PATH), RPYTHON_SHA256, &options(cache)).unwrap();
-    assert_eq!(fetch::sha256_file(&path).unwrap(), RPYTHON_SHA256);
+    assert_eq!(xtask::hash::sha256_file(&path).unwrap(), RPYTHON_SHA256);
     path
 }
 
@@ -82,7 +82,7 @@ fn download_success_lands_in_the_content_addressed_cache() {
     let opts = options(cache.path());
     let path = fetch::download_verified(&server.url(PATH), RPYTHON_SHA256, &opts).unwrap();
     assert_eq!(path, cached_path(cache.path()));
-    assert_eq!(fetch::sha256_file(&path).unwrap(), RPYTHON_SHA256);
+    assert_eq!(xtask::hash::sha256_file(&path).unwrap(), RPYTHON_SHA256);
     assert_eq!(
         common::files_except_locks(cache.path()),
         std::slice::from_ref(&path)
@@ -154,7 +154,7 @@ fn a_server_ignoring_range_makes_a_clean_restart() {
     let path = fetch::download_verified(&server.url(PATH), RPYTHON_SHA256, &options(cache.path()))
         .unwrap();
     // Appending the full body to the old part would have broken the hash.
-    assert_eq!(fetch::sha256_file(&path).unwrap(), RPYTHON_SHA256);
+    assert_eq!(xtask::hash::sha256_file(&path).unwrap(), RPYTHON_SHA256);
     assert_eq!(server.requests().len(), 1);
 }
 
@@ -234,7 +234,7 @@ fn a_damaged_cache_entry_is_downloaded_again() {
     let path = fetch::download_verified(&server.url(PATH), RPYTHON_SHA256, &options(cache.path()))
         .unwrap();
     assert_eq!(path, cached);
-    assert_eq!(fetch::sha256_file(&path).unwrap(), RPYTHON_SHA256);
+    assert_eq!(xtask::hash::sha256_file(&path).unwrap(), RPYTHON_SHA256);
     assert_eq!(server.requests().len(), 1);
 }
 
@@ -306,7 +306,7 @@ fn redirects_are_followed() {
         &options(cache.path()),
     )
     .unwrap();
-    assert_eq!(fetch::sha256_file(&path).unwrap(), RPYTHON_SHA256);
+    assert_eq!(xtask::hash::sha256_file(&path).unwrap(), RPYTHON_SHA256);
     let paths: Vec<String> = server.requests().into_iter().map(|r| r.path).collect();
     assert_eq!(paths, ["/old/rpython-0.2.1.tar.gz", PATH]);
 }
@@ -324,7 +324,7 @@ fn mirror_folder_replaces_upstream() {
     opts.mirror = Some(Mirror::Dir(mirror.path().to_path_buf()));
     let path = fetch::download_verified(DEAD_UPSTREAM, RPYTHON_SHA256, &opts).unwrap();
     assert_eq!(path, cached_path(cache.path()));
-    assert_eq!(fetch::sha256_file(&path).unwrap(), RPYTHON_SHA256);
+    assert_eq!(xtask::hash::sha256_file(&path).unwrap(), RPYTHON_SHA256);
 }
 
 #[test]
@@ -367,7 +367,7 @@ fn mirror_url_serves_the_same_file_name() {
     let mut opts = options(cache.path());
     opts.mirror = Some(Mirror::parse(&server.url("/mirror/pypy")).unwrap());
     let path = fetch::download_verified(DEAD_UPSTREAM, RPYTHON_SHA256, &opts).unwrap();
-    assert_eq!(fetch::sha256_file(&path).unwrap(), RPYTHON_SHA256);
+    assert_eq!(xtask::hash::sha256_file(&path).unwrap(), RPYTHON_SHA256);
     let paths: Vec<String> = server.requests().into_iter().map(|r| r.path).collect();
     assert_eq!(paths, ["/mirror/pypy/rpython-0.2.1.tar.gz"]);
 }
@@ -439,7 +439,7 @@ fn two_concurrent_fetches_share_one_cache() {
         "the second run waits for the first"
     );
     assert_eq!(
-        fetch::sha256_file(&cached_path(&opts.cache_dir)).unwrap(),
+        xtask::hash::sha256_file(&cached_path(&opts.cache_dir)).unwrap(),
         RPYTHON_SHA256
     );
     // One tree, no leftover temporary folders or partial files.

@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use xtask::fetch::{self, FetchOptions, Mirror};
+use xtask::fetch::{FetchOptions, Mirror};
 use xtask::fixtures::{self, TestPypySource};
 use xtask::manifest::{self, Source};
 use xtask::{targets, verify};
@@ -122,7 +122,7 @@ fn official_release_is_downloaded_checked_and_repackaged() {
     let target = host();
     let work = tempfile::tempdir().unwrap();
     let (server, release, url) = serve_release(work.path(), &target);
-    let sha = fetch::sha256_file(&release).unwrap();
+    let sha = xtask::hash::sha256_file(&release).unwrap();
     let file_name = release.file_name().unwrap().to_str().unwrap();
 
     let root = tempfile::tempdir().unwrap();
@@ -199,7 +199,7 @@ fn wrong_sha256_is_refused_and_leaves_no_archive() {
         fixtures::prepare_test_pypy(&sh, root.path(), &source, &target, &options(cache.path()))
             .unwrap_err();
     let text = format!("{err:#}");
-    let got = fetch::sha256_file(&release).unwrap();
+    let got = xtask::hash::sha256_file(&release).unwrap();
     assert!(
         text.contains(&url) && text.contains(&wrong) && text.contains(&got),
         "the error must name the release and both checksums: {text}"

@@ -85,7 +85,7 @@ fn serve(body: Vec<u8>) -> (String, std::thread::JoinHandle<()>) {
 #[test]
 fn repackage_downloads_a_release_by_url() {
     let release = fixtures::debian_archive().unwrap();
-    let sha = xtask::fetch::sha256_file(&release).unwrap();
+    let sha = xtask::hash::sha256_file(&release).unwrap();
     let (url, server) = serve(fs_err::read(&release).unwrap());
     let out = tempfile::tempdir().unwrap();
     let cache = tempfile::tempdir().unwrap();

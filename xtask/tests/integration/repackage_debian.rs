@@ -94,7 +94,7 @@ fn release_file_in_upstream_layout_is_checked_and_repackaged() {
     // The fixture archive has upstream's POSIX release layout under `pypy/`,
     // as an official `pypy3.9-v7.3.11-linux64.tar.bz2` has under its top folder.
     let release = fixtures::debian_archive().unwrap();
-    let sha = xtask::fetch::sha256_file(&release).unwrap();
+    let sha = xtask::hash::sha256_file(&release).unwrap();
     let out = tempfile::tempdir().unwrap();
 
     let wrong = "0".repeat(64);

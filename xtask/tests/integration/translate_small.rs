@@ -219,7 +219,7 @@ fn two_translations_in_different_folders_are_identical() {
     let patch = xtask::patch::Ready {
         record: xtask::manifest::PatchRecord {
             name: "rpython-0.2.1-reproducible.patch".into(),
-            sha256: xtask::fetch::sha256_file(&path).unwrap(),
+            sha256: xtask::hash::sha256_file(&path).unwrap(),
             url: None,
         },
         path,

@@ -18,7 +18,7 @@ pub(crate) fn base_tree() -> &'static Path {
     static BASE: OnceLock<PathBuf> = OnceLock::new();
     BASE.get_or_init(|| {
         let archive = fixtures::debian_archive().unwrap();
-        let sha = xtask::fetch::sha256_file(&archive).unwrap();
+        let sha = xtask::hash::sha256_file(&archive).unwrap();
         let cache = fixtures::root().join("test-cache");
         let base = cache.join(format!("unpacked-{}", &sha[..16]));
         if !base.is_dir() {
@@ -168,7 +168,7 @@ fn truncated_archive_is_named() {
     let copy = dir.path().join(fixtures::DEBIAN_ARCHIVE);
     let bytes = fs_err::read(&src).unwrap();
     fs_err::write(&copy, &bytes[..bytes.len() * 2 / 3]).unwrap();
-    write_sha(&copy, &xtask::fetch::sha256_file(&copy).unwrap());
+    write_sha(&copy, &xtask::hash::sha256_file(&copy).unwrap());
     let err = verify_err(&copy);
     assert!(
         err.contains(fixtures::DEBIAN_ARCHIVE) && err.contains("truncated"),
@@ -212,7 +212,7 @@ fn absolute_runpath_is_named() {
         let path = top.join(manifest::MANIFEST_NAME);
         let mut m = manifest::Manifest::from_json(&fs_err::read_to_string(&path).unwrap()).unwrap();
         let e = m.files.get_mut("bin/pypy3.9").unwrap();
-        e.sha256 = xtask::fetch::sha256_file(&launcher).unwrap();
+        e.sha256 = xtask::hash::sha256_file(&launcher).unwrap();
         e.size = fs_err::metadata(&launcher).unwrap().len();
         fs_err::write(&path, m.to_json()).unwrap();
     });
@@ -238,7 +238,7 @@ fn dependency_outside_the_allow_list_is_named() {
         let mut m =
             manifest::Manifest::from_json(&fs_err::read_to_string(&mpath).unwrap()).unwrap();
         let e = m.files.get_mut(module).unwrap();
-        e.sha256 = xtask::fetch::sha256_file(&path).unwrap();
+        e.sha256 = xtask::hash::sha256_file(&path).unwrap();
         e.size = fs_err::metadata(&path).unwrap().len();
         fs_err::write(&mpath, m.to_json()).unwrap();
     });

@@ -1,0 +1,22 @@
+//! The xtask's side of the shared lock files (`pypy_archive::lock`): a run
+//! that waits says on stderr what for and who holds it, and errors carry
+//! the lock's path.
+
+use std::path::Path;
+
+use anyhow::{Context, Result};
+
+pub use pypy_archive::lock::{lock_path_for, FileLock};
+
+/// Takes the lock at `path`, waiting (and saying so, with `what` the lock
+/// guards) while another run holds it.
+pub fn acquire(path: &Path, what: &str) -> Result<FileLock> {
+    FileLock::acquire(path, |holder| {
+        eprintln!(
+            "waiting for {what}: {} holds {}",
+            holder.describe(),
+            path.display()
+        )
+    })
+    .with_context(|| format!("locking {}", path.display()))
+}
