@@ -60,11 +60,29 @@ pub fn replace_dir(staged: &Path, dest: &Path) -> io::Result<()> {
 }
 
 /// Copies the folder `from` into `to` (created if missing; what is there
-/// already stays unless a file of `from` has its name). The one rule for
-/// links: on Unix a symbolic link is copied as the same link, whatever it
-/// points to; elsewhere the file it names is copied.
+/// already stays unless a file of `from` has its name), with the one rule
+/// for links every copy of the project follows: on Unix, a relative link
+/// whose target lies inside `from` is copied as the same link; one that
+/// leads outside, or an absolute one, which would dangle once the copy
+/// moves, is replaced by a copy of what it names; one that names nothing
+/// stays a link. Elsewhere the file a link names is copied.
 pub fn copy_tree(from: &Path, to: &Path) -> io::Result<()> {
-    for entry in walkdir::WalkDir::new(from).sort_by_file_name() {
+    copy_tree_except(from, to, |_| false)
+}
+
+/// [`copy_tree`], leaving out every entry for which `skip` (given the path
+/// relative to `from`) says so, and a skipped folder's whole contents.
+pub fn copy_tree_except(from: &Path, to: &Path, skip: impl Fn(&Path) -> bool) -> io::Result<()> {
+    let top = std::fs::canonicalize(from)?;
+    let walker = walkdir::WalkDir::new(from)
+        .sort_by_file_name()
+        .into_iter()
+        .filter_entry(|e| {
+            e.path()
+                .strip_prefix(from)
+                .map_or(true, |rel| rel.as_os_str().is_empty() || !skip(rel))
+        });
+    for entry in walker {
         let entry = entry.map_err(io::Error::other)?;
         let rel = entry.path().strip_prefix(from).map_err(io::Error::other)?;
         let dest = to.join(rel);
@@ -72,11 +90,20 @@ pub fn copy_tree(from: &Path, to: &Path) -> io::Result<()> {
         if kind.is_dir() {
             std::fs::create_dir_all(&dest)?;
         } else if kind.is_symlink() && cfg!(unix) {
-            if std::fs::symlink_metadata(&dest).is_ok() {
-                std::fs::remove_file(&dest)?;
+            let target = std::fs::read_link(entry.path())?;
+            match std::fs::canonicalize(entry.path()) {
+                // Absolute links break when the tree moves, even inside it.
+                Ok(named) if target.is_absolute() || !named.starts_with(&top) => {
+                    std::fs::copy(entry.path(), &dest)?;
+                }
+                _ => {
+                    if std::fs::symlink_metadata(&dest).is_ok() {
+                        std::fs::remove_file(&dest)?;
+                    }
+                    #[cfg(unix)]
+                    std::os::unix::fs::symlink(&target, &dest)?;
+                }
             }
-            #[cfg(unix)]
-            std::os::unix::fs::symlink(std::fs::read_link(entry.path())?, &dest)?;
         } else {
             std::fs::copy(entry.path(), &dest)?;
         }
@@ -108,6 +135,33 @@ mod tests {
     fn folder(path: &Path, file: &str) {
         std::fs::create_dir_all(path).unwrap();
         std::fs::write(path.join(file), file).unwrap();
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn a_link_out_of_the_tree_becomes_a_copy_and_skipped_folders_stay_out() {
+        let dir = tempfile::tempdir().unwrap();
+        let (a, outside) = (dir.path().join("a"), dir.path().join("outside"));
+        folder(&a.join("lib"), "libz.a");
+        folder(&a.join("lib/__pycache__"), "x.pyc");
+        folder(&outside, "shared.txt");
+        std::os::unix::fs::symlink(outside.join("shared.txt"), a.join("lib/shared.txt")).unwrap();
+        std::os::unix::fs::symlink("libz.a", a.join("lib/libz.so")).unwrap();
+        std::os::unix::fs::symlink("gone", a.join("lib/dangling")).unwrap();
+        let to = dir.path().join("to");
+        copy_tree_except(&a, &to, |rel| rel.ends_with("__pycache__")).unwrap();
+        let shared = to.join("lib/shared.txt");
+        assert!(!std::fs::symlink_metadata(&shared).unwrap().is_symlink());
+        assert_eq!(std::fs::read_to_string(&shared).unwrap(), "shared.txt");
+        assert_eq!(
+            std::fs::read_link(to.join("lib/libz.so")).unwrap(),
+            Path::new("libz.a")
+        );
+        assert_eq!(
+            std::fs::read_link(to.join("lib/dangling")).unwrap(),
+            Path::new("gone")
+        );
+        assert!(!to.join("lib/__pycache__").exists());
     }
 
     #[test]

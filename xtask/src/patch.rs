@@ -237,29 +237,11 @@ fn failing_hunk(stderr: &str, patch: &str) -> String {
     format!("{file} does not match at line {line}")
 }
 
-/// Copies a source tree, leaving out a checkout's `.git`; links stay links on Unix.
+/// Copies a source tree, leaving out a checkout's `.git` (links as
+/// `pypy_archive::fs::copy_tree` says).
 fn copy_tree(from: &Path, to: &Path) -> Result<()> {
-    for entry in walkdir::WalkDir::new(from).min_depth(1) {
-        let entry = entry?;
-        let relative = entry.path().strip_prefix(from)?;
-        if relative.starts_with(".git") {
-            continue;
-        }
-        let dest = to.join(relative);
-        let kind = entry.file_type();
-        if kind.is_dir() {
-            fs_err::create_dir_all(&dest)?;
-        } else if kind.is_symlink() {
-            #[cfg(unix)]
-            std::os::unix::fs::symlink(fs_err::read_link(entry.path())?, &dest)
-                .with_context(|| format!("linking {}", dest.display()))?;
-            #[cfg(not(unix))]
-            fs_err::copy(entry.path(), &dest).map(|_| ())?;
-        } else {
-            fs_err::copy(entry.path(), &dest)?;
-        }
-    }
-    Ok(())
+    pypy_archive::fs::copy_tree_except(from, to, |rel| rel.starts_with(".git"))
+        .with_context(|| format!("copying {} to {}", from.display(), to.display()))
 }
 
 #[cfg(test)]

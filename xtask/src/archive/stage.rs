@@ -111,43 +111,13 @@ fn copy_tree(from: &Path, to: &Path) -> Result<()> {
     // mtime-checked `.pyc` files stale (PyPy would rewrite them at the first
     // start of each copy), and running the interpreter in the tree while
     // packaging may rewrite them, which would break reproducibility. PyPy
-    // writes fresh ones wherever the extracted tree is writable.
-    let walker = walkdir::WalkDir::new(from)
-        .sort_by_file_name()
-        .into_iter()
-        .filter_entry(|e| e.file_name() != "__pycache__");
-    for entry in walker {
-        let entry = entry.with_context(|| format!("reading {}", from.display()))?;
-        let rel = entry.path().strip_prefix(from)?;
-        if entry.depth() == 1 && DROPPED.iter().any(|d| entry.file_name() == *d) {
-            continue;
-        }
-        let dest = to.join(rel);
-        let ft = entry.file_type();
-        if ft.is_dir() {
-            fs_err::create_dir_all(&dest)?;
-        } else if ft.is_symlink() {
-            let target = fs_err::read_link(entry.path())?;
-            let inside = target.is_relative()
-                && entry
-                    .path()
-                    .parent()
-                    .unwrap()
-                    .join(&target)
-                    .canonicalize()
-                    .is_ok_and(|t| t.starts_with(from.canonicalize().unwrap_or_default()));
-            if inside {
-                symlink(&target.to_string_lossy(), &dest)?;
-            } else {
-                // A link leaving the tree (e.g. to a distribution's shared
-                // copy) would dangle after relocation: copy what it names.
-                fs_err::copy(entry.path(), &dest).with_context(|| {
-                    format!("copying the target of the link {}", entry.path().display())
-                })?;
-            }
-        } else {
-            fs_err::copy(entry.path(), &dest)?;
-        }
-    }
-    Ok(())
+    // writes fresh ones wherever the extracted tree is writable. A link
+    // leaving the tree (e.g. to a distribution's shared copy) would dangle
+    // after relocation: the copy rule puts what it names in its place.
+    let skip = |rel: &Path| {
+        rel.file_name().is_some_and(|n| n == "__pycache__")
+            || (rel.components().count() == 1 && DROPPED.iter().any(|d| rel == Path::new(d)))
+    };
+    pypy_archive::fs::copy_tree_except(from, to, skip)
+        .with_context(|| format!("copying {} to {}", from.display(), to.display()))
 }
