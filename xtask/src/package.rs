@@ -16,7 +16,7 @@ use xshell::{cmd, Shell};
 use crate::archive::{PublishOptions, Published};
 use crate::manifest::Origin;
 use crate::recipe::Recipe;
-use crate::{paths, repackage, targets};
+use crate::{paths, targets};
 
 /// Options of `cargo xtask package`.
 #[derive(clap::Args, Debug)]
@@ -261,7 +261,7 @@ pub fn package_translated(input: &PackageInput) -> Result<Published> {
         );
     }
     let recipe = input.recipe.as_ref();
-    repackage::repackage_with_options(
+    crate::archive::pack_tree(
         &laid_out,
         &input.target,
         &input.out_dir,

@@ -66,14 +66,6 @@ pub fn run(args: Args) -> Result<()> {
     Ok(())
 }
 
-/// `/usr`, `/usr/local` or `/`: a system's own prefix rather than a build tree.
-fn is_system_prefix(tree: &Path) -> bool {
-    let tree = tree.canonicalize().unwrap_or_else(|_| tree.to_path_buf());
-    ["/", "/usr", "/usr/local"]
-        .iter()
-        .any(|p| tree == Path::new(p))
-}
-
 fn is_url(s: &str) -> bool {
     s.starts_with("http://") || s.starts_with("https://")
 }
@@ -96,7 +88,7 @@ pub fn repackage_tree_with(
         "an installed tree"
     };
     let origin = Origin::prebuilt(layout, None);
-    repackage_with_options(tree, target, out_dir, origin, opts)
+    archive::pack_tree(tree, target, out_dir, origin, opts)
 }
 
 /// Repackages an official binary release archive after checking its sha256.
@@ -126,7 +118,7 @@ pub fn repackage_release_file(
     let dir = unpacked.path().join("release");
     fetch::extract_archive(file, &dir).with_context(|| format!("unpacking {}", file.display()))?;
     let origin = Origin::prebuilt(format!("binary release {name}"), Some(got));
-    repackage_with_options(&dir, target, out_dir, origin, opts)
+    archive::pack_tree(&dir, target, out_dir, origin, opts)
 }
 
 /// [`repackage_with_options`] with the target table's allow-list only.
@@ -136,58 +128,5 @@ pub fn repackage_with_origin(
     out_dir: &Path,
     origin: Origin,
 ) -> Result<Published> {
-    repackage_with_options(tree, target, out_dir, origin, &PublishOptions::default())
-}
-
-/// The pipeline every archive goes through (`package` too):
-/// locate → stage → relocate → manifest → archive → verify → publish.
-pub fn repackage_with_options(
-    tree: &Path,
-    target: &targets::Target,
-    out_dir: &Path,
-    origin: Origin,
-    opts: &PublishOptions,
-) -> Result<Published> {
-    let found = archive::locate(tree, target)?;
-    let has_headers = found
-        .include
-        .as_ref()
-        .is_some_and(|i| i.join("Python.h").is_file());
-    if !has_headers && !opts.no_headers {
-        let package = match &target.headers_package {
-            Some(p) => format!(" (on {}: install {p})", target.triple),
-            None => String::new(),
-        };
-        bail!(
-            "{} has no C headers ({}/Python.h){package}; without them C extensions and cffi \
-             plugins cannot build against the archive. Install them, or pass --no-headers to \
-             pack the tree without (the manifest then says so)",
-            tree.display(),
-            target.include_dir(&found.versions.python)
-        );
-    }
-    let mut staged = archive::stage(&found, target, out_dir)?;
-    staged.no_headers = !has_headers;
-    let mut build_paths = opts.build_paths.clone();
-    if is_system_prefix(tree) {
-        // Text files of an installed system name `/usr/bin/env` and the like,
-        // which exist on every machine; only the folders packed must not be named.
-        build_paths.push(found.stdlib.clone());
-        build_paths.extend(found.include.clone());
-    } else {
-        build_paths.push(tree.to_path_buf());
-    }
-    archive::relocate::check_no_build_paths(&staged, &build_paths)?;
-    archive::relocate(&staged)?;
-    let bundled = match &opts.bundled {
-        Some(prefix) => {
-            let from = prefix.dir.join(crate::deps::LICENSES_DIR);
-            pypy_archive::fs::copy_tree(&from, &staged.top.join(crate::deps::LICENSES_DIR))
-                .with_context(|| format!("copying the licence texts of {}", from.display()))?;
-            prefix.libraries.clone()
-        }
-        None => Vec::new(),
-    };
-    let manifest = archive::build_manifest(&staged, origin, bundled)?;
-    archive::publish(&staged, &manifest, out_dir, opts)
+    archive::pack_tree(tree, target, out_dir, origin, &PublishOptions::default())
 }
