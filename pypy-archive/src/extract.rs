@@ -20,7 +20,7 @@ use std::fs::{self, File};
 use std::io::{self, Read};
 use std::path::{Component, Path, PathBuf};
 
-use crate::entry::{check_link, safe_relative_path};
+use crate::entry::{check_link, safe_relative_path, EntryError};
 use crate::manifest::{Manifest, ManifestError, MANIFEST_NAME, TOP_DIR};
 
 /// Symbolic links followed while resolving one path, as in Linux's limit.
@@ -40,7 +40,7 @@ pub enum ExtractError {
     Unsupported(&'static str),
     /// An entry that could escape the destination, or of a kind we never create.
     #[error("{0}")]
-    Refused(String),
+    Refused(Refused),
     /// The archive cannot be parsed: truncated, corrupt, or not an archive.
     #[error("{what}")]
     Damaged {
@@ -65,6 +65,124 @@ pub enum ExtractError {
         #[source]
         source: ManifestError,
     },
+}
+
+/// A refused entry: the archive (once known), the entry, and why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Refused {
+    pub archive: Option<PathBuf>,
+    /// `None` when the archive as a whole is refused (it is empty).
+    pub entry: Option<PathBuf>,
+    pub reason: Refusal,
+}
+
+/// Why an entry (or the archive) is refused.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Refusal {
+    AbsolutePath,
+    ParentDir,
+    HardLink,
+    Device,
+    Fifo,
+    /// A tar entry type we never create, by the tar crate's name.
+    UnsupportedType(String),
+    LinkWithoutTarget,
+    /// A zip path written with `\`.
+    Backslash,
+    /// A zip entry of another file type (its `S_IFMT` bits).
+    Special(u32),
+    /// The path fails the entry rules of [`crate::entry`].
+    Path(EntryError),
+    /// A link whose target leaves the top folder, by the entry rules.
+    LinkOutside {
+        target: PathBuf,
+        why: EntryError,
+    },
+    /// The entry would be written through a link that leaves the destination.
+    ThroughLink(&'static str),
+    /// A symbolic link whose target leaves the destination.
+    LinkEscapes {
+        target: PathBuf,
+        why: &'static str,
+    },
+    /// The same, found once every entry is on disk.
+    LinkEscapesLater {
+        target: PathBuf,
+        why: &'static str,
+    },
+    Empty,
+}
+
+impl Refused {
+    fn entry(entry: &Path, reason: Refusal) -> ExtractError {
+        ExtractError::Refused(Refused {
+            archive: None,
+            entry: Some(entry.to_path_buf()),
+            reason,
+        })
+    }
+}
+
+impl std::fmt::Display for Refused {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if let Some(archive) = &self.archive {
+            write!(f, "{}: ", archive.display())?;
+        }
+        let entry = self
+            .entry
+            .as_deref()
+            .map(|e| e.display().to_string())
+            .unwrap_or_default();
+        match &self.reason {
+            Refusal::AbsolutePath => write!(f, "entry `{entry}` has an absolute path"),
+            Refusal::ParentDir => write!(f, "entry `{entry}` contains `..`"),
+            Refusal::HardLink => write!(
+                f,
+                "entry `{entry}` is a hard link; hard links are not allowed in archives"
+            ),
+            Refusal::Device => {
+                write!(
+                    f,
+                    "entry `{entry}` is a device file; device files are not allowed"
+                )
+            }
+            Refusal::Fifo => write!(f, "entry `{entry}` is a FIFO; FIFOs are not allowed"),
+            Refusal::UnsupportedType(kind) => {
+                write!(f, "entry `{entry}` has an unsupported type ({kind})")
+            }
+            Refusal::LinkWithoutTarget => write!(f, "link `{entry}` has no target"),
+            Refusal::Backslash => write!(
+                f,
+                "entry `{entry}` uses `\\` in its path; zip paths must use `/`"
+            ),
+            Refusal::Special(kind) => write!(
+                f,
+                "entry `{entry}` is a special file (type {kind:o}); only files, folders and \
+                 links are allowed"
+            ),
+            Refusal::Path(why) => write!(f, "entry {entry}: {why}"),
+            Refusal::LinkOutside { target, why } => write!(
+                f,
+                "link {entry} points outside the archive ({}): {why}",
+                target.display()
+            ),
+            Refusal::ThroughLink(why) => {
+                write!(
+                    f,
+                    "entry `{entry}` would be written through a link that {why}"
+                )
+            }
+            Refusal::LinkEscapes { target, why } => {
+                write!(f, "symbolic link `{entry}` -> `{}` {why}", target.display())
+            }
+            Refusal::LinkEscapesLater { target, why } => write!(
+                f,
+                "symbolic link `{entry}` -> `{}` {why} once the archive is unpacked",
+                target.display()
+            ),
+            Refusal::Empty => write!(f, "the archive is empty"),
+        }
+    }
 }
 
 impl ExtractError {
@@ -161,17 +279,9 @@ fn relative_components(entry: &Path) -> Result<Vec<OsString>> {
     for component in entry.components() {
         match component {
             Component::Prefix(_) | Component::RootDir => {
-                return Err(ExtractError::Refused(format!(
-                    "entry `{}` has an absolute path",
-                    entry.display()
-                )))
+                return Err(Refused::entry(entry, Refusal::AbsolutePath))
             }
-            Component::ParentDir => {
-                return Err(ExtractError::Refused(format!(
-                    "entry `{}` contains `..`",
-                    entry.display()
-                )))
-            }
+            Component::ParentDir => return Err(Refused::entry(entry, Refusal::ParentDir)),
             Component::CurDir => {}
             Component::Normal(name) => parts.push(name.to_os_string()),
         }
@@ -198,8 +308,7 @@ pub fn read_tar<E: From<ExtractError>>(
             .map_err(ExtractError::damaged("reading the name of a tar entry"))?
             .into_owned();
         let shown = name.display().to_string();
-        let refuse =
-            |why: &str| Err(ExtractError::Refused(format!("entry `{shown}` {why}")).into());
+        let refuse = |reason| Err(Refused::entry(&name, reason).into());
         let kind = match entry.header().entry_type() {
             EntryType::Regular | EntryType::Continuous => EntryKind::File {
                 mode: entry.header().mode().unwrap_or(0o644),
@@ -213,23 +322,19 @@ pub fn read_tar<E: From<ExtractError>>(
                     .map_err(ExtractError::damaged(format!(
                         "reading the target of link `{shown}`"
                     )))?
-                    .ok_or_else(|| ExtractError::Refused(format!("link `{shown}` has no target")))?
+                    .ok_or_else(|| Refused::entry(&name, Refusal::LinkWithoutTarget))?
                     .into_owned();
                 EntryKind::Symlink(target)
             }
-            EntryType::Link => {
-                return refuse("is a hard link; hard links are not allowed in archives")
-            }
-            EntryType::Char | EntryType::Block => {
-                return refuse("is a device file; device files are not allowed")
-            }
-            EntryType::Fifo => return refuse("is a FIFO; FIFOs are not allowed"),
+            EntryType::Link => return refuse(Refusal::HardLink),
+            EntryType::Char | EntryType::Block => return refuse(Refusal::Device),
+            EntryType::Fifo => return refuse(Refusal::Fifo),
             // Metadata for the following entries, already applied by the tar reader.
             EntryType::XGlobalHeader
             | EntryType::XHeader
             | EntryType::GNULongName
             | EntryType::GNULongLink => continue,
-            other => return refuse(&format!("has an unsupported type ({other:?})")),
+            other => return refuse(Refusal::UnsupportedType(format!("{other:?}"))),
         };
         check_relative(&name)?;
         visit(&name, kind, &mut entry)?;
@@ -272,10 +377,7 @@ pub fn read_zip<E: From<ExtractError>>(
             })?
             .into_owned();
         if name.contains('\\') {
-            return Err(ExtractError::Refused(format!(
-                "entry `{name}` uses `\\` in its path; zip paths must use `/`"
-            ))
-            .into());
+            return Err(Refused::entry(Path::new(&name), Refusal::Backslash).into());
         }
         let mode = entry.unix_mode();
         let file_type = mode.map(|m| m & S_IFMT).filter(|t| *t != 0);
@@ -299,11 +401,7 @@ pub fn read_zip<E: From<ExtractError>>(
                 Some(S_IFDIR) => EntryKind::Dir,
                 Some(S_IFLNK) => unreachable!("is_symlink covers S_IFLNK"),
                 Some(other) => {
-                    return Err(ExtractError::Refused(format!(
-                        "entry `{name}` is a special file (type {other:o}); only files, \
-                         folders and links are allowed"
-                    ))
-                    .into())
+                    return Err(Refused::entry(Path::new(&name), Refusal::Special(other)).into())
                 }
             }
         };
@@ -359,14 +457,11 @@ pub fn unpack_top(archive: &Path, top: &str, dest: &Path) -> Result<()> {
     let mut entries = 0usize;
     read_archive(archive, |name, kind, contents| {
         let rel = safe_relative_path(name, top)
-            .map_err(|why| ExtractError::Refused(format!("entry {}: {why}", name.display())))?;
+            .map_err(|why| Refused::entry(name, Refusal::Path(why)))?;
         if let EntryKind::Symlink(target) = &kind {
             check_link(&rel, &target.to_string_lossy()).map_err(|why| {
-                ExtractError::Refused(format!(
-                    "link {} points outside the archive ({}): {why}",
-                    name.display(),
-                    target.display()
-                ))
+                let target = target.clone();
+                Refused::entry(name, Refusal::LinkOutside { target, why })
             })?;
         }
         entries += 1;
@@ -374,10 +469,11 @@ pub fn unpack_top(archive: &Path, top: &str, dest: &Path) -> Result<()> {
     })
     .map_err(|e| name_archive(archive, e))?;
     if entries == 0 {
-        return Err(ExtractError::Refused(format!(
-            "{}: the archive is empty",
-            archive.display()
-        )));
+        return Err(ExtractError::Refused(Refused {
+            archive: Some(archive.to_path_buf()),
+            entry: None,
+            reason: Refusal::Empty,
+        }));
     }
     unpacker
         .recheck_links()
@@ -419,12 +515,13 @@ pub fn read_manifest(archive: &Path) -> Result<Manifest> {
     }
 }
 
-/// Puts the archive's name in front of a message that lacks it.
+/// Names the archive in an error that does not yet.
 fn name_archive(archive: &Path, error: ExtractError) -> ExtractError {
     let shown = archive.display().to_string();
     match error {
-        ExtractError::Refused(why) if !why.starts_with(&shown) => {
-            ExtractError::Refused(format!("{shown}: {why}"))
+        ExtractError::Refused(mut refused) => {
+            refused.archive.get_or_insert_with(|| archive.to_path_buf());
+            ExtractError::Refused(refused)
         }
         ExtractError::Damaged { what, source } => ExtractError::Damaged {
             what: format!(
@@ -510,12 +607,7 @@ impl<'a> Unpacker<'a> {
             &join_all(Path::new(""), &parts),
             &mut hops,
         )
-        .map_err(|why| {
-            ExtractError::Refused(format!(
-                "entry `{}` would be written through a link that {why}",
-                name.display()
-            ))
-        })?;
+        .map_err(|why| Refused::entry(name, Refusal::ThroughLink(why)))?;
         let parent_path = join_all(self.root, &parent);
         fs::create_dir_all(&parent_path).map_err(ExtractError::io(format!(
             "creating the folder of entry `{}`",
@@ -551,11 +643,8 @@ impl<'a> Unpacker<'a> {
                 let mut stack = parent.clone();
                 let mut hops = 0;
                 resolve_beneath(self.root, &mut stack, &target, &mut hops).map_err(|why| {
-                    ExtractError::Refused(format!(
-                        "symbolic link `{}` -> `{}` {why}",
-                        name.display(),
-                        target.display()
-                    ))
+                    let target = target.clone();
+                    Refused::entry(name, Refusal::LinkEscapes { target, why })
                 })?;
                 remove_non_dir(&path)?;
                 make_symlink(&target, &path).map_err(ExtractError::io(format!(
@@ -575,11 +664,9 @@ impl<'a> Unpacker<'a> {
             let mut stack = parent.clone();
             let mut hops = 0;
             resolve_beneath(self.root, &mut stack, target, &mut hops).map_err(|why| {
-                ExtractError::Refused(format!(
-                    "symbolic link `{}` -> `{}` {why} once the archive is unpacked",
-                    join_all(Path::new(""), parent).join(name).display(),
-                    target.display()
-                ))
+                let entry = join_all(Path::new(""), parent).join(name);
+                let target = target.clone();
+                Refused::entry(&entry, Refusal::LinkEscapesLater { target, why })
             })?;
         }
         Ok(())
@@ -650,6 +737,19 @@ mod tests {
         assert!(err.to_string().contains("absolute"), "{err}");
         let err = relative_components(Path::new("a/../../x")).unwrap_err();
         assert!(err.to_string().contains("`..`"), "{err}");
+        // The refusal is typed: callers match on it and get the entry's path,
+        // and naming the archive afterwards does not touch the message's text.
+        match name_archive(Path::new("x.tar.gz"), err) {
+            ExtractError::Refused(Refused {
+                archive,
+                entry,
+                reason: Refusal::ParentDir,
+            }) => {
+                assert_eq!(archive.as_deref(), Some(Path::new("x.tar.gz")));
+                assert_eq!(entry.as_deref(), Some(Path::new("a/../../x")));
+            }
+            other => panic!("expected a typed refusal, got {other:?}"),
+        }
     }
 
     #[cfg(unix)]
