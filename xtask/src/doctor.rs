@@ -198,6 +198,90 @@ pub fn run(args: Args) -> Result<()> {
     report.into_result()
 }
 
+/// One check of the doctor. [`checks`] lists them in order; [`check`] runs
+/// them and [`planned_checks`] describes them, so the plan cannot list
+/// another set than the one that runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Step {
+    Compiler,
+    Make,
+    RelocationTool,
+    Git,
+    Xcode,
+    BrewPackages,
+    Headers,
+    PortableTools,
+    HostPython,
+    Resources,
+}
+
+/// The checks for translating `recipe` for `target`, in the order they run.
+fn checks(recipe: &Recipe, target: &Target) -> Vec<Step> {
+    let mut list = vec![Step::Compiler, Step::Make];
+    if target.os != Os::Windows {
+        list.push(Step::RelocationTool);
+    }
+    if needs_git(recipe, target) {
+        list.push(Step::Git);
+    }
+    if target.os == Os::Macos {
+        list.extend([Step::Xcode, Step::BrewPackages]);
+    }
+    if target.os != Os::Windows {
+        list.push(Step::Headers);
+    }
+    if target.toolchain.is_some() {
+        list.push(Step::PortableTools);
+    }
+    list.extend([Step::HostPython, Step::Resources]);
+    list
+}
+
+impl Step {
+    /// What the check looks at, for `build-pypy --plan`.
+    fn describe(self, recipe: &Recipe, target: &Target) -> String {
+        match self {
+            Step::Compiler if target.os == Os::Windows => {
+                "C compiler: MSVC (cl.exe) from the Visual Studio installation, found as the \
+                 cc crate finds it"
+                    .into()
+            }
+            Step::Compiler => "C compiler: $CC, else cc".into(),
+            Step::Make if target.os == Os::Windows => "make: nmake.exe beside cl.exe".into(),
+            Step::Make => "make: `make` runs".into(),
+            Step::RelocationTool if target.os == Os::Macos => "install_name_tool runs".into(),
+            Step::RelocationTool => "patchelf runs".into(),
+            Step::Git => format!("git runs ({})", git_uses(recipe, target)),
+            Step::Xcode => "xcode: `xcode-select -p` names the command line tools".into(),
+            Step::BrewPackages => format!(
+                "homebrew: `brew list --versions` finds {}",
+                target.system_packages.join(", ")
+            ),
+            Step::Headers => {
+                let headers: Vec<&str> = LIBRARIES.iter().map(|l| l.headers[0]).collect();
+                format!(
+                    "headers, found by the compiler with the build environment: {}",
+                    headers.join(", ")
+                )
+            }
+            Step::PortableTools => {
+                let tools: Vec<&str> = PORTABLE_TOOLS.iter().map(|(tool, _)| *tool).collect();
+                format!(
+                    "the portable build's tools: {} and Debian's archive keyring",
+                    tools.join(", ")
+                )
+            }
+            Step::HostPython => {
+                "host python: a Python 2.7 (PyPy's preferred; CPython gets a note on speed)".into()
+            }
+            Step::Resources => format!(
+                "memory >= {} GiB, free disk >= {} GiB for the cache",
+                recipe.translate.min_memory_gib, recipe.translate.min_disk_gib
+            ),
+        }
+    }
+}
+
 /// Every check for translating `recipe` for `target` on this machine.
 pub fn check(
     sh: &Shell,
@@ -207,22 +291,33 @@ pub fn check(
     cache_root: &Path,
 ) -> Report {
     let mut report = Report::default();
-    let compiler_ok = check_compiler(sh, target, &mut report);
-    check_make(sh, target, &mut report);
-    check_relocation_tool(sh, target, &mut report);
-    if needs_git(recipe, target) {
-        check_git(sh, recipe, target, &mut report);
+    let mut compiler_ok = false;
+    for step in checks(recipe, target) {
+        match step {
+            Step::Compiler => compiler_ok = check_compiler(sh, target, &mut report),
+            Step::Make => check_make(sh, target, &mut report),
+            Step::RelocationTool => check_relocation_tool(sh, target, &mut report),
+            Step::Git => check_git(sh, recipe, target, &mut report),
+            Step::Xcode => check_xcode(sh, &mut report),
+            Step::BrewPackages => check_brew_packages(sh, target, &mut report),
+            // Headers are looked for by the compiler, so they wait for one.
+            Step::Headers if compiler_ok => check_headers(sh, target, &mut report),
+            Step::Headers => {}
+            Step::PortableTools => check_portable_tools(target, &mut report),
+            Step::HostPython => check_host(sh, target, host_python, cache_root, &mut report),
+            Step::Resources => check_resources(sh, recipe, cache_root, &mut report),
+        }
     }
-    if target.os == Os::Macos {
-        check_xcode(sh, &mut report);
-        check_brew_packages(sh, target, &mut report);
-    }
-    if compiler_ok && target.os != Os::Windows {
-        check_headers(sh, target, &mut report);
-    }
-    if target.toolchain.is_some() {
-        check_portable_tools(target, &mut report);
-    }
+    report
+}
+
+fn check_host(
+    sh: &Shell,
+    target: &Target,
+    host_python: Option<&Path>,
+    cache_root: &Path,
+    report: &mut Report,
+) {
     match host::find(sh, host_python, &[], cache_root) {
         Ok(h) => {
             report.push(
@@ -247,8 +342,6 @@ pub fn check(
             Some("pass --host-python, or use --bootstrap-host".into()),
         ),
     }
-    check_resources(sh, recipe, cache_root, &mut report);
-    report
 }
 
 /// The programs the toolchain and dependency stages run, and the Debian
@@ -480,51 +573,10 @@ fn check_brew_packages(sh: &Shell, target: &Target, report: &mut Report) {
 
 /// What [`check`] looks at for `recipe` on `target`, as `build-pypy --plan` shows it.
 pub fn planned_checks(recipe: &Recipe, target: &Target) -> Vec<String> {
-    let mut lines = vec![match target.os {
-        Os::Windows => "C compiler: MSVC (cl.exe) from the Visual Studio installation, found \
-                        as the cc crate finds it"
-            .to_string(),
-        _ => "C compiler: $CC, else cc".to_string(),
-    }];
-    lines.push(match target.os {
-        Os::Windows => "make: nmake.exe beside cl.exe".to_string(),
-        _ => "make: `make` runs".to_string(),
-    });
-    match target.os {
-        Os::Linux => lines.push("patchelf runs".into()),
-        Os::Macos => {
-            lines.push("install_name_tool runs".into());
-            lines.push("xcode: `xcode-select -p` names the command line tools".into());
-            lines.push(format!(
-                "homebrew: `brew list --versions` finds {}",
-                target.system_packages.join(", ")
-            ));
-        }
-        Os::Windows => {}
-    }
-    if needs_git(recipe, target) {
-        lines.push(format!("git runs ({})", git_uses(recipe, target)));
-    }
-    if target.os != Os::Windows {
-        let headers: Vec<&str> = LIBRARIES.iter().map(|l| l.headers[0]).collect();
-        lines.push(format!(
-            "headers, found by the compiler with the build environment: {}",
-            headers.join(", ")
-        ));
-    }
-    if target.toolchain.is_some() {
-        let tools: Vec<&str> = PORTABLE_TOOLS.iter().map(|(tool, _)| *tool).collect();
-        lines.push(format!(
-            "the portable build's tools: {} and Debian's archive keyring",
-            tools.join(", ")
-        ));
-    }
-    lines.push("host python: a Python 2.7 (PyPy's preferred; CPython gets a note on speed)".into());
-    lines.push(format!(
-        "memory >= {} GiB, free disk >= {} GiB for the cache",
-        recipe.translate.min_memory_gib, recipe.translate.min_disk_gib
-    ));
-    lines
+    checks(recipe, target)
+        .into_iter()
+        .map(|step| step.describe(recipe, target))
+        .collect()
 }
 
 fn check_make(sh: &Shell, target: &Target, report: &mut Report) {
