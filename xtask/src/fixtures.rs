@@ -214,15 +214,22 @@ pub fn debian_pypy3() -> Result<PathBuf> {
     Ok(dir)
 }
 
-/// Name of the archive [`prepare_debian_archive`] writes.
-pub const DEBIAN_ARCHIVE: &str = "pypy3.9-v7.3.11-x86_64-unknown-linux-gnu.tar.gz";
+/// The Python and PyPy versions of the Debian (bookworm) `pypy3` the fixture repackages.
+const DEBIAN_VERSIONS: (&str, &str) = ("3.9", "7.3.11");
+
+/// Name of the archive [`prepare_debian_archive`] writes: Debian's packages
+/// are this machine's architecture, so the name is this machine's target's.
+pub fn debian_archive_name() -> String {
+    let host = targets::get(targets::host_triple()).expect("this machine is in the target table");
+    host.archive_name(DEBIAN_VERSIONS.0, DEBIAN_VERSIONS.1)
+}
 
 /// Debian's PyPy repackaged by `cargo xtask repackage` into our archive format
 /// (verified when it was written); its `.sha256` sits beside it. Prepared on
 /// Linux only; tests that need any real archive use [`test_archive`].
 pub fn debian_archive() -> Result<PathBuf> {
     existing(
-        root().join("dist").join(DEBIAN_ARCHIVE),
+        root().join("dist").join(debian_archive_name()),
         "repackaged Debian archive",
     )
 }
@@ -238,7 +245,7 @@ pub fn test_archive() -> Result<PathBuf> {
 /// Where the real libpypy the tests embed comes from.
 #[derive(Debug, Clone)]
 pub enum TestPypySource {
-    /// Debian's `pypy3`, `pypy3-lib` and `pypy3-dev` (apt), repackaged into [`DEBIAN_ARCHIVE`].
+    /// Debian's `pypy3`, `pypy3-lib` and `pypy3-dev` (apt), repackaged into [`debian_archive_name`].
     DebianPackages,
     /// PyPy's own binary release, downloaded, checked against its sha256 and repackaged.
     OfficialRelease(Download),
@@ -300,7 +307,7 @@ impl TestPypySource {
     /// File name of the archive this source gives for `target`, in `dist/` of the fixtures.
     pub fn archive_name(&self, target: &Target) -> Result<String> {
         match self {
-            TestPypySource::DebianPackages => Ok(DEBIAN_ARCHIVE.to_string()),
+            TestPypySource::DebianPackages => Ok(debian_archive_name()),
             TestPypySource::OfficialRelease(release) => release_archive_name(release, target),
         }
     }
@@ -632,7 +639,7 @@ fn finished_archive(archive: &Path) -> Option<crate::manifest::Manifest> {
 
 fn prepare_debian_archive(root: &Path) -> Result<PathBuf> {
     let dist = root.join("dist");
-    let archive = dist.join(DEBIAN_ARCHIVE);
+    let archive = dist.join(debian_archive_name());
     if finished_archive(&archive).is_some() {
         return Ok(archive);
     }
@@ -640,7 +647,7 @@ fn prepare_debian_archive(root: &Path) -> Result<PathBuf> {
         "fixtures: repackaging Debian's pypy3 into {}",
         dist.display()
     );
-    let target = targets::get("x86_64-unknown-linux-gnu")?;
+    let target = targets::get(targets::host_triple())?;
     crate::repackage::repackage_tree(&root.join("debian-pypy3"), &target, &dist)?;
     Ok(archive)
 }
@@ -839,7 +846,7 @@ mod tests {
         let debian =
             TestPypySource::from_values(&linux, Some("debian-packages"), Some(url), Some(&sha))
                 .unwrap();
-        assert_eq!(debian.archive_name(&linux).unwrap(), DEBIAN_ARCHIVE);
+        assert_eq!(debian.archive_name(&linux).unwrap(), debian_archive_name());
 
         let table =
             TestPypySource::from_values(&linux, Some("official-release"), Some(""), None).unwrap();

@@ -19,7 +19,7 @@ fn repackage_command_honours_source_date_epoch() {
         .status()
         .unwrap();
     assert!(status.success());
-    let archive = out.path().join(fixtures::DEBIAN_ARCHIVE);
+    let archive = out.path().join(fixtures::debian_archive_name());
     let file = fs_err::File::open(&archive).unwrap();
     let mut tar = tar::Archive::new(flate2::read::MultiGzDecoder::new(file));
     let mut count = 0;
@@ -77,7 +77,7 @@ fn serve(body: Vec<u8>) -> (String, std::thread::JoinHandle<()>) {
         }
     });
     (
-        format!("http://{addr}/{}", fixtures::DEBIAN_ARCHIVE),
+        format!("http://{addr}/{}", fixtures::debian_archive_name()),
         handle,
     )
 }
@@ -102,8 +102,8 @@ fn repackage_downloads_a_release_by_url() {
         String::from_utf8_lossy(&res.stderr)
     );
     server.join().unwrap();
-    let m =
-        pypy_archive::extract::read_manifest(&out.path().join(fixtures::DEBIAN_ARCHIVE)).unwrap();
+    let m = pypy_archive::extract::read_manifest(&out.path().join(fixtures::debian_archive_name()))
+        .unwrap();
     match m.origin.source {
         manifest::Source::Prebuilt {
             sha256,
@@ -111,7 +111,7 @@ fn repackage_downloads_a_release_by_url() {
         } => {
             assert_eq!(sha256.as_deref(), Some(sha.as_str()));
             assert!(
-                description.contains(fixtures::DEBIAN_ARCHIVE),
+                description.contains(&fixtures::debian_archive_name()),
                 "{description}"
             );
         }

@@ -30,8 +30,8 @@ fn debian_tree_repackages_verifies_and_is_reproducible() {
     let out_b = tempfile::tempdir().unwrap();
 
     let a = repackage::repackage_tree(&tree, &linux(), out_a.path()).unwrap();
-    let name = fixtures::DEBIAN_ARCHIVE;
-    assert_eq!(a.archive, out_a.path().join(name));
+    let name = fixtures::debian_archive_name();
+    assert_eq!(a.archive, out_a.path().join(&name));
     assert_eq!(
         only_archive(out_a.path()),
         vec![
@@ -108,7 +108,7 @@ fn release_file_in_upstream_layout_is_checked_and_repackaged() {
     .unwrap_err();
     let text = format!("{err:#}");
     assert!(
-        text.contains(&wrong) && text.contains(fixtures::DEBIAN_ARCHIVE),
+        text.contains(&wrong) && text.contains(&fixtures::debian_archive_name()),
         "{text}"
     );
     assert!(

@@ -56,7 +56,7 @@ pub(crate) fn rebuilt(dir: &Path, edit: impl FnOnce(&Path)) -> PathBuf {
     xshell::cmd!(sh, "cp -al {base} {top}").run().unwrap();
     unshare(&top.join(manifest::MANIFEST_NAME));
     edit(&top);
-    let dest = dir.join(fixtures::DEBIAN_ARCHIVE);
+    let dest = dir.join(fixtures::debian_archive_name());
     // Fast compression: these archives only live for one test.
     let opts = WriteOptions {
         level: 1,
@@ -134,27 +134,27 @@ fn added_and_removed_files_are_named() {
 fn archive_changed_after_its_checksum_is_caught() {
     let dir = scratch();
     let src = fixtures::debian_archive().unwrap();
-    let copy = dir.path().join(fixtures::DEBIAN_ARCHIVE);
+    let copy = dir.path().join(fixtures::debian_archive_name());
     let mut bytes = fs_err::read(&src).unwrap();
     let mid = bytes.len() / 2;
     bytes[mid] ^= 0xff;
     fs_err::write(&copy, &bytes).unwrap();
     fs_err::copy(
-        src.with_file_name(format!("{}.sha256", fixtures::DEBIAN_ARCHIVE)),
+        src.with_file_name(format!("{}.sha256", fixtures::debian_archive_name())),
         dir.path()
-            .join(format!("{}.sha256", fixtures::DEBIAN_ARCHIVE)),
+            .join(format!("{}.sha256", fixtures::debian_archive_name())),
     )
     .unwrap();
     let err = verify_err(&copy);
     assert!(
-        err.contains(fixtures::DEBIAN_ARCHIVE) && err.contains("damaged"),
+        err.contains(&fixtures::debian_archive_name()) && err.contains("damaged"),
         "{err}"
     );
 
     // Without its checksum file, verify refuses rather than trusting it.
     fs_err::remove_file(
         dir.path()
-            .join(format!("{}.sha256", fixtures::DEBIAN_ARCHIVE)),
+            .join(format!("{}.sha256", fixtures::debian_archive_name())),
     )
     .unwrap();
     let err = verify_err(&copy);
@@ -165,13 +165,13 @@ fn archive_changed_after_its_checksum_is_caught() {
 fn truncated_archive_is_named() {
     let dir = scratch();
     let src = fixtures::debian_archive().unwrap();
-    let copy = dir.path().join(fixtures::DEBIAN_ARCHIVE);
+    let copy = dir.path().join(fixtures::debian_archive_name());
     let bytes = fs_err::read(&src).unwrap();
     fs_err::write(&copy, &bytes[..bytes.len() * 2 / 3]).unwrap();
     write_sha(&copy, &xtask::hash::sha256_file(&copy).unwrap());
     let err = verify_err(&copy);
     assert!(
-        err.contains(fixtures::DEBIAN_ARCHIVE) && err.contains("truncated"),
+        err.contains(&fixtures::debian_archive_name()) && err.contains("truncated"),
         "{err}"
     );
 }
@@ -195,7 +195,7 @@ fn unknown_manifest_version_is_named() {
         err.contains("PYPY.json") && err.contains("format version 99"),
         "{err}"
     );
-    assert!(err.contains(fixtures::DEBIAN_ARCHIVE), "{err}");
+    assert!(err.contains(&fixtures::debian_archive_name()), "{err}");
 }
 
 #[test]
