@@ -28,6 +28,20 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> io::Result<()> {
     Ok(())
 }
 
+/// Copies the file `from` to `to` in one rename: a copy interrupted half-way
+/// leaves only a temporary file beside `to` (removed when the process can),
+/// never a partial `to`. Permissions are copied with the bytes.
+pub fn copy_atomic(from: &Path, to: &Path) -> io::Result<()> {
+    let dir = match to.parent() {
+        Some(dir) if !dir.as_os_str().is_empty() => dir,
+        _ => Path::new("."),
+    };
+    let tmp = tempfile::NamedTempFile::new_in(dir)?;
+    std::fs::copy(from, tmp.path())?;
+    tmp.persist(to).map_err(|e| e.error)?;
+    Ok(())
+}
+
 /// Renames the finished folder `staged` to `dest`, unless another run put a
 /// folder there first: then `staged` is removed and that one is kept.
 /// Returns whether `staged` became `dest`.
@@ -162,6 +176,21 @@ mod tests {
             Path::new("gone")
         );
         assert!(!to.join("lib/__pycache__").exists());
+    }
+
+    #[test]
+    fn an_atomic_copy_replaces_the_file_and_leaves_nothing_else() {
+        let dir = tempfile::tempdir().unwrap();
+        let (from, to) = (dir.path().join("from"), dir.path().join("to"));
+        std::fs::write(&from, "new").unwrap();
+        std::fs::write(&to, "old").unwrap();
+        copy_atomic(&from, &to).unwrap();
+        assert_eq!(std::fs::read_to_string(&to).unwrap(), "new");
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 2);
+        let err = copy_atomic(&dir.path().join("missing"), &to).unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::NotFound);
+        assert_eq!(std::fs::read_to_string(&to).unwrap(), "new");
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 2);
     }
 
     #[test]

@@ -302,9 +302,8 @@ fn reuse_package(
         if !stored.join(&file).exists() {
             continue;
         }
-        let tmp = dist.join(format!(".{file}.tmp"));
-        fs_err::copy(stored.join(&file), &tmp)?;
-        fs_err::rename(&tmp, dist.join(&file))?;
+        pypy_archive::fs::copy_atomic(&stored.join(&file), &dist.join(&file))
+            .with_context(|| format!("copying {file} into {}", dist.display()))?;
     }
     archive::publish::update_sha256sums(dist, &name, &sha256)?;
     let archive = dist.join(&name);
@@ -363,10 +362,8 @@ fn place_outputs(outputs: &translate::Outputs, tree: &Path) -> Result<()> {
     {
         let name = file.file_name().context("output has a file name")?;
         let dest = goal.join(name);
-        // Through a temporary name, so an interrupted copy is never taken for an output.
-        let tmp = goal.join(format!(".{}.tmp", name.to_string_lossy()));
-        fs_err::copy(file, &tmp)?;
-        fs_err::rename(&tmp, &dest)
+        // An interrupted copy is never taken for an output.
+        pypy_archive::fs::copy_atomic(file, &dest)
             .with_context(|| format!("placing {} in {}", file.display(), goal.display()))?;
     }
     Ok(())
