@@ -55,57 +55,88 @@ pub struct Args {
     pub run: RunOptions,
 }
 
+/// What a build is asked for, with the flags resolved: what [`build`]
+/// reads. `rebuild-check` makes one from an archive's record instead of
+/// from flags.
+#[derive(Debug, Clone)]
+pub struct BuildOptions {
+    pub recipe: recipe::Recipe,
+    pub target: targets::Target,
+    /// Where the archive goes.
+    pub dist_dir: PathBuf,
+    pub skip_doctor: bool,
+    /// Linux: the machine's own compiler and libraries, not the portable ones.
+    pub system_compiler: bool,
+    /// The date `sys.version` records; `None` takes the usual sources.
+    pub source_date_epoch: Option<u64>,
+    /// The folder the source is translated in; `None` is the table's default.
+    pub build_dir: Option<PathBuf>,
+    pub fetch: fetch::FetchOptions,
+    pub run: RunOptions,
+}
+
+impl Args {
+    /// The options these flags ask for.
+    pub fn options(&self) -> Result<BuildOptions> {
+        let recipe = match &self.recipe {
+            Some(name) => recipe::find(name)?,
+            None => recipe::newest()?,
+        };
+        let triple = self
+            .target
+            .clone()
+            .unwrap_or_else(|| targets::host_triple().to_string());
+        Ok(BuildOptions {
+            recipe,
+            target: targets::get(&triple)?,
+            dist_dir: self.dist_dir.clone().unwrap_or_else(paths::dist_dir),
+            skip_doctor: self.skip_doctor,
+            system_compiler: self.system_compiler,
+            source_date_epoch: self.source_date_epoch,
+            build_dir: self.build_dir.clone(),
+            fetch: self.fetch.options()?,
+            run: self.run.clone(),
+        })
+    }
+}
+
 pub fn run(args: Args) -> Result<()> {
+    let opts = args.options()?;
     if args.plan {
-        let recipe = find_recipe(&args)?;
-        let target = targets::get(&triple_of(&args))?;
         let text = crate::plan::render(&crate::plan::PlanInput {
-            recipe: &recipe,
-            target: &target,
-            fetch: &args.fetch.options()?,
-            run: &args.run,
-            dist: &args.dist_dir.clone().unwrap_or_else(paths::dist_dir),
-            portable: !args.system_compiler,
+            recipe: &opts.recipe,
+            target: &opts.target,
+            fetch: &opts.fetch,
+            run: &opts.run,
+            dist: &opts.dist_dir,
+            portable: !opts.system_compiler,
         })?;
         print!("{text}");
         return Ok(());
     }
-    let archive = build(&args)?;
+    let archive = build(&opts)?;
     println!("{}", archive.display());
     Ok(())
 }
 
-fn find_recipe(args: &Args) -> Result<recipe::Recipe> {
-    match &args.recipe {
-        Some(name) => recipe::find(name),
-        None => recipe::newest(),
-    }
-}
-
-fn triple_of(args: &Args) -> String {
-    args.target
-        .clone()
-        .unwrap_or_else(|| targets::host_triple().to_string())
-}
-
 /// The main job; returns the verified archive in the dist folder.
-pub fn build(args: &Args) -> Result<PathBuf> {
+pub fn build(opts: &BuildOptions) -> Result<PathBuf> {
     let started = Instant::now();
     let sh = Shell::new()?;
     // Hashed now: the binary may be rebuilt while an hour-long translation runs.
     let xtask_id = xtask_identity()?;
-    let recipe = find_recipe(args)?;
-    let triple = triple_of(args);
+    let recipe = opts.recipe.clone();
+    let target = opts.target.clone();
+    let triple = target.triple.clone();
     translate::refuse_cross(&triple)?;
-    let target = targets::get(&triple)?;
     eprintln!("build-pypy: recipe {} for {triple}", recipe.name);
 
     // Stage 0: everything an hour-long translation needs, checked before it starts.
-    let fetch_opts = args.fetch.options()?;
+    let fetch_opts = opts.fetch.clone();
     let cache_root = fetch_opts.cache_dir.clone();
-    let host = translate::find_host(&sh, &args.run, &recipe, &triple, &cache_root)
+    let host = translate::find_host(&sh, &opts.run, &recipe, &triple, &cache_root)
         .context("finding the Python 2.7 host")?;
-    if args.skip_doctor {
+    if opts.skip_doctor {
         // doctor's report says it otherwise.
         let bootstrap = target.bootstrap.url.rsplit('/').next().unwrap_or_default();
         if let Some(note) = crate::host::slow_host_note(&host, bootstrap) {
@@ -130,7 +161,7 @@ pub fn build(args: &Args) -> Result<PathBuf> {
     // rebuilds must say the same.
     let derived = crate::source_date::for_tree(&sh, &tree.root)
         .context("dating the source for SOURCE_DATE_EPOCH")?;
-    let (source_date, source_date_from) = match args.source_date_epoch {
+    let (source_date, source_date_from) = match opts.source_date_epoch {
         Some(epoch) if epoch != derived.0 => (epoch, crate::source_date::Origin::Flag),
         _ => derived,
     };
@@ -153,7 +184,7 @@ pub fn build(args: &Args) -> Result<PathBuf> {
 
     // Stage 1d (Linux): the compiler for the glibc baseline and the C
     // libraries built with it, unless the machine's own are asked for.
-    let portable = match (&target.toolchain, args.system_compiler) {
+    let portable = match (&target.toolchain, opts.system_compiler) {
         (Some(toolchain), false) => {
             let portable = crate::deps::portable_for(&sh, &target, &cache_root)?;
             eprintln!(
@@ -168,7 +199,7 @@ pub fn build(args: &Args) -> Result<PathBuf> {
 
     // Stage 1e: a fresh copy in the fixed build folder, the same on every
     // machine, since PyPy records the folder in libpypy (see build_dir).
-    let build_path = match &args.build_dir {
+    let build_path = match &opts.build_dir {
         Some(dir) => dir.clone(),
         None => crate::build_dir::default_path(&target, &recipe.name, &patched.source_id),
     };
@@ -182,7 +213,7 @@ pub fn build(args: &Args) -> Result<PathBuf> {
         &build_tree.root,
         patched.source_id.clone(),
         &triple,
-        &args.run,
+        &opts.run,
     )?;
     spec.source_date_epoch = Some(source_date);
     spec.portable = portable.clone();
@@ -191,7 +222,7 @@ pub fn build(args: &Args) -> Result<PathBuf> {
         &spec,
         &host,
         &translate::cache_in(&cache_root),
-        args.run.no_cache,
+        opts.run.no_cache,
     )
     .context("translating")?;
     eprintln!(
@@ -206,7 +237,7 @@ pub fn build(args: &Args) -> Result<PathBuf> {
 
     // Stages 3 and 4: lay out, archive and verify. The archive is reproducible,
     // so one made from the same translation, recipe and xtask is reused.
-    let dist = args.dist_dir.clone().unwrap_or_else(paths::dist_dir);
+    let dist = opts.dist_dir.clone();
     let origin = Origin {
         recipe: Some(recipe.name.clone()),
         source: tree.source.clone(),

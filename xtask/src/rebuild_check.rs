@@ -67,8 +67,8 @@ pub fn run(args: Args) -> Result<()> {
         args.archive.display(),
         out_dir.display()
     );
-    let rebuilt =
-        build_pypy::build(&plan.build_args(&args, &out_dir)).context("rebuilding the archive")?;
+    let rebuilt = build_pypy::build(&plan.build_options(&args, &out_dir)?)
+        .context("rebuilding the archive")?;
 
     let comparison = compare_archives(&args.archive, &rebuilt)?;
     print!("{}", comparison.render(&args.archive, &rebuilt));
@@ -97,20 +97,19 @@ pub struct RebuildPlan {
 }
 
 impl RebuildPlan {
-    fn build_args(&self, args: &Args, out_dir: &Path) -> build_pypy::Args {
-        let mut fetch = args.fetch.clone();
+    fn build_options(&self, args: &Args, out_dir: &Path) -> Result<build_pypy::BuildOptions> {
+        let mut fetch = args.fetch.options()?;
         fetch.no_patches = self.patches_skipped;
-        build_pypy::Args {
-            recipe: Some(self.recipe.name.clone()),
-            target: None,
-            dist_dir: Some(out_dir.to_path_buf()),
+        Ok(build_pypy::BuildOptions {
+            recipe: self.recipe.clone(),
+            target: targets::get(targets::host_triple())?,
+            dist_dir: out_dir.to_path_buf(),
             skip_doctor: false,
             // Built as the original was: with the portable toolchain or without.
             system_compiler: !self
                 .record
                 .compiler
                 .starts_with(crate::toolchain::VERSION_PREFIX),
-            plan: false,
             source_date_epoch: Some(self.record.source_date_epoch),
             // PyPy records the folder it was translated in: the rebuild uses the same one.
             build_dir: Some(PathBuf::from(&self.record.source_root)),
@@ -123,7 +122,7 @@ impl RebuildPlan {
                 bootstrap_host: args.bootstrap_host,
                 ..RunOptions::default()
             },
-        }
+        })
     }
 }
 
