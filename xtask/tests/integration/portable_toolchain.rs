@@ -235,3 +235,48 @@ fn the_dependency_stage_builds_the_same_bytes_in_two_places() {
         built[1].len()
     );
 }
+
+/// The plan shows what the dependency stage runs: the commands each
+/// library's build recorded in its log, as it ran them, are the plan's, in
+/// order (the work folder's random name shown as the plan's `<work>`).
+#[test]
+fn the_dependency_stages_plan_is_what_its_build_ran() {
+    let sh = Shell::new().unwrap();
+    let host = targets::get(targets::host_triple()).unwrap();
+    if host.portability.is_none() {
+        assert_ne!(host.os, targets::Os::Linux);
+        return;
+    }
+    let (zig, _) = fixtures::portable_toolchain(&sh).unwrap();
+    let pin = xtask::toolchain::of(&host).unwrap().zig_sha256.clone();
+    let cache = fixtures::root().join("cache");
+    let jobs = std::thread::available_parallelism().map_or(2, |n| n.get());
+    let (_, planned) = xtask::deps::plan(&zig, &pin, &cache, jobs).unwrap();
+    for name in fixtures::PORTABLE_TEST_LIBRARIES {
+        let build = planned.iter().find(|b| b.library.name == name).unwrap();
+        let log_path = build.entry.join(format!("build-{name}.log"));
+        let log = fs_err::read_to_string(&log_path).unwrap();
+        let work = work_folder_in_log(&log, &cache.join("deps"), name);
+        let ran: Vec<String> = log
+            .lines()
+            .filter_map(|line| line.strip_prefix("$ "))
+            .map(|line| line.replace(&work, &cache.join("deps/<work>").display().to_string()))
+            .collect();
+        let plan: Vec<String> = build.commands.iter().map(|c| c.join(" ")).collect();
+        assert_eq!(
+            ran,
+            plan,
+            "{name}: the build ran (left, from {}) other commands than the plan shows (right)",
+            log_path.display()
+        );
+    }
+}
+
+/// The work folder a build used, `<cache>/deps/.<name>-build-XXXXXX`, as its log names it.
+fn work_folder_in_log(log: &str, deps: &std::path::Path, name: &str) -> String {
+    let start = format!("{}/.{name}-build-", deps.display());
+    let at = log.find(&start).expect("the log names its work folder");
+    let rest = &log[at + start.len()..];
+    let end = rest.find('/').expect("a path below the work folder");
+    format!("{start}{}", &rest[..end])
+}
