@@ -37,11 +37,7 @@ use crate::manifest::{Manifest, MANIFEST_NAME, TOP_DIR};
 
 /// The name of the record of a complete, checked extraction.
 pub(crate) const STAMP_NAME: &str = "stamp.json";
-/// The part of the stamp a start checks before loading libpypy: the
-/// manifest and the files beside libpypy (see [`cached_for_start`]).
-const START_STAMP_NAME: &str = "stamp-start.json";
-/// 2: with [`START_STAMP_NAME`]; entries of format 1 are extracted again.
-const STAMP_FORMAT: u32 = 2;
+const STAMP_FORMAT: u32 = 1;
 
 /// An archive to extract: a file, or bytes built into the binary with their sha256.
 pub(crate) enum ArchiveRef<'a> {
@@ -134,14 +130,6 @@ pub(crate) fn ensure(cache: &Path, archive: &ArchiveRef<'_>) -> Result<Extracted
         .tempdir_in(cache)
         .map_err(|e| Error::io("creating a temporary folder in", cache, e))?;
     let stamp = extract(archive, tmp.path())?;
-    let start = Stamp {
-        format: STAMP_FORMAT,
-        archive_sha256: sha256.clone(),
-        files: start_set(&stamp),
-    };
-    let start_path = tmp.path().join(START_STAMP_NAME);
-    let start_json = serde_json::to_vec(&start).expect("a stamp always serialises");
-    fs::write(&start_path, start_json).map_err(|e| Error::io("writing", &start_path, e))?;
     let stamp_json = serde_json::to_vec(&Stamp {
         format: STAMP_FORMAT,
         archive_sha256: sha256.clone(),
@@ -156,71 +144,6 @@ pub(crate) fn ensure(cache: &Path, archive: &ArchiveRef<'_>) -> Result<Extracted
         .map_err(|e| Error::io("renaming into place", &entry, e))?;
     drop(lock);
     Ok(done(true, repaired))
-}
-
-/// What a start leaves to check while libpypy loads, which takes longer
-/// than the check on any machine with a second core (see docs/startup.md).
-#[derive(Debug, Clone)]
-pub(crate) struct PendingCheck {
-    entry: PathBuf,
-    sha256: String,
-}
-
-impl PendingCheck {
-    /// The whole check of the entry, as [`ensure`] makes it.
-    pub(crate) fn run(&self) -> Result<(), String> {
-        check(&self.entry, &self.sha256)
-    }
-}
-
-/// For a start: the cached copy of `archive` with its manifest and the
-/// files beside libpypy checked (the start stamp), the rest pending; `None`
-/// when the cache has no complete copy or those differ, and [`ensure`]
-/// must run.
-pub(crate) fn cached_for_start(
-    cache: &Path,
-    archive: &ArchiveRef<'_>,
-) -> Result<Option<(Extracted, PendingCheck)>, Error> {
-    let sha256 = match archive {
-        ArchiveRef::File(path) => file_sha256(cache, path)?,
-        ArchiveRef::Embedded { sha256, .. } => sha256.to_string(),
-    };
-    let entry = cache.join(&sha256);
-    let checked = read_stamp(&entry.join(START_STAMP_NAME), &sha256)
-        .and_then(|start| check_files(&entry, start.files.iter()));
-    if checked.is_err() {
-        return Ok(None);
-    }
-    let extracted = Extracted {
-        top: entry.join(TOP_DIR),
-        sha256: sha256.clone(),
-        extracted_now: false,
-        repaired: None,
-    };
-    Ok(Some((extracted, PendingCheck { entry, sha256 })))
-}
-
-/// The manifest, and every file of a folder that holds libpypy (whatever
-/// the platform names it, it starts with `libpypy`): what must be right
-/// before libpypy is loaded.
-fn start_set(files: &BTreeMap<String, StampEntry>) -> BTreeMap<String, StampEntry> {
-    let folder = |rel: &str| rel.rsplit_once('/').map_or("", |(dir, _)| dir).to_string();
-    let file_name = |rel: &str| {
-        rel.rsplit_once('/')
-            .map_or(rel, |(_, name)| name)
-            .to_string()
-    };
-    let library_folders: HashSet<String> = files
-        .keys()
-        .filter(|rel| file_name(rel).starts_with("libpypy"))
-        .map(|rel| folder(rel))
-        .collect();
-    let manifest = format!("{TOP_DIR}/{MANIFEST_NAME}");
-    files
-        .iter()
-        .filter(|(rel, _)| **rel == manifest || library_folders.contains(&folder(rel)))
-        .map(|(rel, entry)| (rel.clone(), entry.clone()))
-        .collect()
 }
 
 /// Removes half-made folders of processes that died while extracting; only
@@ -905,65 +828,6 @@ mod tests {
             }
             tar.into_inner().unwrap().finish().unwrap();
         }
-    }
-
-    #[test]
-    fn the_start_set_is_the_manifest_and_libpypys_folder() {
-        let entry = |size| StampEntry {
-            link: None,
-            size,
-            mode: 0o644,
-            mtime: 0,
-        };
-        let files: BTreeMap<String, StampEntry> = [
-            "pypy/PYPY.json",
-            "pypy/bin/libpypy3.11-c.so",
-            "pypy/bin/pypy3.11",
-            "pypy/lib/pypy3.11/os.py",
-            "pypy/include/pypy3.11/Python.h",
-        ]
-        .into_iter()
-        .map(|rel| (rel.to_string(), entry(1)))
-        .collect();
-        let start: Vec<_> = start_set(&files).into_keys().collect();
-        assert_eq!(
-            start,
-            [
-                "pypy/PYPY.json",
-                "pypy/bin/libpypy3.11-c.so",
-                "pypy/bin/pypy3.11"
-            ]
-        );
-    }
-
-    #[test]
-    fn a_start_checks_the_start_set_and_leaves_the_rest_pending() {
-        let dir = tempfile::tempdir().unwrap();
-        let archive = TestArchive::new();
-        let path = dir.path().join("a.tar.gz");
-        archive.write(&path, &[]);
-        let cache = dir.path().join("cache");
-        let first = ensure(&cache, &ArchiveRef::File(&path)).unwrap();
-        assert!(first.extracted_now);
-        let (found, pending) = cached_for_start(&cache, &ArchiveRef::File(&path))
-            .unwrap()
-            .expect("a complete entry");
-        assert_eq!(found.top, first.top);
-        pending.run().unwrap();
-        // Damage outside the start set passes the start's own check and is
-        // found by the pending one.
-        let site = first.top.join("lib/pypy3.11/site.py");
-        fs::write(&site, b"# sitf\n").unwrap();
-        let (_, pending) = cached_for_start(&cache, &ArchiveRef::File(&path))
-            .unwrap()
-            .expect("the start set is intact");
-        let reason = pending.run().unwrap_err();
-        assert!(reason.contains("site.py"), "{reason}");
-        // Damage beside libpypy is found before anything loads.
-        fs::write(first.top.join("bin/libpypy3.11-c.so"), b"no library").unwrap();
-        assert!(cached_for_start(&cache, &ArchiveRef::File(&path))
-            .unwrap()
-            .is_none());
     }
 
     #[test]

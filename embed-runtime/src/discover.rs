@@ -69,8 +69,6 @@ pub struct Home {
     pub python_version: Option<String>,
     /// Set when the tree was extracted from an archive.
     pub archive: Option<ArchiveOrigin>,
-    /// For a start from the cache: the files still to check while libpypy loads.
-    pub(crate) pending: Option<cache::PendingCheck>,
 }
 
 /// The archive a home was extracted from.
@@ -95,9 +93,6 @@ pub(crate) struct SearchOptions {
     pub(crate) cache_dir: Option<PathBuf>,
     /// Places not to look.
     pub(crate) skip: Vec<Source>,
-    /// Leave most of a cached tree's check to [`Home::pending`] (a start
-    /// runs it while libpypy loads); `Builder::find` checks everything.
-    pub(crate) defer_check: bool,
 }
 
 /// Runs the discovery order of the crate docs. A step whose place is absent
@@ -106,7 +101,7 @@ pub(crate) struct SearchOptions {
 /// would be worse.
 pub(crate) fn find(options: &SearchOptions) -> Result<Home, Error> {
     if let Some(path) = &options.home {
-        return from_path(Source::Explicit, path, options);
+        return from_path(Source::Explicit, path, &|| cache_dir(options));
     }
     let mut searched = Vec::new();
     for source in [
@@ -145,7 +140,6 @@ fn try_source(
     note: &mut dyn FnMut(String, &str),
 ) -> Result<Option<Home>, Error> {
     let cache = || cache_dir(options);
-    let defer = options.defer_check;
     match source {
         Source::Explicit => unreachable!("handled before the search"),
         Source::HomeEnv => match crate::env::var_os(HOME_ENV) {
@@ -156,7 +150,7 @@ fn try_source(
             }
         },
         Source::ArchiveEnv => match crate::env::var_os(ARCHIVE_ENV) {
-            Some(path) => from_archive(source, Path::new(&path), &cache()?, defer).map(Some),
+            Some(path) => from_archive(source, Path::new(&path), &cache()?).map(Some),
             None => {
                 note(format!("${ARCHIVE_ENV}"), "not set");
                 Ok(None)
@@ -177,7 +171,7 @@ fn try_source(
             }
             note(tree.display().to_string(), "does not exist");
             match pypy_archive::name::newest_for(dir, TARGET) {
-                Some(archive) => from_archive(source, &archive, &cache()?, defer).map(Some),
+                Some(archive) => from_archive(source, &archive, &cache()?).map(Some),
                 None => {
                     let pattern = dir.join(format!("pypy*-v*-{TARGET}.tar.gz"));
                     note(pattern.display().to_string(), "no such archive");
@@ -191,7 +185,7 @@ fn try_source(
                 Ok(None)
             }
             Some(archive) if archive.is_file() => {
-                from_archive(source, archive, &cache()?, defer).map(Some)
+                from_archive(source, archive, &cache()?).map(Some)
             }
             Some(archive) => {
                 note(
@@ -207,7 +201,7 @@ fn try_source(
                 bytes: crate::embedded::ARCHIVE,
                 sha256: crate::embedded::SHA256,
             };
-            extracted(source, &archive, &cache()?, defer).map(Some)
+            extracted(source, &archive, &cache()?).map(Some)
         }
         #[cfg(not(feature = "embedded-archive"))]
         Source::Embedded => {
@@ -241,9 +235,13 @@ pub(crate) fn cache_dir(options: &SearchOptions) -> Result<PathBuf, Error> {
 }
 
 /// An explicit path: an archive file or a tree.
-fn from_path(source: Source, path: &Path, options: &SearchOptions) -> Result<Home, Error> {
+fn from_path(
+    source: Source,
+    path: &Path,
+    cache: &dyn Fn() -> Result<PathBuf, Error>,
+) -> Result<Home, Error> {
     if path.is_file() {
-        from_archive(source, path, &cache_dir(options)?, options.defer_check)
+        from_archive(source, path, &cache()?)
     } else {
         from_tree(source, path)
     }
@@ -257,7 +255,7 @@ fn bad(source: Source, path: &Path, reason: impl Into<String>) -> Error {
     }
 }
 
-fn from_archive(source: Source, path: &Path, cache: &Path, defer: bool) -> Result<Home, Error> {
+fn from_archive(source: Source, path: &Path, cache: &Path) -> Result<Home, Error> {
     if !path.is_file() {
         let reason = if path.exists() {
             "it is not a file; an archive is a pypy*.tar.gz file"
@@ -266,20 +264,10 @@ fn from_archive(source: Source, path: &Path, cache: &Path, defer: bool) -> Resul
         };
         return Err(bad(source, path, reason));
     }
-    extracted(source, &ArchiveRef::File(path), cache, defer)
+    extracted(source, &ArchiveRef::File(path), cache)
 }
 
-fn extracted(
-    source: Source,
-    archive: &ArchiveRef<'_>,
-    cache: &Path,
-    defer: bool,
-) -> Result<Home, Error> {
-    if defer {
-        if let Some(home) = cached_for_start(source, archive, cache)? {
-            return Ok(home);
-        }
-    }
+fn extracted(source: Source, archive: &ArchiveRef<'_>, cache: &Path) -> Result<Home, Error> {
     let done = cache::ensure(cache, archive)?;
     let mut home = from_tree(source, &done.top)?;
     home.archive = Some(ArchiveOrigin {
@@ -292,33 +280,6 @@ fn extracted(
         repaired: done.repaired,
     });
     Ok(home)
-}
-
-/// The cached tree of `archive` with its manifest and libpypy's folder
-/// checked (the start stamp), the rest pending; `None` when anything is missing or differs,
-/// and the full check (which repairs) must run instead.
-fn cached_for_start(
-    source: Source,
-    archive: &ArchiveRef<'_>,
-    cache: &Path,
-) -> Result<Option<Home>, Error> {
-    let Some((done, pending)) = cache::cached_for_start(cache, archive)? else {
-        return Ok(None);
-    };
-    let Ok(mut home) = from_tree(source, &done.top) else {
-        return Ok(None);
-    };
-    home.archive = Some(ArchiveOrigin {
-        path: match archive {
-            ArchiveRef::File(p) => Some(p.to_path_buf()),
-            ArchiveRef::Embedded { .. } => None,
-        },
-        sha256: done.sha256,
-        extracted_now: false,
-        repaired: None,
-    });
-    home.pending = Some(pending);
-    Ok(Some(home))
 }
 
 /// A tree: the `pypy/` folder with `PYPY.json`, the folder holding it, or a
@@ -378,7 +339,6 @@ pub(crate) fn from_tree(source: Source, path: &Path) -> Result<Home, Error> {
         pypy_version: Some(manifest.pypy_version),
         python_version: Some(manifest.python_version),
         archive: None,
-        pending: None,
     })
 }
 
@@ -458,7 +418,6 @@ fn from_bare_tree(source: Source, path: &Path) -> Result<Home, Error> {
         pypy_version: None,
         python_version: None,
         archive: None,
-        pending: None,
     })
 }
 

@@ -143,14 +143,10 @@ impl Builder {
         }
         // Bad settings are refused before anything is found, loaded or started.
         let gc = self.gc.plan(&crate::env::var, memory::l2_cache_size())?;
-        let mut search = self.search.clone();
-        // Windows cannot move a folder whose DLL is loaded, which a repair
-        // after a failed check would do: there the whole check comes first.
-        search.defer_check = !cfg!(windows);
-        let home = discover::find(&search)?;
+        let home = discover::find(&self.search)?;
         // A library that does not load leaves PyPy untouched, so a later
         // attempt with another home may still succeed.
-        let (home, lib) = load_checked(home, &self.search)?;
+        let lib = LibPyPy::load(&home.libpypy)?;
         let started = lib.start(&home.root, self.verbose, &gc.set).and_then(|()| {
             let module = discover::cache_dir(&self.search)
                 .ok()
@@ -194,41 +190,6 @@ impl Builder {
             })
         }
     }
-}
-
-/// Loads libpypy while the rest of a cached tree is checked on another
-/// thread (see docs/startup.md). A damaged tree is extracted again before
-/// PyPy reads any of it: libpypy itself and its folder were checked before
-/// loading, so the loaded library is the archive's either way.
-fn load_checked(mut home: Home, search: &SearchOptions) -> Result<(Home, LibPyPy), Error> {
-    let Some(pending) = home.pending.take() else {
-        let lib = LibPyPy::load(&home.libpypy)?;
-        return Ok((home, lib));
-    };
-    let pending = Arc::new(pending);
-    let checking = {
-        let pending = Arc::clone(&pending);
-        std::thread::Builder::new()
-            .name("embed-runtime-check".into())
-            .spawn(move || pending.run())
-    };
-    let lib = LibPyPy::load(&home.libpypy);
-    let checked = match checking {
-        Ok(handle) => handle
-            .join()
-            .unwrap_or_else(|_| Err("the check of the cached tree panicked".into())),
-        // No thread to be had: check here instead.
-        Err(_) => pending.run(),
-    };
-    if let Err(reason) = checked {
-        // The full check finds the damage again, and extracts anew.
-        let mut repaired = discover::find(search)?;
-        if let Some(archive) = &mut repaired.archive {
-            archive.repaired.get_or_insert(reason);
-        }
-        home = repaired;
-    }
-    Ok((home, lib?))
 }
 
 fn same_path(a: &Path, b: &Path) -> bool {
