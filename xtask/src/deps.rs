@@ -262,9 +262,13 @@ impl Portable {
         let mut env = self.zig.env();
         env.extend([
             // distutils links the stdlib's cffi modules with this, not with `CC`.
+            // zig links its own runtime (compiler_rt, and UBSan's) in the
+            // mode the link's `-O` names: without one it builds them for
+            // debugging, with debug info that names the toolchain's and its
+            // cache's folders, and puts UBSan's runtime in every cffi module.
             (
                 "LDSHARED",
-                format!("{} -shared", self.zig.cc().display()).into(),
+                format!("{} -shared -O2", self.zig.cc().display()).into(),
             ),
             // RPython searches `$PYPY_LOCALBASE/include` and `/lib` first.
             ("PYPY_LOCALBASE", prefix.clone().into_os_string()),
@@ -287,9 +291,25 @@ impl Portable {
             // missing, wherever the archive stands, so both cost nothing elsewhere.
             (
                 "LDFLAGS",
-                format!("-L{} -lunwind -ltinfo", prefix.join("lib").display()).into(),
+                format!("-O2 -L{} -lunwind -ltinfo", prefix.join("lib").display()).into(),
             ),
         ]);
+        env
+    }
+
+    /// The environment of package.py: [`Portable::env`], with an `-O` of
+    /// the compile's own. In the build tree PyPy's `sysconfig` gives the
+    /// stdlib's cffi modules no optimisation flag, which zig takes for a
+    /// debug build with UBSan's checks in every function.
+    pub fn package_env(&self) -> Vec<(&'static str, std::ffi::OsString)> {
+        let mut env = self.env();
+        for (var, value) in &mut env {
+            if *var == "CFLAGS" {
+                let mut flags = std::ffi::OsString::from("-O2 ");
+                flags.push(&*value);
+                *value = flags;
+            }
+        }
         env
     }
 }
@@ -705,6 +725,30 @@ mod tests {
             records_folder(&lib, work).unwrap(),
             Some((lib.join("libcrypto.a"), 14))
         );
+    }
+
+    #[test]
+    fn portable_links_and_the_stdlibs_cffi_builds_are_not_debug_builds() {
+        let portable = Portable {
+            zig: zig(),
+            prefix: Prefix {
+                dir: "/c/deps/prefix-x".into(),
+                libraries: Vec::new(),
+            },
+        };
+        let get = |env: &[(&str, std::ffi::OsString)], var: &str| {
+            env.iter()
+                .find(|(v, _)| *v == var)
+                .map(|(_, value)| value.to_string_lossy().into_owned())
+                .unwrap()
+        };
+        let env = portable.env();
+        assert!(get(&env, "LDFLAGS").starts_with("-O2 "), "{env:?}");
+        assert!(get(&env, "LDSHARED").ends_with(" -shared -O2"), "{env:?}");
+        // The translation's own -O3 must not be overridden by ours.
+        assert!(!get(&env, "CFLAGS").contains("-O2"), "{env:?}");
+        let package = portable.package_env();
+        assert!(get(&package, "CFLAGS").starts_with("-O2 -I/c/deps/prefix-x/include"));
     }
 
     #[test]

@@ -243,7 +243,7 @@ pub fn package_translated(input: &PackageInput) -> Result<Published> {
     let _portable: Vec<_> = input
         .portable
         .iter()
-        .flat_map(|p| p.env())
+        .flat_map(|p| p.package_env())
         .map(|(var, value)| sh.push_env(var, value))
         .collect();
     cmd!(sh, "{python} {args...}").run().with_context(|| {

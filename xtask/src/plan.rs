@@ -338,7 +338,7 @@ fn steps(input: &PlanInput<'_>) -> Result<Vec<Step>> {
     for (var, value) in target.build_env(|_| None)? {
         lines.push(format!("{var}={}", value.to_string_lossy()));
     }
-    for (var, value) in portable.iter().flat_map(|p| p.env()) {
+    for (var, value) in portable.iter().flat_map(|p| p.package_env()) {
         lines.push(format!("{var}={}", show(Path::new(&value))));
     }
     lines.push(command(&argv));
