@@ -277,12 +277,19 @@ impl Portable {
                 "PKG_CONFIG_LIBDIR",
                 prefix.join("lib/pkgconfig").into_os_string(),
             ),
+            // A compile without an `-O` of its own (RPython compiles some
+            // helpers so) is a debug build to zig, with UBSan's checks, whose
+            // runtime the release-mode links below do not bring.
             // zig hands clang `-O2` whatever `-O` it is given; RPython asks
             // for `-O3` (and gcc builds get it), so clang's own front end
             // is told the same, after zig's flag.
             (
                 "CFLAGS",
-                format!("-I{} -g0 -Xclang -O3", prefix.join("include").display()).into(),
+                format!(
+                    "-I{} -g0 -fno-sanitize=undefined -Xclang -O3",
+                    prefix.join("include").display()
+                )
+                .into(),
             ),
             // vmprof needs `_Unwind_Backtrace`: zig links no libgcc_s, so its
             // own libunwind. PyPy's `_curses_build.py` links ncursesw and panelw
@@ -749,6 +756,10 @@ mod tests {
         assert!(!get(&env, "CFLAGS").contains("-O2"), "{env:?}");
         let package = portable.package_env();
         assert!(get(&package, "CFLAGS").starts_with("-O2 -I/c/deps/prefix-x/include"));
+        assert!(
+            get(&env, "CFLAGS").contains("-fno-sanitize=undefined"),
+            "{env:?}"
+        );
     }
 
     #[test]
