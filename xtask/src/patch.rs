@@ -63,8 +63,18 @@ pub fn apply_recipe_patches(
     let ready = fetch_patches(recipe, opts)?;
     let identity = identity(source_id, &ready);
     let dest = patched_dir(recipe, opts, &identity);
-    if dest.is_dir() {
+    if dest.is_dir() && pristine_marker(&dest).is_file() {
         eprintln!("patch: reusing {}", dest.display());
+    } else if dest.is_dir() {
+        // Versions before the fixed build folder translated in this copy
+        // and left their products in it (built modules, RPython's _cache):
+        // a build from it would not be a build of the source.
+        eprintln!(
+            "patch: {} is not known to be as patched (an older version may have built in it); \
+             patching a fresh copy",
+            dest.display()
+        );
+        apply_into(sh, tree, &ready, &dest)?;
     } else {
         eprintln!(
             "patch: applying {} to a copy of {}",
@@ -166,9 +176,26 @@ pub fn apply_into(sh: &Shell, tree: &Path, patches: &[Ready], dest: &Path) -> Re
     for patch in patches {
         apply_one(sh, tmp.path(), patch)?;
     }
-    // Another run may have finished the same tree first; its copy is as good.
-    pypy_archive::fs::place_dir(&tmp.keep(), dest).context("moving the patched tree into place")?;
+    let marker = pristine_marker(dest);
+    if dest.is_dir() && marker.is_file() {
+        // Another run finished the same tree first; its copy is as good.
+        fs_err::remove_dir_all(tmp.path())?;
+        return Ok(());
+    }
+    pypy_archive::fs::replace_dir(&tmp.keep(), dest)
+        .context("moving the patched tree into place")?;
+    pypy_archive::fs::write_atomic(&marker, b"")
+        .with_context(|| format!("writing {}", marker.display()))?;
     Ok(())
+}
+
+/// Beside a patched tree (not inside it, where it would be part of the
+/// source): written once the tree is complete, and only by this version,
+/// whose builds never write into the tree.
+fn pristine_marker(dest: &Path) -> PathBuf {
+    let mut name = dest.file_name().unwrap_or_default().to_os_string();
+    name.push(".pristine");
+    dest.with_file_name(name)
 }
 
 /// `git apply` of one patch in `root`, or an error naming the patch, the file and the hunk.

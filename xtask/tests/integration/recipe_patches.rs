@@ -212,6 +212,27 @@ fn patches_of_ours_and_from_a_url_apply_in_order_onto_a_copy() {
     assert_eq!(again, tree);
     assert_eq!(patch_requests(), 1, "the patch comes from the cache");
 
+    // A copy an older version built in (no marker beside it, products
+    // inside) is patched afresh, not reused.
+    let marker = tree.with_file_name(format!(
+        "{}.pristine",
+        tree.file_name().unwrap().to_string_lossy()
+    ));
+    assert!(marker.is_file(), "no marker beside {}", tree.display());
+    std::fs::remove_file(&marker).unwrap();
+    std::fs::write(tree.join("built-in-place.so"), "a product").unwrap();
+    let out = fetch_with(&s, None, &[]);
+    let refreshed = fetched_tree(&out);
+    assert_eq!(refreshed, tree);
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("patching a fresh copy"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(!tree.join("built-in-place.so").exists());
+    assert!(marker.is_file());
+    assert!(read(&tree.join(TARGET)).contains("print \"patched debug:\", msg"));
+
     // A mirror serves patches by file name, like the source; a fresh cache
     // takes both from it and never asks upstream.
     std::fs::write(s.mirror.join("abc123.patch"), &*body).unwrap();
