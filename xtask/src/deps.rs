@@ -264,11 +264,13 @@ impl Portable {
             // distutils links the stdlib's cffi modules with this, not with `CC`.
             // zig links its own runtime (compiler_rt, and UBSan's) in the
             // mode the link's `-O` names: without one it builds them for
-            // debugging, with debug info that names the toolchain's and its
-            // cache's folders, and puts UBSan's runtime in every cffi module.
+            // debugging and puts UBSan's runtime in every cffi module. The
+            // parts of glibc zig compiles itself (atexit, the stat calls)
+            // carry debug info naming its folders and the folder of the
+            // first build that needed them, so links drop debug info.
             (
                 "LDSHARED",
-                format!("{} -shared -O2", self.zig.cc().display()).into(),
+                format!("{} -shared -O2 -Wl,--strip-debug", self.zig.cc().display()).into(),
             ),
             // RPython searches `$PYPY_LOCALBASE/include` and `/lib` first.
             ("PYPY_LOCALBASE", prefix.clone().into_os_string()),
@@ -298,7 +300,11 @@ impl Portable {
             // missing, wherever the archive stands, so both cost nothing elsewhere.
             (
                 "LDFLAGS",
-                format!("-O2 -L{} -lunwind -ltinfo", prefix.join("lib").display()).into(),
+                format!(
+                    "-O2 -Wl,--strip-debug -L{} -lunwind -ltinfo",
+                    prefix.join("lib").display()
+                )
+                .into(),
             ),
         ]);
         env
@@ -751,7 +757,14 @@ mod tests {
         };
         let env = portable.env();
         assert!(get(&env, "LDFLAGS").starts_with("-O2 "), "{env:?}");
-        assert!(get(&env, "LDSHARED").ends_with(" -shared -O2"), "{env:?}");
+        assert!(
+            get(&env, "LDSHARED").ends_with(" -shared -O2 -Wl,--strip-debug"),
+            "{env:?}"
+        );
+        assert!(
+            get(&env, "LDFLAGS").contains("-Wl,--strip-debug"),
+            "{env:?}"
+        );
         // The translation's own -O3 must not be overridden by ours.
         assert!(!get(&env, "CFLAGS").contains("-O2"), "{env:?}");
         let package = portable.package_env();
