@@ -61,6 +61,10 @@ MODE_MARSHAL = 2
 # What Python's marshal carries and Rust reads back.
 PLAIN_TYPES = (type(None), bool, int, float, str, bytes, tuple, list, dict, set, frozenset)
 
+# The Rust function that checks a file of a cached tree before it is
+# imported (WATCH_FUNCTION in src/runtime.rs).
+CHECK_CACHED_FILE = "embed_runtime.check_cached_file"
+
 # What a callback returns when even its own error handling failed; Rust
 # turns it into a bridge error.
 CALLBACK_BROKEN = -2
@@ -494,6 +498,7 @@ def _install(sys, ffi, words, report, sources):
 
     rust.__name__ = rust.__qualname__ = "call"
     module.call = rust
+    module._watch_cached_tree = _watch_cached_tree(modules, rust, RustError)
     module.memory_stats = _memory_stats()
     module._plain_marshal = plain_marshal
     module.RustError = RustError
@@ -556,6 +561,41 @@ def _install(sys, ffi, words, report, sources):
     words[CALL] = ffi.cast("uintptr_t", callbacks[1])
     words[OBJECT] = ffi.cast("uintptr_t", callbacks[3])
     words[RUN] = ffi.cast("uintptr_t", callbacks[2])
+
+
+def _watch_cached_tree(modules, rust, RustError):
+    """Returns the function Rust calls after starting from an archive's
+    cached tree: it makes the import system check each file of that tree
+    with Rust before using it (src/stamp.rs says why), so that a changed
+    module fails to import with an error that says so."""
+
+    def watch(root):
+        external = modules["_frozen_importlib_external"]
+        prefix = root.rstrip("/" + external.path_sep) + external.path_sep
+
+        def check(path):
+            if path.startswith(prefix):
+                try:
+                    rust(CHECK_CACHED_FILE, path[len(prefix):])
+                except RustError as exc:
+                    raise ImportError(str(exc), path=path) from None
+
+        path_stats = external.SourceFileLoader.path_stats
+        create_module = external.ExtensionFileLoader.create_module
+
+        def checked_path_stats(self, path):
+            check(path)
+            return path_stats(self, path)
+
+        def checked_create_module(self, spec):
+            check(self.path)
+            return create_module(self, spec)
+
+        external.SourceFileLoader.path_stats = checked_path_stats
+        external.ExtensionFileLoader.create_module = checked_create_module
+        return ""
+
+    return watch
 
 
 def _memory_stats():

@@ -7,14 +7,9 @@
 //!
 //! Checking a cached copy must be cheap, since it happens at every start.
 //! Hashing 100 MB would cost more than starting PyPy, so full hashes are
-//! checked once, while extracting, and recorded in `stamp.json` with each
-//! file's size, mode and mtime (the archive's, which we set). A start
-//! compares these with `stat`: a deleted, truncated, rewritten or touched
-//! file changes its size or mtime, and the copy is extracted again. What
-//! escapes this check is a change that keeps size and mtime (deliberately
-//! restored mtimes, bit rot), which hashing at every start would catch at a
-//! price no start-up can afford. Bytecode caches (`__pycache__/*.pyc`) are
-//! left out of the start-up check: PyPy rewrites them itself.
+//! checked once, while extracting, and recorded in the stamp with each
+//! file's size, mode and mtime (the archive's, which we set); `stamp` says
+//! what a start compares and what is left to the moment Python imports a file.
 
 use std::collections::{BTreeMap, HashSet};
 use std::fs::{self, File};
@@ -33,11 +28,8 @@ use pypy_archive::manifest::{compare_files, FileDifference, FileEntry};
 use serde::{Deserialize, Serialize};
 
 use crate::error::Error;
-use crate::manifest::{Manifest, MANIFEST_NAME, TOP_DIR};
-
-/// The name of the record of a complete, checked extraction.
-pub(crate) const STAMP_NAME: &str = "stamp.json";
-const STAMP_FORMAT: u32 = 1;
+use crate::manifest::{Manifest, Paths, MANIFEST_NAME, TOP_DIR};
+use crate::stamp::{self, StampEntry, StartFiles, Verdict};
 
 /// An archive to extract: a file, or bytes built into the binary with their sha256.
 pub(crate) enum ArchiveRef<'a> {
@@ -69,29 +61,6 @@ pub(crate) struct Extracted {
     pub repaired: Option<String>,
 }
 
-/// What a complete extraction holds; every path is relative to the entry and uses `/`.
-#[derive(Debug, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct Stamp {
-    format: u32,
-    archive_sha256: String,
-    files: BTreeMap<String, StampEntry>,
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
-#[serde(deny_unknown_fields)]
-struct StampEntry {
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    link: Option<String>,
-    #[serde(default)]
-    size: u64,
-    #[serde(default)]
-    mode: u32,
-    /// Seconds since the epoch, as set from the archive.
-    #[serde(default)]
-    mtime: u64,
-}
-
 /// The extracted copy of `archive`, extracting it first if the cache has
 /// none or a damaged one.
 pub(crate) fn ensure(cache: &Path, archive: &ArchiveRef<'_>) -> Result<Extracted, Error> {
@@ -106,9 +75,15 @@ pub(crate) fn ensure(cache: &Path, archive: &ArchiveRef<'_>) -> Result<Extracted
         extracted_now,
         repaired,
     };
-    // A complete entry is never modified in place, so checking it needs no lock.
-    if check(&entry, &sha256).is_ok() {
-        return Ok(done(false, None));
+    // A complete entry's files are never modified in place, so checking it
+    // needs no lock; bringing its folder times up to date does.
+    match stamp::check(&entry, &sha256) {
+        Ok(Verdict::Intact) => return Ok(done(false, None)),
+        Ok(Verdict::IntactFoldersChanged) => {
+            refresh_folders(cache, &entry, &sha256);
+            return Ok(done(false, None));
+        }
+        Err(_) => {}
     }
 
     fs::create_dir_all(cache).map_err(|e| Error::io("creating the cache folder", cache, e))?;
@@ -119,8 +94,14 @@ pub(crate) fn ensure(cache: &Path, archive: &ArchiveRef<'_>) -> Result<Extracted
         FileLock::acquire(&lock_path, |_| {}).map_err(|e| Error::io("locking", &lock_path, e))?;
 
     // Whoever held the lock before us may have done the work.
-    let repaired = match check(&entry, &sha256) {
-        Ok(()) => return Ok(done(false, None)),
+    let repaired = match stamp::check(&entry, &sha256) {
+        Ok(verdict) => {
+            if verdict == Verdict::IntactFoldersChanged {
+                // Best effort: a stamp left as it was costs the next start a full check.
+                let _ = stamp::refresh_folders(&entry, &sha256);
+            }
+            return Ok(done(false, None));
+        }
         Err(reason) => entry.exists().then_some(reason),
     };
     remove_leftovers(cache, &sha256);
@@ -129,21 +110,26 @@ pub(crate) fn ensure(cache: &Path, archive: &ArchiveRef<'_>) -> Result<Extracted
         .prefix(&format!(".tmp-{sha256}-"))
         .tempdir_in(cache)
         .map_err(|e| Error::io("creating a temporary folder in", cache, e))?;
-    let stamp = extract(archive, tmp.path())?;
-    let stamp_json = serde_json::to_vec(&Stamp {
-        format: STAMP_FORMAT,
-        archive_sha256: sha256.clone(),
-        files: stamp,
-    })
-    .expect("a stamp always serialises");
-    let stamp_path = tmp.path().join(STAMP_NAME);
-    fs::write(&stamp_path, stamp_json).map_err(|e| Error::io("writing", &stamp_path, e))?;
+    let (files, paths) = extract(archive, tmp.path())?;
+    stamp::write(tmp.path(), &sha256, files, &StartFiles::new(&paths))?;
 
     // A damaged copy goes aside first: processes still running from it keep their open files.
     pypy_archive::fs::replace_dir(&tmp.keep(), &entry)
         .map_err(|e| Error::io("renaming into place", &entry, e))?;
     drop(lock);
     Ok(done(true, repaired))
+}
+
+/// Brings the stamp's folder times up to date under the entry's lock, so
+/// that later starts skip the full check; best effort, since a stamp left
+/// as it was is still correct.
+fn refresh_folders(cache: &Path, entry: &Path, sha256: &str) {
+    let lock_path = cache.join(format!("{sha256}.lock"));
+    if let Ok(_lock) = FileLock::acquire(&lock_path, |_| {}) {
+        if let Ok(Verdict::IntactFoldersChanged) = stamp::check(entry, sha256) {
+            let _ = stamp::refresh_folders(entry, sha256);
+        }
+    }
 }
 
 /// Removes half-made folders of processes that died while extracting; only
@@ -163,137 +149,6 @@ fn remove_leftovers(cache: &Path, sha256: &str) {
     }
 }
 
-/// Checks a cached entry cheaply against its stamp (see the module docs).
-fn check(entry: &Path, sha256: &str) -> Result<(), String> {
-    let stamp = read_stamp(&entry.join(STAMP_NAME), sha256)?;
-    let files = stamp
-        .files
-        .iter()
-        .filter(|(rel, _)| !is_bytecode_cache(rel));
-    check_files(entry, files)
-}
-
-/// A stamp file, if it is one for `sha256` in this format.
-fn read_stamp(path: &Path, sha256: &str) -> Result<Stamp, String> {
-    let name = path.file_name().unwrap_or_default().to_string_lossy();
-    let text = fs::read(path).map_err(|e| format!("{name}: {e}"))?;
-    let stamp: Stamp = serde_json::from_slice(&text).map_err(|e| format!("{name}: {e}"))?;
-    if stamp.format != STAMP_FORMAT || stamp.archive_sha256 != sha256 {
-        return Err(format!("{name} is for another archive or format"));
-    }
-    Ok(stamp)
-}
-
-/// One `stat` per file is the whole cost. By absolute path, the kernel walks
-/// every folder of the path again for each file (most of the time, for a
-/// 2,800-file tree in a cache folder 8 levels deep); relative to the open
-/// folder it looks up one name.
-#[cfg(unix)]
-fn check_files<'a>(
-    entry: &Path,
-    files: impl Iterator<Item = (&'a String, &'a StampEntry)>,
-) -> Result<(), String> {
-    use rustix::fs::{AtFlags, FileType, Mode, OFlags};
-    let mut folder: Option<(&str, rustix::fd::OwnedFd)> = None;
-    for (rel, want) in files {
-        let (dir, name) = rel.rsplit_once('/').unwrap_or(("", rel.as_str()));
-        let fd = match &folder {
-            Some((open, fd)) if *open == dir => fd,
-            _ => {
-                let path = entry.join(dir);
-                let fd = rustix::fs::open(
-                    &path,
-                    OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
-                    Mode::empty(),
-                )
-                .map_err(|e| format!("{rel}: {}", std::io::Error::from(e)))?;
-                &folder.insert((dir, fd)).1
-            }
-        };
-        let st = rustix::fs::statat(fd, name, AtFlags::SYMLINK_NOFOLLOW)
-            .map_err(|e| format!("{rel}: {}", std::io::Error::from(e)))?;
-        let kind = FileType::from_raw_mode(st.st_mode as _);
-        if let Some(target) = &want.link {
-            if kind != FileType::Symlink {
-                return Err(format!("{rel}: not a link"));
-            }
-            let got = rustix::fs::readlinkat(fd, name, Vec::new())
-                .map_err(|e| format!("{rel}: {}", std::io::Error::from(e)))?;
-            if got.as_bytes() != target.as_bytes() {
-                return Err(format!(
-                    "{rel}: links to {}, expected {target}",
-                    got.to_string_lossy()
-                ));
-            }
-            continue;
-        }
-        if kind != FileType::RegularFile {
-            return Err(format!("{rel}: not a regular file"));
-        }
-        let size = st.st_size as u64;
-        if size != want.size {
-            return Err(format!("{rel}: {size} bytes, expected {}", want.size));
-        }
-        if st.st_mtime as i128 != i128::from(want.mtime) || st.st_mtime_nsec != 0 {
-            return Err(format!("{rel}: modified since extraction"));
-        }
-        if (st.st_mode as u32) & 0o777 != want.mode {
-            return Err(format!("{rel}: mode changed"));
-        }
-    }
-    Ok(())
-}
-
-#[cfg(not(unix))]
-fn check_files<'a>(
-    entry: &Path,
-    mut files: impl Iterator<Item = (&'a String, &'a StampEntry)>,
-) -> Result<(), String> {
-    files.try_for_each(|(rel, want)| check_one(entry, rel, want))
-}
-
-/// One file of a cached entry against its stamp, by path.
-#[cfg(not(unix))]
-fn check_one(entry: &Path, rel: &str, want: &StampEntry) -> Result<(), String> {
-    let path = entry.join(rel);
-    let meta = fs::symlink_metadata(&path).map_err(|e| format!("{rel}: {e}"))?;
-    if let Some(target) = &want.link {
-        let got = fs::read_link(&path).map_err(|e| format!("{rel}: not a link ({e})"))?;
-        if got != Path::new(target) {
-            return Err(format!(
-                "{rel}: links to {}, expected {target}",
-                got.display()
-            ));
-        }
-        return Ok(());
-    }
-    if !meta.is_file() {
-        return Err(format!("{rel}: not a regular file"));
-    }
-    if meta.len() != want.size {
-        return Err(format!(
-            "{rel}: {} bytes, expected {}",
-            meta.len(),
-            want.size
-        ));
-    }
-    let mtime = meta
-        .modified()
-        .ok()
-        .and_then(|t| t.duration_since(UNIX_EPOCH).ok());
-    if mtime != Some(Duration::from_secs(want.mtime)) {
-        return Err(format!("{rel}: modified since extraction"));
-    }
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt;
-        if meta.permissions().mode() & 0o777 != want.mode {
-            return Err(format!("{rel}: mode changed"));
-        }
-    }
-    Ok(())
-}
-
 /// Writes `source` (the bootstrap) as a module in `<cache>/bootstrap/`, once
 /// per content, and returns its folder and module name. Imported, its
 /// bytecode is cached by PyPy: compiling it costs ~2 ms at every start,
@@ -309,15 +164,6 @@ pub(crate) fn bootstrap_module(cache: &Path, source: &str) -> Option<(PathBuf, S
         write_atomic(&path, source.as_bytes()).ok()?;
     }
     Some((dir, name))
-}
-
-/// Compiled bytecode that PyPy itself rewrites whenever it finds it stale
-/// (for instance when the archive's mtimes differ from those recorded in
-/// it): a cache, not part of the interpreter, and Python checks each one
-/// against its source before use. Hashed at extraction like every file, but
-/// not compared at start-up.
-fn is_bytecode_cache(rel: &str) -> bool {
-    rel.ends_with(".pyc") && rel.contains("/__pycache__/")
 }
 
 /// The sha256 of an archive file, remembered per path by size, mtime and
@@ -397,7 +243,10 @@ struct Written {
 ///
 /// One thread decompresses and parses the tar stream while writers hash and
 /// write files, so that decompression, hashing and writing overlap.
-fn extract(archive: &ArchiveRef<'_>, dest: &Path) -> Result<BTreeMap<String, StampEntry>, Error> {
+fn extract(
+    archive: &ArchiveRef<'_>,
+    dest: &Path,
+) -> Result<(BTreeMap<String, StampEntry>, Paths), Error> {
     let name = archive.describe();
     // Multi-member: a parallel writer compresses chunks as separate gzip
     // members, which a plain GzDecoder would stop after the first of.
@@ -611,7 +460,7 @@ fn compare_with_manifest(
     name: &str,
     read: ReadResult,
     written: Vec<Written>,
-) -> Result<BTreeMap<String, StampEntry>, Error> {
+) -> Result<(BTreeMap<String, StampEntry>, Paths), Error> {
     let bad = |reason: String| Error::archive(name, reason);
     let manifest_bytes = read
         .manifest
@@ -705,7 +554,7 @@ fn compare_with_manifest(
             differences.len() - 1
         )));
     }
-    Ok(stamp)
+    Ok((stamp, manifest.paths))
 }
 
 #[cfg(test)]

@@ -205,6 +205,7 @@ mod memory;
 mod protocol;
 mod registry;
 mod runtime;
+mod stamp;
 mod typed;
 
 pub use discover::{

@@ -122,6 +122,15 @@ mod tests {
     }
 
     #[test]
+    fn bootstrap_py_names_the_rust_check_of_cached_files() {
+        let line = format!("CHECK_CACHED_FILE = \"{}\"", crate::runtime::WATCH_FUNCTION);
+        assert!(
+            crate::ffi::BOOTSTRAP.lines().any(|l| l == line),
+            "bootstrap.py lacks `{line}`"
+        );
+    }
+
+    #[test]
     fn the_reader_sees_every_form_and_a_change() {
         let source =
             "A_B = 4\nX, Y = range(2)\n(\n    P,\n    Q,\n    R,\n) = range(3)\nT = \"text\"\n";

@@ -11,7 +11,8 @@ use crate::discover::{self, Home, SearchOptions, Source};
 use crate::error::Error;
 use crate::ffi::{self, Callbacks, LibPyPy};
 use crate::memory::{self, GcSettings, GcSize, MemoryStats, Nursery};
-use crate::registry::CallMode;
+use crate::registry::{self, CallMode, RustFn};
+use crate::stamp::Watch;
 
 /// Chooses where PyPy comes from, then starts it.
 ///
@@ -158,6 +159,12 @@ impl Builder {
                     .map(|(dir, name)| (dir.as_path(), name.as_str())),
             )
         });
+        let started = started.and_then(|callbacks| {
+            if home.archive.is_some() {
+                watch_cached_tree(&callbacks, &home.root)?;
+            }
+            Ok(callbacks)
+        });
         match started {
             Ok(callbacks) => {
                 let runtime = RUNTIME.get_or_init(|| Runtime {
@@ -190,6 +197,30 @@ impl Builder {
             })
         }
     }
+}
+
+/// The name under which the runtime registers the check of a cached tree's
+/// files at import (bootstrap.py's `CHECK_CACHED_FILE`).
+pub(crate) const WATCH_FUNCTION: &str = "embed_runtime.check_cached_file";
+
+/// Makes Python check each file of the cached tree `root` as it imports it
+/// (see `stamp`): the start checked only the files PyPy reads while starting.
+fn watch_cached_tree(callbacks: &Callbacks, root: &Path) -> Result<(), Error> {
+    let (Some(entry), Some(root_text)) = (root.parent(), root.to_str()) else {
+        // Python could not match a path it cannot spell; nothing to watch.
+        return Ok(());
+    };
+    let watch = Arc::new(Watch::new(entry.to_path_buf()));
+    registry::register_fn(
+        WATCH_FUNCTION.into(),
+        RustFn::Bytes(Arc::new(move |rel: &[u8]| {
+            let rel = std::str::from_utf8(rel)?;
+            watch.check(rel)?;
+            Ok(Vec::new())
+        })),
+    );
+    let handle = callbacks.lookup("embed_runtime", "_watch_cached_tree")?;
+    callbacks.call(handle, root_text.as_bytes(), CallMode::Str, &mut Vec::new())
 }
 
 fn same_path(a: &Path, b: &Path) -> bool {

@@ -662,8 +662,8 @@ fn damaged_cache_entry(ctx: &Ctx) {
     let third = start();
     assert_eq!(third["extracted_now"], "false");
 
-    // A start checks libpypy's own folder before loading it (the rest of
-    // the tree while it loads): a touched libpypy is extracted again first.
+    // A start checks libpypy's folder before loading it: a touched libpypy
+    // is extracted again first.
     let manifest_text = std::fs::read_to_string(top.join("PYPY.json")).unwrap();
     let manifest = embed_runtime::manifest::Manifest::from_json(&manifest_text).unwrap();
     let libpypy = top.join(&manifest.paths.libpypy);
@@ -674,6 +674,42 @@ fn damaged_cache_entry(ctx: &Ctx) {
     assert_eq!(fourth["extracted_now"], "true", "{fourth:?}");
     assert!(fourth["repaired"].contains(&name), "{fourth:?}");
     assert_eq!(fourth["printed"], ctx.subject.hello());
+
+    // A module PyPy does not read while starting is checked when imported:
+    // the start does not look at it, its import fails and says why, and the
+    // next start extracts the archive again.
+    let import_json = || {
+        expect_success(
+            child_command(None, "import_json", &cache)
+                .env(embed_runtime::ARCHIVE_ENV, &ctx.subject.archive),
+        )
+    };
+    let decoder = stdlib.join("json/decoder.py");
+    let text = std::fs::read(&decoder).unwrap();
+    std::fs::write(&decoder, vec![b'#'; text.len()]).unwrap();
+    let fifth = import_json();
+    assert_eq!(fifth["extracted_now"], "false", "{fifth:?}");
+    assert!(
+        fifth["import_json"].contains("json/decoder.py")
+            && fifth["import_json"].contains("the next start extracts the archive again"),
+        "{fifth:?}"
+    );
+    let sixth = import_json();
+    assert_eq!(sixth["extracted_now"], "true", "{sixth:?}");
+    assert!(sixth["repaired"].contains("json/decoder.py"), "{sixth:?}");
+    assert_eq!(sixth["import_json"], "ok", "{sixth:?}");
+    assert_eq!(std::fs::read(&decoder).unwrap(), text);
+
+    // A module installed into the tree is not damage, neither at the start
+    // after it (a full check, as its folder changed) nor later.
+    let added = stdlib.join("installed_later.py");
+    std::fs::write(&added, "x = 1\n").unwrap();
+    for _ in 0..2 {
+        let again = import_json();
+        assert_eq!(again["extracted_now"], "false", "{again:?}");
+        assert_eq!(again["import_json"], "ok", "{again:?}");
+    }
+    assert!(added.is_file());
 }
 
 fn eight_processes_extract_once(ctx: &Ctx) {
@@ -721,6 +757,14 @@ fn eight_processes_extract_once(ctx: &Ctx) {
 fn child(name: &str) {
     match name {
         "start" => report(embed_runtime::start().expect("start")),
+        "import_json" => {
+            let rt = embed_runtime::start().expect("start");
+            report(rt);
+            match rt.run("import json\nassert json.loads('[1]') == [1]") {
+                Ok(()) => result("import_json", "ok"),
+                Err(e) => result("import_json", e),
+            }
+        }
         "start_explicit" => {
             let path = std::env::var_os(EXPLICIT_ENV).expect("EMBED_TEST_EXPLICIT");
             report(Builder::new().home(path).start().expect("start"));
