@@ -90,9 +90,12 @@
 //! Extraction checks every file's sha256 against `PYPY.json`, refuses unsafe
 //! entries (absolute paths, `..`, links leaving the tree), and happens in a
 //! temporary folder renamed into place under a file lock: any number of
-//! processes may start at once. Each start checks the cached copy's sizes,
-//! modes and mtimes against what extraction recorded and extracts again if a
-//! file changed or vanished (see the `cache` module for why not full hashes).
+//! processes may start at once. Each start checks the files PyPy reads while
+//! starting (sizes, modes and mtimes against what extraction recorded) and
+//! every folder's mtime, and extracts again if a file changed or vanished;
+//! any other file of the tree is checked when Python imports it, and a
+//! changed one fails to import with an `ImportError` that says so and makes
+//! the next start extract again (the `stamp` module says why not more).
 //!
 //! [`Builder::find`] does all of this without starting PyPy, to fill the
 //! cache ahead of time (an installer step, a container build).
