@@ -19,6 +19,7 @@ use xshell::{cmd, Shell};
 
 use crate::apt;
 use crate::manifest::BundledLibrary;
+use crate::stage;
 use crate::toolchain::Zig;
 
 const TABLE: &str = include_str!("../../recipes/deps.toml");
@@ -490,7 +491,7 @@ fn ensure_one(
     );
     let started = std::time::Instant::now();
     let _dir = sh.push_dir(&src);
-    let _env: Vec<_> = zig
+    let env: Vec<(&str, std::ffi::OsString)> = zig
         .build_env(crate::env::var_os("PATH"))
         .into_iter()
         .chain([("CFLAGS", vars.cflags.clone().into())])
@@ -500,7 +501,6 @@ fn ensure_one(
             "GIT_CEILING_DIRECTORIES",
             work.path().as_os_str().to_owned(),
         )])
-        .map(|(k, v)| sh.push_env(k, v))
         .collect();
     let mut log = String::new();
     for patch in lib.patch_paths() {
@@ -509,8 +509,9 @@ fn ensure_one(
         }
     }
     for command in lib.commands(&vars) {
-        let (program, args) = command.split_first().context("an empty build command")?;
-        let output = cmd!(sh, "{program} {args...}")
+        let output = stage::Command::new(command.clone())
+            .envs(env.iter().cloned())
+            .cmd(sh)?
             .quiet()
             .ignore_status()
             .output()

@@ -35,6 +35,7 @@ pub mod recipe;
 pub mod recipes_cmd;
 pub mod repackage;
 pub mod source_date;
+pub mod stage;
 pub mod targets;
 pub mod test_cmd;
 #[cfg(test)]

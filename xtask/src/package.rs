@@ -11,11 +11,12 @@ use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
-use xshell::{cmd, Shell};
+use xshell::Shell;
 
 use crate::archive::{PublishOptions, Published};
 use crate::manifest::Origin;
 use crate::recipe::Recipe;
+use crate::stage::Command;
 use crate::{paths, targets};
 
 /// Options of `cargo xtask package`.
@@ -188,6 +189,29 @@ pub fn package_py_args(tree: &Path, name: &str, builddir: &Path, portable: bool)
     args
 }
 
+/// package.py run by `python` in `tree`, with the environment its cffi
+/// builds need: the target table's libraries and, for a portable build,
+/// the same compiler and libraries as the translation.
+pub fn package_py_command(
+    python: &Path,
+    tree: &Path,
+    name: &str,
+    builddir: &Path,
+    target: &targets::Target,
+    portable: Option<&crate::deps::Portable>,
+    current: impl Fn(&str) -> Option<OsString>,
+) -> Result<Command> {
+    let mut argv = vec![python.display().to_string()];
+    argv.extend(
+        package_py_args(tree, name, builddir, portable.is_some())
+            .iter()
+            .map(|a| a.to_string_lossy().into_owned()),
+    );
+    Ok(Command::new(argv)
+        .envs(target.build_env(current)?)
+        .envs(portable.iter().flat_map(|p| p.package_env())))
+}
+
 /// The manifest's origin for a translation from `recipe` (or from a local
 /// checkout when there is no recipe: its git commit, when it is one).
 pub fn origin_for(tree: &Path, recipe: Option<&Recipe>, target: &targets::Target) -> Origin {
@@ -234,19 +258,18 @@ pub fn package_translated(input: &PackageInput) -> Result<Published> {
         .python
         .clone()
         .unwrap_or_else(|| translated.launcher.clone());
-    let args = package_py_args(tree, &name, build.path(), input.portable.is_some());
+    let command = package_py_command(
+        &python,
+        tree,
+        &name,
+        build.path(),
+        &input.target,
+        input.portable.as_ref(),
+        crate::env::lookup,
+    )?;
     let sh = Shell::new()?;
     sh.change_dir(tree);
-    // package.py builds the stdlib's cffi modules: they need the same
-    // libraries, and a portable build the same compiler.
-    let _libraries = input.target.push_build_env(&sh)?;
-    let _portable: Vec<_> = input
-        .portable
-        .iter()
-        .flat_map(|p| p.package_env())
-        .map(|(var, value)| sh.push_env(var, value))
-        .collect();
-    cmd!(sh, "{python} {args...}").run().with_context(|| {
+    command.cmd(&sh)?.run().with_context(|| {
         format!(
             "PyPy's package.py failed for {} (building the cffi modules needs the \
                  -dev packages of the target table's system_packages)",

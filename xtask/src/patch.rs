@@ -12,11 +12,12 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
 use sha2::{Digest, Sha256};
-use xshell::{cmd, Shell};
+use xshell::Shell;
 
 use crate::fetch::{self, FetchOptions};
 use crate::manifest::PatchRecord;
 use crate::recipe::{PatchFrom, Recipe};
+use crate::stage::Command;
 
 /// A patch ready to apply: its bytes are on disk and checked.
 #[derive(Debug, Clone)]
@@ -100,7 +101,7 @@ pub fn patched_dir(recipe: &Recipe, opts: &FetchOptions, identity: &str) -> Path
     ))
 }
 
-/// The command that applies `patch` in the copy (the current folder).
+/// The argv that applies `patch` in the current folder.
 pub fn apply_command(patch: &Path) -> Vec<String> {
     vec![
         "git".into(),
@@ -109,6 +110,16 @@ pub fn apply_command(patch: &Path) -> Vec<String> {
         "-p1".into(),
         patch.display().to_string(),
     ]
+}
+
+/// The command that applies `patch` in `copy` (run there): without a
+/// ceiling, a copy inside some repository would make git resolve the
+/// patch's paths against that repository's top.
+pub fn apply(patch: &Path, copy: &Path) -> Command {
+    Command::new(apply_command(patch)).env(
+        "GIT_CEILING_DIRECTORIES",
+        copy.parent().unwrap_or(copy).as_os_str(),
+    )
 }
 
 fn names(recipe: &Recipe) -> String {
@@ -123,20 +134,37 @@ fn names(recipe: &Recipe) -> String {
 /// Every patch on disk and checked: ours read from `recipes/patches/`,
 /// upstream's downloaded (or taken from the cache or mirror) and verified.
 pub fn fetch_patches(recipe: &Recipe, opts: &FetchOptions) -> Result<Vec<Ready>> {
+    ready_patches(recipe, opts, true)
+}
+
+/// The patches as the plan shows them: upstream's where the download
+/// would keep them, not fetched.
+pub fn planned_patches(recipe: &Recipe, opts: &FetchOptions) -> Result<Vec<Ready>> {
+    ready_patches(recipe, opts, false)
+}
+
+fn ready_patches(recipe: &Recipe, opts: &FetchOptions, download: bool) -> Result<Vec<Ready>> {
     recipe
         .patches
         .iter()
         .map(|patch| {
-            let (path, url) = match &patch.from {
-                PatchFrom::File(path) => (path.clone(), None),
-                PatchFrom::Url { url, sha256 } => (
-                    fetch::download_verified(url, sha256, opts)
-                        .with_context(|| format!("fetching the patch {}", patch.name))?,
-                    Some(url.clone()),
-                ),
+            let (path, sha256, url) = match &patch.from {
+                PatchFrom::File(path) => {
+                    let sha256 = crate::hash::sha256_file(path)
+                        .with_context(|| format!("reading the patch {}", path.display()))?;
+                    (path.clone(), sha256, None)
+                }
+                // Verified against the recipe's sha256 as it is downloaded.
+                PatchFrom::Url { url, sha256 } => {
+                    let path = if download {
+                        fetch::download_verified(url, sha256, opts)
+                            .with_context(|| format!("fetching the patch {}", patch.name))?
+                    } else {
+                        fetch::cached_path(url, sha256, opts)?
+                    };
+                    (path, sha256.clone(), Some(url.clone()))
+                }
             };
-            let sha256 = crate::hash::sha256_file(&path)
-                .with_context(|| format!("reading the patch {}", path.display()))?;
             Ok(Ready {
                 path,
                 record: PatchRecord {
@@ -201,16 +229,9 @@ fn pristine_marker(dest: &Path) -> PathBuf {
 /// `git apply` of one patch in `root`, or an error naming the patch, the file and the hunk.
 fn apply_one(sh: &Shell, root: &Path, patch: &Ready) -> Result<()> {
     let _dir = sh.push_dir(root);
-    // Without a ceiling, a work folder inside some repository would make
-    // git resolve the patch's paths against that repository's top.
-    let _ceiling = sh.push_env(
-        "GIT_CEILING_DIRECTORIES",
-        root.parent().unwrap_or(root).as_os_str(),
-    );
     let path = &patch.path;
-    let argv = apply_command(path);
-    let (program, args) = argv.split_first().context("a command has a program")?;
-    let output = cmd!(sh, "{program} {args...}")
+    let output = apply(path, root)
+        .cmd(sh)?
         .quiet()
         .ignore_status()
         .output()

@@ -15,7 +15,7 @@ use anyhow::Result;
 
 use crate::fetch::{self, FetchOptions};
 use crate::host::HostPython;
-use crate::recipe::{PatchFrom, Recipe};
+use crate::recipe::Recipe;
 use crate::targets::{Os, SearchPath, Target};
 use crate::translate::{RunOptions, Spec};
 use crate::{externals, package, patch, paths, translate};
@@ -67,18 +67,13 @@ fn show(path: &Path) -> String {
     text.replace('\\', "/")
 }
 
+/// [`show`] for the text of a value or an argument.
+pub fn shown(text: &str) -> String {
+    show(Path::new(text))
+}
+
 fn command(argv: &[String]) -> String {
-    let quoted: Vec<String> = argv
-        .iter()
-        .map(|a| {
-            if a.is_empty() || a.contains([' ', '"', '$']) {
-                format!("'{a}'")
-            } else {
-                a.clone()
-            }
-        })
-        .collect();
-    format!("$ {}", quoted.join(" ")).replace('\\', "/")
+    crate::stage::Command::new(argv.to_vec()).command_line(str::to_string)
 }
 
 fn steps(input: &PlanInput<'_>) -> Result<Vec<Step>> {
@@ -148,28 +143,7 @@ fn steps(input: &PlanInput<'_>) -> Result<Vec<Step>> {
             }],
         });
     } else {
-        let ready: Vec<patch::Ready> = recipe
-            .patches
-            .iter()
-            .map(|p| match &p.from {
-                PatchFrom::File(path) => Ok(patch::Ready {
-                    path: path.clone(),
-                    record: crate::manifest::PatchRecord {
-                        name: p.name.clone(),
-                        sha256: crate::hash::sha256_file(path)?,
-                        url: None,
-                    },
-                }),
-                PatchFrom::Url { url, sha256 } => Ok(patch::Ready {
-                    path: fetch::cached_path(url, sha256, opts)?,
-                    record: crate::manifest::PatchRecord {
-                        name: p.name.clone(),
-                        sha256: sha256.clone(),
-                        url: Some(url.clone()),
-                    },
-                }),
-            })
-            .collect::<Result<_>>()?;
+        let ready = patch::planned_patches(recipe, opts)?;
         let identity = patch::identity(&source_id, &ready);
         let patched = patch::patched_dir(recipe, opts, &identity);
         build_id = format!("patched:{identity}");
@@ -185,8 +159,9 @@ fn steps(input: &PlanInput<'_>) -> Result<Vec<Step>> {
             if let Some(url) = &r.record.url {
                 lines.push(format!("  GET {url}, checked and kept like the source"));
             }
-            let shown = PathBuf::from(show(&r.path));
-            lines.push(format!("  {}", command(&patch::apply_command(&shown))));
+            for line in patch::apply(&r.path, &patched).plan_lines(shown) {
+                lines.push(format!("  {line}"));
+            }
         }
         steps.push(Step {
             title: "patches: the recipe's, onto a copy".into(),
@@ -288,25 +263,23 @@ fn steps(input: &PlanInput<'_>) -> Result<Vec<Step>> {
     };
     let work = cache.join("translations").join("<key>.partial-<pid>");
     let usession = work.join("usession");
-    let env = translate::rpython_env(&spec, &host, &usession, false, |_| None)?;
     let mut lines = vec![
         format!(
             "cached under {} (the key covers the source, patches, options, host and compiler)",
             show(&cache.join("translations").join("<key>"))
         ),
         format!("in {}", show(&work)),
+        match &portable {
+            Some(p) => format!(
+                "compiler: zig cc -target {} (the toolchain step), libraries from the deps step",
+                p.zig.target
+            ),
+            None => compiler_line(target),
+        },
     ];
-    for (var, value) in &env {
-        lines.push(format!("{var}={}", show(Path::new(value))));
-    }
-    lines.push(match &portable {
-        Some(p) => format!(
-            "compiler: zig cc -target {} (the toolchain step), libraries from the deps step",
-            p.zig.target
-        ),
-        None => compiler_line(target),
-    });
-    lines.push(command(&spec.command_line(&host)));
+    lines.extend(
+        translate::rpython_command(&spec, &host, &usession, false, |_| None)?.plan_lines(shown),
+    );
     steps.push(Step {
         title: "translate: RPython with --shared".into(),
         lines,
@@ -317,12 +290,6 @@ fn steps(input: &PlanInput<'_>) -> Result<Vec<Step>> {
     let launcher = goal.join(target.translated_launcher_name(py));
     let builddir = dist.join(".pypy-package-<random>");
     let name = format!("pypy{py}-release-tree");
-    let mut argv = vec![show(&launcher)];
-    argv.extend(
-        package::package_py_args(&tree, &name, &builddir, portable.is_some())
-            .iter()
-            .map(|a| show(Path::new(a))),
-    );
     let mut lines = vec![
         format!(
             "copy the translated {}{} into {}",
@@ -335,13 +302,18 @@ fn steps(input: &PlanInput<'_>) -> Result<Vec<Step>> {
         ),
         format!("in {}", show(&tree)),
     ];
-    for (var, value) in target.build_env(|_| None)? {
-        lines.push(format!("{var}={}", value.to_string_lossy()));
-    }
-    for (var, value) in portable.iter().flat_map(|p| p.package_env()) {
-        lines.push(format!("{var}={}", show(Path::new(&value))));
-    }
-    lines.push(command(&argv));
+    lines.extend(
+        package::package_py_command(
+            &launcher,
+            &tree,
+            &name,
+            &builddir,
+            target,
+            portable.as_ref(),
+            |_| None,
+        )?
+        .plan_lines(shown),
+    );
     steps.push(Step {
         title: "package: PyPy's package.py".into(),
         lines,

@@ -17,6 +17,7 @@ use xshell::{cmd, Shell};
 use crate::build_cache::{self, BuildCache, KeyInputs};
 use crate::host::{self, HostPython};
 use crate::recipe::Recipe;
+use crate::stage::Command;
 use crate::{paths, targets};
 
 /// Options of `cargo xtask translate`.
@@ -458,6 +459,19 @@ impl RelOutputs {
     }
 }
 
+/// RPython's command for `spec`, with its environment (see [`rpython_env`]):
+/// what the translation runs and the plan prints.
+pub fn rpython_command(
+    spec: &Spec,
+    host: &HostPython,
+    usession: &Path,
+    ccache: bool,
+    current: impl Fn(&str) -> Option<std::ffi::OsString>,
+) -> Result<Command> {
+    Ok(Command::new(spec.command_line(host))
+        .envs(rpython_env(spec, host, usession, ccache, current)?))
+}
+
 /// The environment RPython runs in, on top of the caller's (`current`):
 /// the session folder, unbuffered output, the `PYTHONPATH` that finds the
 /// tree's own `rpython` package and the host's packages, `ccache` when it
@@ -550,19 +564,14 @@ fn run_rpython(
     let usession = work.join("usession");
     fs_err::create_dir_all(&usession)?;
     let log_path = work.join("translate.log");
-    let line = spec.command_line(host);
     let compiler = key_inputs.compiler_version.clone();
 
     let _dir = sh.push_dir(work);
     let ccache = crate::host::which("ccache").is_some();
-    let _env: Vec<_> = rpython_env(spec, host, &usession, ccache, crate::env::lookup)?
-        .into_iter()
-        .map(|(var, value)| sh.push_env(var, value))
-        .collect();
-
+    let rpython = rpython_command(spec, host, &usession, ccache, crate::env::lookup)?;
+    let line = &rpython.argv;
     let program = &line[0];
-    let rest = &line[1..];
-    let mut command: std::process::Command = cmd!(sh, "{program} {rest...}").into();
+    let mut command: std::process::Command = rpython.cmd(sh)?.into();
     command.stdout(Stdio::piped()).stderr(Stdio::piped());
     eprintln!("translate: {}", line.join(" "));
     eprintln!("translate: log in {}", log_path.display());
@@ -672,7 +681,7 @@ fn run_rpython(
             host.program.display()
         ),
         compiler,
-        command: line,
+        command: line.clone(),
         key_inputs,
     };
     fs_err::write(

@@ -322,3 +322,66 @@ fn a_patch_file_the_recipe_names_must_exist() {
         "{stderr}"
     );
 }
+
+/// The real patch stage, with its commands recorded, runs exactly what
+/// `build-pypy --plan` prints for the same recipe and folders.
+#[test]
+fn the_patch_stage_runs_what_the_plan_prints() {
+    let second = "\
+--- /dev/null
++++ b/rpython/added_by_the_second_patch.txt
+@@ -0,0 +1 @@
++second
+";
+    let s = setup(
+        "[[patches]]\nfile = \"ours.patch\"\nreason = \"a test\"\n\n\
+         [[patches]]\nfile = \"second.patch\"\nreason = \"another\"\n",
+        &[("ours.patch", OURS), ("second.patch", second)],
+    );
+    let recipe = xtask::recipe::Recipe::load(&s.recipe).unwrap();
+    let tree = fixtures::translation_rpython().unwrap().tree;
+    let mut opts = xtask::fetch::FetchOptions::new(&s.cache);
+    opts.work_dir = s.work.clone();
+    opts.source_dir = Some(tree.clone());
+    let sh = xshell::Shell::new().unwrap();
+
+    let (patched, ran) = xtask::stage::record(|| {
+        xtask::patch::apply_recipe_patches(&sh, &recipe, &tree, "a tree", &opts)
+    });
+    let patched = patched.expect("the patches apply");
+    assert!(patched
+        .root
+        .join("rpython/added_by_the_second_patch.txt")
+        .is_file());
+    assert_eq!(ran.len(), 2, "one command per patch: {ran:?}");
+
+    let target = xtask::targets::get(xtask::targets::host_triple()).unwrap();
+    let run = xtask::translate::RunOptions {
+        jobs: Some(2),
+        ..Default::default()
+    };
+    let plan = xtask::plan::render(&xtask::plan::PlanInput {
+        recipe: &recipe,
+        target: &target,
+        fetch: &opts,
+        run: &run,
+        dist: &s.tmp.path().join("dist"),
+        portable: false,
+    })
+    .unwrap();
+    let patch_step = plan
+        .split("\n\n")
+        .find(|step| step.contains("patches: the recipe's"))
+        .expect("a patches step");
+    // What ran, as the plan prints commands, is the step's command lines.
+    let ran: Vec<String> = ran
+        .iter()
+        .flat_map(|command| command.plan_lines(xtask::plan::shown))
+        .collect();
+    let printed: Vec<String> = patch_step
+        .lines()
+        .filter(|line| line.starts_with("     "))
+        .map(|line| line.trim().to_string())
+        .collect();
+    assert_eq!(ran, printed, "what ran (left) against the plan (right)");
+}
