@@ -500,15 +500,7 @@ fn compare_with_manifest(
     }
     for (rel, target) in read.links {
         let key = rel.strip_prefix(&prefix).unwrap_or(&rel).to_string();
-        found.insert(
-            key,
-            FileEntry {
-                sha256: sha256_bytes(target.as_bytes()),
-                size: target.len() as u64,
-                mode: 0o777,
-                link: Some(target.clone()),
-            },
-        );
+        found.insert(key, FileEntry::link(&target));
         stamp.insert(
             rel,
             StampEntry {

@@ -242,6 +242,20 @@ pub struct FileEntry {
     pub link: Option<String>,
 }
 
+impl FileEntry {
+    /// How the manifest records a symbolic link: by its target, with the
+    /// target string's sha256 and length and mode 0o777, so that one
+    /// comparison covers files and links alike.
+    pub fn link(target: &str) -> FileEntry {
+        FileEntry {
+            sha256: crate::hash::sha256_bytes(target.as_bytes()),
+            size: target.len() as u64,
+            mode: 0o777,
+            link: Some(target.to_string()),
+        }
+    }
+}
+
 /// Why a manifest could not be read.
 #[derive(Debug, thiserror::Error)]
 pub enum ManifestError {

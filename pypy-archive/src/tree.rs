@@ -10,7 +10,7 @@ use std::collections::BTreeMap;
 use std::io;
 use std::path::{Path, PathBuf};
 
-use crate::hash::{sha256_bytes, sha256_file};
+use crate::hash::sha256_file;
 use crate::manifest::{FileEntry, MANIFEST_NAME};
 
 /// The mode every regular file is archived with: executable or not, nothing else.
@@ -115,8 +115,7 @@ fn file_mode(_meta: &std::fs::Metadata) -> u32 {
 }
 
 /// Every file and link below `top` except the manifest, as the manifest
-/// records them. Links are recorded by their target: `sha256` of the target
-/// string, `size` its length, mode 0o777.
+/// records them (links by their target, see [`FileEntry::link`]).
 pub fn hash_tree(top: &Path) -> io::Result<BTreeMap<String, FileEntry>> {
     let mut out = BTreeMap::new();
     for e in list_tree(top)? {
@@ -131,12 +130,7 @@ pub fn hash_tree(top: &Path) -> io::Result<BTreeMap<String, FileEntry>> {
                 mode: *mode,
                 link: None,
             },
-            EntryKind::Symlink { target } => FileEntry {
-                sha256: sha256_bytes(target.as_bytes()),
-                size: target.len() as u64,
-                mode: 0o777,
-                link: Some(target.clone()),
-            },
+            EntryKind::Symlink { target } => FileEntry::link(target),
         };
         out.insert(e.rel, entry);
     }
@@ -146,6 +140,7 @@ pub fn hash_tree(top: &Path) -> io::Result<BTreeMap<String, FileEntry>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::hash::sha256_bytes;
 
     #[test]
     fn entries_come_in_archive_order_and_files_hash_as_the_manifest_says() {
