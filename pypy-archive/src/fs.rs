@@ -8,10 +8,25 @@
 //! - [`replace_dir`]: a finished folder that takes the place of an older
 //!   one (a cache entry made again).
 //!
-//! And [`copy_tree`], the plain copy of a folder into another.
+//! And [`copy_tree`], the plain copy of a folder into another, and [`symlink`].
 
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
+
+/// A symbolic link at `link` pointing to `target`; an error where the
+/// system has none to make (Windows without privileges).
+pub fn symlink(target: impl AsRef<Path>, link: &Path) -> io::Result<()> {
+    #[cfg(unix)]
+    return std::os::unix::fs::symlink(target, link);
+    #[cfg(not(unix))]
+    {
+        let _ = (target, link);
+        Err(io::Error::new(
+            io::ErrorKind::Unsupported,
+            "symbolic links are made on Unix only",
+        ))
+    }
+}
 
 /// Replaces (or creates) the file at `path` with `bytes` in one rename.
 /// The folder must exist. On failure the old file is untouched and no

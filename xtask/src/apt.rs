@@ -24,6 +24,8 @@ pub struct Suite {
     kinds: Vec<&'static str>,
     mirror: String,
     suite: String,
+    /// Architectures besides the machine's own whose packages may be fetched.
+    foreign: Vec<String>,
 }
 
 impl Suite {
@@ -36,7 +38,17 @@ impl Suite {
             kinds: kinds.to_vec(),
             mirror: mirror.trim_end_matches('/').to_string(),
             suite: suite.to_string(),
+            foreign: Vec::new(),
         }
+    }
+
+    /// The same suite with the lists of `arch` too (Debian's name, `arm64`),
+    /// so that `pkg:arch` can be downloaded; kept in lists of their own.
+    pub fn with_architecture(mut self, arch: &str) -> Suite {
+        let name = self.root.file_name().unwrap_or_default().to_string_lossy();
+        self.root = self.root.with_file_name(format!("{name}-{arch}"));
+        self.foreign.push(arch.to_string());
+        self
     }
 
     fn sources_list(&self) -> String {
@@ -70,6 +82,11 @@ impl Suite {
             "APT::Sandbox::User=root".into(),
         ]
         .into_iter()
+        .chain(
+            self.foreign
+                .iter()
+                .map(|arch| format!("APT::Architectures::={arch}")),
+        )
         .flat_map(|o| ["-o".to_string(), o])
         .collect()
     }
@@ -186,5 +203,9 @@ mod tests {
         // Nothing of the machine's own configuration or state is read.
         assert!(options.contains("Dir::Etc::SourceParts=/nonexistent"));
         assert!(options.contains("Dir::State::status=/dev/null"));
+        let arm = suite.with_architecture("arm64");
+        let options = arm.options().join(" ");
+        assert!(options.contains("Dir::State::Lists=/c/apt/trixie-deb-deb-src-arm64/lists"));
+        assert!(options.contains("APT::Architectures::=arm64"));
     }
 }

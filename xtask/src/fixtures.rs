@@ -377,8 +377,26 @@ pub fn prepare_all(sh: &Shell) -> Result<()> {
         prepare_old_glibc(sh, &root).context("preparing Debian 11's glibc")?;
         portable_toolchain(sh)
             .context("preparing the portable toolchain and its test libraries")?;
+        cross_toolchain(sh).context("preparing the cross toolchain and its emulator")?;
     }
     Ok(())
+}
+
+/// The first target of the table that this machine builds under an
+/// emulator, with zig for it and the emulator, prepared once into the
+/// fixtures' own cache; `None` where the table has no such target.
+pub fn cross_toolchain(sh: &Shell) -> Result<Option<(Target, crate::emulator::Cross)>> {
+    let here = targets::host_triple();
+    let Some(target) = targets::all()?.into_iter().find(|t| {
+        t.emulator
+            .as_ref()
+            .is_some_and(|pin| pin.build_machine == here && t.triple != here)
+    }) else {
+        return Ok(None);
+    };
+    let cross = crate::emulator::cross_for(sh, &target, &root().join("cache"))?
+        .context("the target has an emulator for this machine")?;
+    Ok(Some((target, cross)))
 }
 
 /// The Debian suite whose C library stands for an older Linux (glibc 2.31).

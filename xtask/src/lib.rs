@@ -15,6 +15,7 @@ pub mod consumers;
 pub mod cross_lint;
 pub mod deps;
 pub mod doctor;
+pub mod emulator;
 pub mod env;
 pub mod externals;
 pub mod fetch;

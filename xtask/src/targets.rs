@@ -205,6 +205,30 @@ pub struct Target {
     /// Linux: the C toolchain that builds for [`Portability::glibc`] from any newer Linux.
     #[serde(default)]
     pub toolchain: Option<Toolchain>,
+    /// How programs of this target run on a build machine of another
+    /// architecture. Not recorded when absent, so that adding it left the
+    /// other targets' recorded entries (and archives) as they were.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub emulator: Option<EmulatorPin>,
+}
+
+/// Debian's qemu-user and a sysroot of the target's own Debian packages:
+/// enough to run a dynamically linked program of the target on an x86-64
+/// Linux build machine (the configure programs of a cross-translation, the
+/// translated interpreter, the embedding tests).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct EmulatorPin {
+    /// The build machine this works on.
+    pub build_machine: String,
+    /// The build machine's package with the emulator (`qemu-user`, static since Debian 13).
+    pub package: String,
+    /// The emulator's program in that package.
+    pub program: String,
+    /// Debian's name of the target's architecture (`arm64`).
+    pub debian_arch: String,
+    /// The target's packages unpacked as the sysroot (the C library and its loader).
+    pub sysroot_packages: Vec<String>,
 }
 
 /// The portability policy of a Linux target, in the manner of manylinux and

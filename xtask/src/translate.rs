@@ -87,6 +87,9 @@ pub struct Spec {
     /// A portable build's compiler and C libraries; `None` translates with
     /// the machine's own compiler and libraries.
     pub portable: Option<crate::deps::Portable>,
+    /// A cross-translation's compiler for the target and the emulator its
+    /// configure programs run under; `None` translates for this machine.
+    pub cross: Option<crate::emulator::Cross>,
 }
 
 /// Where a translation's results are.
@@ -286,6 +289,7 @@ impl Spec {
             triple: triple.to_string(),
             source_date_epoch: None,
             portable: None,
+            cross: None,
         }
     }
 
@@ -328,6 +332,23 @@ pub fn default_jobs() -> usize {
 /// portable build, zig's version and target, and the C libraries' prefix
 /// (its name is a hash of every library's key).
 pub fn compiler_version(sh: &Shell, portable: Option<&crate::deps::Portable>) -> Result<String> {
+    compiler_version_of(sh, portable, None)
+}
+
+/// [`compiler_version`], with a cross-translation's compiler when there is one.
+fn compiler_version_of(
+    sh: &Shell,
+    portable: Option<&crate::deps::Portable>,
+    cross: Option<&crate::emulator::Cross>,
+) -> Result<String> {
+    if let (None, Some(cross)) = (portable, cross) {
+        return Ok(format!(
+            "{}{} ({})",
+            crate::toolchain::VERSION_PREFIX,
+            cross.zig.version(sh)?,
+            cross.zig.target
+        ));
+    }
     if let Some(p) = portable {
         return Ok(portable_compiler_line(
             &p.zig.version(sh)?,
@@ -379,7 +400,7 @@ pub fn translate(
         rpython_options: spec.rpython_options.clone(),
         target_options: spec.target_options.clone(),
         host_version: format!("{} {}", host.implementation, host.version),
-        compiler_version: compiler_version(sh, spec.portable.as_ref())?,
+        compiler_version: compiler_version_of(sh, spec.portable.as_ref(), spec.cross.as_ref())?,
         triple: spec.triple.clone(),
         source_date_epoch: spec.source_date_epoch,
         build_env: spec.portable.as_ref().map(|p| {
@@ -500,6 +521,15 @@ pub fn rpython_env(
         .filter(|(var, _)| *var != "CFLAGS")
         .cloned()
         .collect();
+    if let Some(cross) = &spec.cross {
+        if spec.portable.is_none() {
+            env.extend(cross.zig.env());
+        }
+        env.push((
+            crate::emulator::RUNNER_VAR,
+            cross.emulator.runner().join(" ").into(),
+        ));
+    }
     env.extend([
         ("PYPY_USESSION_DIR", usession.into()),
         // Python buffers a piped stdout; progress must arrive as it happens.

@@ -26,6 +26,7 @@ fn small_spec() -> Result<Spec> {
         triple: targets::host_triple().into(),
         source_date_epoch: None,
         portable: None,
+        cross: None,
     })
 }
 

@@ -29,6 +29,7 @@ fn spec(target: &str, opt: &str) -> Spec {
         triple: targets::host_triple().into(),
         source_date_epoch: None,
         portable: None,
+        cross: None,
     }
 }
 
@@ -263,4 +264,64 @@ fn two_translations_in_different_folders_are_identical() {
         sha(&first.1),
         sha(&second.1)
     );
+}
+
+/// ELF's machine field: 183 is aarch64.
+fn elf_machine(path: &Path) -> u16 {
+    let bytes = std::fs::read(path).unwrap();
+    assert_eq!(&bytes[..4], b"\x7fELF", "{path:?} is not an ELF file");
+    u16::from_le_bytes([bytes[18], bytes[19]])
+}
+
+/// A cross-translation for real: the small target, translated on this
+/// machine for the table's emulated target (aarch64 here) with zig for that
+/// target and our RPython patch, which runs RPython's configure programs
+/// under the emulator. Without the patch they fail with "Exec format error".
+#[cfg(all(target_os = "linux", target_arch = "x86_64"))]
+#[test]
+fn small_target_cross_translates_and_runs_under_the_emulator() {
+    let _turn = common::rpython_turn();
+    let sh = Shell::new().unwrap();
+    let (target, cross) = fixtures::cross_toolchain(&sh)
+        .unwrap()
+        .expect("the table emulates a target on x86-64 Linux");
+    let host = host27(&sh);
+
+    // The fixture's RPython with our patch, in a copy.
+    let rpython = fixtures::translation_rpython().expect("RPython fixture");
+    let patch = xtask::paths::workspace_root().join("recipes/patches/rpython-target-runner.patch");
+    let work = tempfile::tempdir().unwrap();
+    let patched = work.path().join("rpython");
+    let ready = xtask::patch::Ready {
+        record: xtask::manifest::PatchRecord {
+            name: "rpython-target-runner.patch".into(),
+            sha256: xtask::hash::sha256_file(&patch).unwrap(),
+            url: None,
+        },
+        path: patch,
+    };
+    xtask::patch::apply_into(&sh, &rpython.tree, std::slice::from_ref(&ready), &patched).unwrap();
+
+    let mut cross_spec = spec("targetembedsmall.py", "2");
+    cross_spec.source_root = patched;
+    cross_spec.source_id = format!("{}+{}", rpython.source_id, ready.record.sha256);
+    cross_spec.triple = target.triple.clone();
+    cross_spec.cross = Some(cross.clone());
+    let cache = BuildCache::new(work.path().join("cache"));
+    let out = translate::translate(&sh, &cross_spec, &host, &cache, false)
+        .expect("the small target cross-translates");
+
+    const AARCH64: u16 = 183;
+    assert_eq!(target.triple, "aarch64-unknown-linux-gnu");
+    assert_eq!(elf_machine(&out.library), AARCH64, "{:?}", out.library);
+    let launcher = out.launcher.expect("a launcher");
+    assert_eq!(elf_machine(&launcher), AARCH64, "{launcher:?}");
+    let printed = cross
+        .emulator
+        .command(&launcher, &["a", "b"])
+        .cmd(&sh)
+        .unwrap()
+        .read()
+        .unwrap();
+    assert_eq!(printed, "embedsmall: hello from RPython with 2 arguments");
 }

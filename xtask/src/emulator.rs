@@ -1,0 +1,236 @@
+//! The emulator of a cross-build: Debian's qemu-user and a sysroot of the
+//! target's own Debian packages (the C library and its loader), as the
+//! target table's `[target.emulator]` pins them, unpacked into the cache.
+//!
+//! A cross-translation needs it three times: RPython runs the small
+//! configure programs it compiles, package.py runs the translated
+//! interpreter, and the tests run the archive's programs. Nothing is
+//! installed on the machine: the packages come through our own apt
+//! configuration (`apt`), checked along Debian's signed chain, and are
+//! unpacked with `dpkg-deb -x`.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context, Result};
+use sha2::{Digest, Sha256};
+use xshell::{cmd, Shell};
+
+use crate::targets::{EmulatorPin, Target};
+use crate::toolchain::Zig;
+
+/// The variable our RPython patch (`recipes/patches/rpython-target-runner.patch`)
+/// reads: the words that run a program RPython compiled for the target.
+pub const RUNNER_VAR: &str = "RPYTHON_TARGET_RUNNER";
+
+/// What a cross-translation adds: zig for the target, and the emulator.
+#[derive(Debug, Clone)]
+pub struct Cross {
+    pub zig: Zig,
+    pub emulator: Emulator,
+}
+
+/// The toolchain and the emulator for translating `target` on this machine,
+/// prepared the first time.
+pub fn cross_for(sh: &Shell, target: &Target, cache_root: &Path) -> Result<Option<Cross>> {
+    let here = crate::targets::host_triple();
+    let Some(pin) = pin_for(target, here)? else {
+        return Ok(None);
+    };
+    let host = crate::targets::get(here)?;
+    let zig = crate::toolchain::ensure(sh, &host, target, cache_root)?;
+    let emulator = ensure(sh, target, pin, cache_root)?;
+    Ok(Some(Cross { zig, emulator }))
+}
+
+/// What runs a program of the target on this machine.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Emulator {
+    /// The emulator's executable.
+    pub program: PathBuf,
+    /// The root of the target's C library (`-L`).
+    pub sysroot: PathBuf,
+}
+
+impl Emulator {
+    /// A command that runs the target's `program` with `args` here.
+    pub fn command(&self, program: &Path, args: &[&str]) -> crate::stage::Command {
+        let mut argv = self.runner();
+        argv.push(program.display().to_string());
+        argv.extend(args.iter().map(|a| a.to_string()));
+        crate::stage::Command::new(argv)
+    }
+
+    /// The words put before a target program to run it here:
+    /// `qemu-aarch64-static -L <sysroot>`.
+    pub fn runner(&self) -> Vec<String> {
+        vec![
+            self.program.display().to_string(),
+            "-L".into(),
+            self.sysroot.display().to_string(),
+        ]
+    }
+}
+
+/// The target's emulator pin when `target` is not this machine's own
+/// architecture; `None` for a native build; an error when the table has no
+/// way to run the target's programs here.
+pub fn pin_for<'a>(target: &'a Target, build_machine: &str) -> Result<Option<&'a EmulatorPin>> {
+    if target.triple == build_machine {
+        return Ok(None);
+    }
+    match &target.emulator {
+        Some(pin) if pin.build_machine == build_machine => Ok(Some(pin)),
+        _ => bail!(
+            "{} cannot be built on {build_machine}: recipes/targets.toml has no emulator \
+             for it there. Build it on a {} runner (the CI matrix's), or add a \
+             [target.emulator] for {build_machine}",
+            target.triple,
+            target.runner
+        ),
+    }
+}
+
+/// Changed when what an entry holds changes, so that older entries are not taken.
+const ENTRY_FORMAT: &str = "2";
+
+/// Where the emulator for `pin` lives in the cache: keyed by every input.
+pub fn entry_dir(cache_root: &Path, target: &Target, pin: &EmulatorPin, suite: &str) -> PathBuf {
+    let mut hasher = Sha256::new();
+    for part in [
+        ENTRY_FORMAT,
+        suite,
+        &pin.build_machine,
+        &pin.package,
+        &pin.program,
+        &pin.debian_arch,
+    ] {
+        hasher.update(part.as_bytes());
+        hasher.update(b"\0");
+    }
+    for package in &pin.sysroot_packages {
+        hasher.update(package.as_bytes());
+        hasher.update(b"\0");
+    }
+    let key = hex::encode(hasher.finalize());
+    cache_root
+        .join("emulators")
+        .join(format!("{}-{}", target.triple, &key[..16]))
+}
+
+/// The emulator for `pin`, downloaded and unpacked the first time.
+pub fn ensure(
+    sh: &Shell,
+    target: &Target,
+    pin: &EmulatorPin,
+    cache_root: &Path,
+) -> Result<Emulator> {
+    let table = crate::deps::table()?;
+    let dir = entry_dir(cache_root, target, pin, &table.debian.suite);
+    let emulator = Emulator {
+        program: dir.join("emulator/usr/bin").join(&pin.program),
+        sysroot: dir.join("sysroot"),
+    };
+    if dir.join(".complete").is_file() {
+        return Ok(emulator);
+    }
+    let parent = dir.parent().context("the emulator's folder has a parent")?;
+    fs_err::create_dir_all(parent)?;
+    let lock_path = pypy_archive::lock::lock_path_for(&dir);
+    let _lock = pypy_archive::lock::FileLock::acquire(&lock_path, |holder| {
+        eprintln!(
+            "emulator: waiting for another run that prepares it ({}; lock {})",
+            holder.describe(),
+            lock_path.display()
+        )
+    })?;
+    if dir.join(".complete").is_file() {
+        return Ok(emulator);
+    }
+    eprintln!(
+        "emulator: {} and a {} sysroot from Debian {}",
+        pin.package, pin.debian_arch, table.debian.suite
+    );
+    let suite = crate::apt::Suite::new(
+        cache_root,
+        &table.debian.mirror,
+        &table.debian.suite,
+        &["deb"],
+    )
+    .with_architecture(&pin.debian_arch);
+    let tmp = tempfile::Builder::new()
+        .prefix(".emulator-")
+        .tempdir_in(parent)?;
+    let unpack = |packages: &[String], into: &str| -> Result<()> {
+        let debs = tmp.path().join(format!("{into}-debs"));
+        let names: Vec<&str> = packages.iter().map(String::as_str).collect();
+        let root = tmp.path().join(into);
+        fs_err::create_dir_all(&root)?;
+        for deb in suite.download(sh, &names, &debs)? {
+            cmd!(sh, "dpkg-deb -x {deb} {root}")
+                .quiet()
+                .run()
+                .with_context(|| format!("unpacking {}", deb.display()))?;
+        }
+        Ok(())
+    };
+    unpack(std::slice::from_ref(&pin.package), "emulator")?;
+    let foreign: Vec<String> = pin
+        .sysroot_packages
+        .iter()
+        .map(|p| format!("{p}:{}", pin.debian_arch))
+        .collect();
+    unpack(&foreign, "sysroot")?;
+    // Debian 13's packages put the loader in /usr/lib (merged /usr); the
+    // `/lib -> usr/lib` link that programs name comes from base-files.
+    let lib = tmp.path().join("sysroot/lib");
+    if std::fs::symlink_metadata(&lib).is_err() {
+        pypy_archive::fs::symlink("usr/lib", &lib)
+            .with_context(|| format!("linking {} to usr/lib", lib.display()))?;
+    }
+    let program = tmp.path().join("emulator/usr/bin").join(&pin.program);
+    if !program.is_file() {
+        bail!(
+            "{} has no usr/bin/{}; fix [target.emulator] of {} in recipes/targets.toml",
+            pin.package,
+            pin.program,
+            target.triple
+        );
+    }
+    fs_err::write(tmp.path().join(".complete"), b"")?;
+    pypy_archive::fs::replace_dir(&tmp.keep(), &dir).context("moving the emulator into place")?;
+    Ok(emulator)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::targets;
+
+    #[test]
+    fn only_a_foreign_target_with_a_pin_for_this_machine_is_emulated() {
+        let arm = targets::get("aarch64-unknown-linux-gnu").unwrap();
+        let x86 = targets::get("x86_64-unknown-linux-gnu").unwrap();
+        let pin = pin_for(&arm, "x86_64-unknown-linux-gnu").unwrap().unwrap();
+        assert_eq!(pin.debian_arch, "arm64");
+        assert!(pin_for(&x86, "x86_64-unknown-linux-gnu").unwrap().is_none());
+        let err = pin_for(&x86, "aarch64-unknown-linux-gnu")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("no emulator") && err.contains("ubuntu-24.04"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn the_runner_names_the_sysroot() {
+        let emulator = Emulator {
+            program: "/c/q/qemu-aarch64-static".into(),
+            sysroot: "/c/sysroot".into(),
+        };
+        assert_eq!(
+            emulator.runner(),
+            vec!["/c/q/qemu-aarch64-static", "-L", "/c/sysroot"]
+        );
+    }
+}
