@@ -430,7 +430,7 @@ fn discovery_nothing_found(ctx: &Ctx) {
         "$PYPY_EMBED_HOME",
         "$PYPY_EMBED_ARCHIVE",
         &format!("{}/pypy", exe.parent().unwrap().display()),
-        "x86_64-unknown-linux-gnu.tar.gz",
+        &format!("{}.tar.gz", env!("EMBED_RUNTIME_TARGET")),
         "archive found at build time",
         "embedded in the binary",
     ] {

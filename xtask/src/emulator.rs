@@ -201,6 +201,102 @@ pub fn ensure(
     Ok(emulator)
 }
 
+/// Where Linux keeps its table of interpreters for foreign executables.
+const BINFMT_DIR: &str = "/proc/sys/fs/binfmt_misc";
+
+/// A registration of the emulator with the kernel (`binfmt_misc`), so that
+/// a target program started by another (a test that runs itself as a
+/// child, a build script's output) runs under the emulator too. Removed
+/// when dropped, unless it was there before.
+#[derive(Debug)]
+pub struct Binfmt {
+    entry: PathBuf,
+    owned: bool,
+}
+
+impl Drop for Binfmt {
+    fn drop(&mut self) {
+        if self.owned {
+            // `-1` removes the entry; best effort on the way out.
+            let _ = std::fs::write(&self.entry, "-1");
+        }
+    }
+}
+
+/// The line `binfmt_misc` takes: a 64-bit little-endian ELF executable or
+/// shared object whose `e_machine` is `machine` runs under `emulator`. `F`
+/// opens the emulator now, so it works in any mount namespace; the sysroot
+/// comes from `QEMU_LD_PREFIX`.
+pub fn binfmt_line(name: &str, machine: u16, emulator: &Path) -> String {
+    let [lo, hi] = machine.to_le_bytes();
+    let magic: Vec<u8> = [
+        0x7f, b'E', b'L', b'F', 2, 1, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 2, 0,
+    ]
+    .into_iter()
+    .chain([lo, hi])
+    .collect();
+    // The ABI version byte and the executable/shared-object bit of e_type are free.
+    let mask: Vec<u8> = [0xff; 7]
+        .into_iter()
+        .chain([0x00])
+        .chain([0xff; 8])
+        .chain([0xfe, 0xff, 0xff, 0xff])
+        .collect();
+    let hex = |bytes: &[u8]| {
+        bytes
+            .iter()
+            .map(|b| format!("\\x{b:02x}"))
+            .collect::<String>()
+    };
+    format!(
+        ":{name}:M::{}:{}:{}:F",
+        hex(&magic),
+        hex(&mask),
+        emulator.display()
+    )
+}
+
+impl Emulator {
+    /// Registers the emulator for `pin`'s programs with the kernel (see
+    /// [`Binfmt`]); needs root, as `binfmt_misc` does.
+    pub fn register(&self, pin: &EmulatorPin, sh: &Shell) -> Result<Binfmt> {
+        let dir = Path::new(BINFMT_DIR);
+        if !dir.join("register").exists() {
+            cmd!(sh, "mount -t binfmt_misc binfmt_misc {dir}")
+                .quiet()
+                .run()
+                .context(
+                    "mounting binfmt_misc (needed to run the emulated tests; as root:                      `mount -t binfmt_misc binfmt_misc /proc/sys/fs/binfmt_misc`)",
+                )?;
+        }
+        let name = format!("pypy-embed-{}", pin.debian_arch);
+        let entry = dir.join(&name);
+        if let Ok(existing) = std::fs::read_to_string(&entry) {
+            let ours = format!("interpreter {}", self.program.display());
+            if existing.lines().any(|l| l == ours) {
+                return Ok(Binfmt {
+                    entry,
+                    owned: false,
+                });
+            }
+            bail!(
+                "{} is registered with another interpreter:\n{existing}\nremove it \
+                 (`echo -1 > {}`) and run again",
+                entry.display(),
+                entry.display()
+            );
+        }
+        let line = binfmt_line(&name, pin.elf_machine, &self.program).replace("\\\\", "\\");
+        std::fs::write(dir.join("register"), line).with_context(|| {
+            format!(
+                "registering {} with binfmt_misc (needs root)",
+                self.program.display()
+            )
+        })?;
+        Ok(Binfmt { entry, owned: true })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -219,6 +315,19 @@ mod tests {
         assert!(
             err.contains("no emulator") && err.contains("ubuntu-24.04"),
             "{err}"
+        );
+    }
+
+    #[test]
+    fn the_binfmt_line_is_qemus_own_for_aarch64() {
+        // qemu's scripts/qemu-binfmt-conf.sh, aarch64_magic and aarch64_mask.
+        let line = binfmt_line("x", 183, Path::new("/q"));
+        assert_eq!(
+            line,
+            ":x:M::\\x7fELF\\x02\\x01\\x01\\x00\\x00\\x00\\x00\\x00\\x00\\x00\\x00\\x00\\x02\\x00\\xb7\\x00\
+             :\\xff\\xff\\xff\\xff\\xff\\xff\\xff\\x00\\xff\\xff\\xff\\xff\\xff\\xff\\xff\\xff\\xfe\\xff\\xff\\xff\
+             :/q:F"
+                .replace("\\x7fELF", "\\x7f\\x45\\x4c\\x46")
         );
     }
 

@@ -382,6 +382,111 @@ pub fn prepare_all(sh: &Shell) -> Result<()> {
     Ok(())
 }
 
+/// The Debian suite of the emulated targets' PyPy: the same PyPy 3.9
+/// (7.3.11) as the x86-64 fixture, from Debian 12.
+pub const EMULATED_PYPY_SUITE: &str = "bookworm";
+
+/// Debian's arm64 libraries that its pypy3 and a Rust test program need
+/// besides the C library: the sysroot the emulated tests run in.
+pub const EMULATED_RUNTIME_PACKAGES: [&str; 7] = [
+    "libc6",
+    "libgcc-s1",
+    "libbz2-1.0",
+    "libexpat1",
+    "libffi8",
+    "zlib1g",
+    "libtinfo6",
+];
+
+/// What the emulated embedding tests run against: a target this machine
+/// runs under an emulator, zig and the emulator for it, Debian's PyPy for
+/// that target repackaged by us, and the sysroot it runs in.
+#[derive(Debug, Clone)]
+pub struct Emulated {
+    pub target: Target,
+    pub cross: crate::emulator::Cross,
+    pub archive: PathBuf,
+    pub sysroot: PathBuf,
+}
+
+/// [`Emulated`] for the first emulated target of the table, prepared once
+/// into the fixture folder; `None` where the table emulates none here.
+pub fn prepare_emulated(sh: &Shell) -> Result<Option<Emulated>> {
+    let Some((target, cross)) = cross_toolchain(sh)? else {
+        return Ok(None);
+    };
+    let pin = target
+        .emulator
+        .clone()
+        .context("an emulated target has an emulator pin")?;
+    let root = root().join(format!("emulated-{}", target.triple));
+    let arch = &pin.debian_arch;
+    let mirror = crate::deps::table()?.debian.mirror;
+    let suite = crate::apt::Suite::new(&root, &mirror, EMULATED_PYPY_SUITE, &["deb"])
+        .with_architecture(arch);
+    let unpacked = |name: &str, packages: Vec<String>| -> Result<PathBuf> {
+        let dir = root.join(name);
+        // Beside the folder, which holds the packages' files and nothing else.
+        let complete = root.join(format!("{name}.complete"));
+        if complete.is_file() && dir.is_dir() {
+            return Ok(dir);
+        }
+        let tmp = tempfile::tempdir_in(&root)?;
+        let names: Vec<&str> = packages.iter().map(String::as_str).collect();
+        eprintln!("fixtures: Debian {EMULATED_PYPY_SUITE}'s {names:?}");
+        let into = tmp.path().join("root");
+        fs_err::create_dir_all(&into)?;
+        for deb in suite.download(sh, &names, &tmp.path().join("debs"))? {
+            cmd!(sh, "dpkg-deb -x {deb} {into}").quiet().run()?;
+        }
+        pypy_archive::fs::replace_dir(&into, &dir)
+            .with_context(|| format!("putting {name} in {}", dir.display()))?;
+        fs_err::write(&complete, b"")?;
+        Ok(dir)
+    };
+    fs_err::create_dir_all(&root)?;
+    let tree = unpacked(
+        "debian-pypy3",
+        DEBIAN_PACKAGES
+            .iter()
+            // pypy3-dev holds only headers, for every architecture.
+            .map(|p| match *p {
+                "pypy3-dev" => p.to_string(),
+                _ => format!("{p}:{arch}"),
+            })
+            .collect(),
+    )?;
+    let sysroot = unpacked(
+        "sysroot",
+        EMULATED_RUNTIME_PACKAGES
+            .iter()
+            .map(|p| format!("{p}:{arch}"))
+            .collect(),
+    )?;
+    let dist = root.join("dist");
+    let archive = match fs_err::read_dir(&dist).ok().and_then(|entries| {
+        entries
+            .flatten()
+            .map(|e| e.path())
+            .find(|p| p.to_string_lossy().ends_with(".tar.gz") && finished_archive(p).is_some())
+    }) {
+        Some(archive) => archive,
+        None => {
+            eprintln!(
+                "fixtures: repackaging Debian's {arch} pypy3 into {}",
+                dist.display()
+            );
+            crate::repackage::repackage_tree(&tree, &target, &dist)?.archive
+        }
+    };
+    Ok(Some(Emulated {
+        target,
+        cross,
+        archive,
+        sysroot,
+    }))
+}
+
 /// The first target of the table that this machine builds under an
 /// emulator, with zig for it and the emulator, prepared once into the
 /// fixtures' own cache; `None` where the table has no such target.

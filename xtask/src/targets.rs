@@ -229,6 +229,10 @@ pub struct EmulatorPin {
     pub debian_arch: String,
     /// The target's packages unpacked as the sysroot (the C library and its loader).
     pub sysroot_packages: Vec<String>,
+    /// The ELF `e_machine` of the target's programs (183 for aarch64), by
+    /// which the kernel hands them to the emulator when the tests register
+    /// it (`binfmt_misc`).
+    pub elf_machine: u16,
 }
 
 /// The portability policy of a Linux target, in the manner of manylinux and

@@ -11,6 +11,12 @@ pub struct Args {
     /// Prepare the fixtures and stop.
     #[arg(long)]
     pub prepare_only: bool,
+    /// Then run embed-runtime's embedding scenarios for each target this
+    /// machine runs under an emulator (aarch64 on x86-64 Linux): built with
+    /// zig for that target, against Debian's PyPy for it, under qemu-user
+    /// registered with the kernel for the run (binfmt_misc; needs root).
+    #[arg(long)]
+    pub emulated: bool,
     /// Extra arguments for `cargo test` (after `--`), e.g. a test name filter.
     #[arg(last = true)]
     pub cargo_args: Vec<String>,
@@ -67,5 +73,66 @@ pub fn run(args: Args) -> Result<()> {
             .map_err(|_| anyhow::anyhow!("the cross-lint thread panicked"))?
             .context("linting for the other operating systems")?;
     }
+    if args.emulated {
+        run_emulated(&sh).context("the emulated embedding scenarios failed")?;
+    }
+    Ok(())
+}
+
+/// embed-runtime's scenarios, cross-compiled for the emulated target and
+/// run under its emulator (see `--emulated`).
+fn run_emulated(sh: &Shell) -> Result<()> {
+    let host = crate::targets::host_triple();
+    let emulated = fixtures::prepare_emulated(sh)?
+        .with_context(|| format!("recipes/targets.toml emulates no target on {host}"))?;
+    let triple = &emulated.target.triple;
+    let pin = emulated
+        .target
+        .emulator
+        .as_ref()
+        .context("an emulated target has an emulator pin")?;
+    cmd!(sh, "rustup target add {triple}")
+        .quiet()
+        .run()
+        .with_context(|| {
+            format!("adding Rust's standard library for {triple} (`rustup target add`)")
+        })?;
+    let _binfmt = emulated.cross.emulator.register(pin, sh)?;
+    let upper = triple.to_uppercase().replace('-', "_");
+    let lower = triple.replace('-', "_");
+    let cc = emulated.cross.zig.cc();
+    let ar = emulated.cross.zig.bin.join("ar");
+    let _env: Vec<_> = [
+        (
+            format!("CARGO_TARGET_{upper}_LINKER"),
+            cc.clone().into_os_string(),
+        ),
+        (format!("CC_{lower}"), cc.into_os_string()),
+        (format!("AR_{lower}"), ar.into_os_string()),
+        // Also for the scenario that builds a program of its own with cargo.
+        ("CARGO_BUILD_TARGET".into(), triple.into()),
+        // The emulator, started by the kernel, finds the target's libraries here.
+        (
+            "QEMU_LD_PREFIX".into(),
+            emulated.sysroot.clone().into_os_string(),
+        ),
+        (
+            "PYPY_EMBED_BUILD_ARCHIVE".into(),
+            emulated.archive.clone().into_os_string(),
+        ),
+        (
+            "PYPY_EMBED_TEST_ARCHIVE".into(),
+            emulated.archive.clone().into_os_string(),
+        ),
+    ]
+    .into_iter()
+    .map(|(var, value)| sh.push_env(var, value))
+    .collect();
+    eprintln!(
+        "test: embed-runtime's scenarios for {triple} under {}, against {}",
+        emulated.cross.emulator.program.display(),
+        emulated.archive.display()
+    );
+    cmd!(sh, "cargo test -p embed-runtime --test scenarios").run()?;
     Ok(())
 }
