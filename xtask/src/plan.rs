@@ -76,30 +76,76 @@ fn command(argv: &[String]) -> String {
     crate::stage::Command::new(argv.to_vec()).command_line(str::to_string)
 }
 
+/// Every step in the build's order. Each stage's function takes what the
+/// stage before it gives (the source, the patched tree, the build folder,
+/// the host), so the order cannot be changed by accident.
 fn steps(input: &PlanInput<'_>) -> Result<Vec<Step>> {
-    let PlanInput {
-        recipe,
-        target,
-        fetch: opts,
-        run,
-        dist,
-        portable,
-    } = input;
-    let py = &recipe.pypy.python;
-    let cache = &opts.cache_dir;
-    let mut steps = Vec::new();
+    let mut steps = vec![doctor_step(input)];
+    let (source, step) = fetch_step(input)?;
+    steps.push(step);
+    let (patched, step) = patch_step(input, &source)?;
+    steps.push(step);
+    steps.extend(externals_step(input, &patched));
+    let (build, step) = build_folder_step(input, &patched);
+    steps.push(step);
+    let (host, step) = host_step(input);
+    steps.push(step);
+    let portable = match (&input.target.toolchain, input.portable) {
+        (Some(_), true) => Some(portable_steps(
+            input.target,
+            &input.fetch.cache_dir,
+            input.run,
+            &mut steps,
+        )?),
+        _ => None,
+    };
+    steps.push(translate_step(
+        input,
+        &build,
+        &source,
+        &host,
+        portable.as_ref(),
+    )?);
+    steps.push(package_step(input, &build, portable.as_ref())?);
+    steps.push(relocate_step(input));
+    steps.push(verify_step(input, portable.is_some()));
+    steps.push(publish_step(input));
+    Ok(steps)
+}
 
-    // 0. What doctor checks before an hour-long translation starts.
-    steps.push(Step {
+/// The source release as the plan sees it: where it is unpacked, and its identity.
+struct PlannedSource {
+    tree: PathBuf,
+    id: String,
+}
+
+/// The tree the build folder is copied from, and the identity that names it.
+struct PlannedPatched {
+    tree: PathBuf,
+    build_id: String,
+}
+
+/// The fixed folder the translation and package.py run in.
+struct PlannedBuild {
+    tree: PathBuf,
+}
+
+/// What doctor checks before an hour-long translation starts.
+fn doctor_step(input: &PlanInput<'_>) -> Step {
+    Step {
         title: "doctor: check the machine before anything starts".into(),
-        lines: crate::doctor::planned_checks(recipe, target),
-    });
+        lines: crate::doctor::planned_checks(input.recipe, input.target),
+    }
+}
 
-    // 1. The source.
-    let (tree, source_id, mut fetch_lines) = match &opts.source_dir {
+fn fetch_step(input: &PlanInput<'_>) -> Result<(PlannedSource, Step)> {
+    let (recipe, opts) = (input.recipe, input.fetch);
+    let (source, mut lines) = match &opts.source_dir {
         Some(dir) => (
-            dir.clone(),
-            "<identity of the tree: its git commit, or a hash of its sources>".to_string(),
+            PlannedSource {
+                tree: dir.clone(),
+                id: "<identity of the tree: its git commit, or a hash of its sources>".into(),
+            },
             vec![format!("use the local tree {} (no checksum)", show(dir))],
         ),
         None => {
@@ -107,12 +153,12 @@ fn steps(input: &PlanInput<'_>) -> Result<Vec<Step>> {
             let cached = fetch::cached_path(url, &recipe.source.sha256, opts)?;
             let unpacked = fetch::unpack_dir(recipe, opts);
             let file = recipe.source_file_name();
-            let top = pypy_archive::extract::strip_suffix(file)
-                .unwrap_or(file)
-                .to_string();
+            let top = pypy_archive::extract::strip_suffix(file).unwrap_or(file);
             (
-                unpacked.join(&top),
-                format!("sha256:{}", recipe.source.sha256),
+                PlannedSource {
+                    tree: unpacked.join(top),
+                    id: format!("sha256:{}", recipe.source.sha256),
+                },
                 vec![
                     format!("GET {url}"),
                     format!("check sha256 {} while downloading", recipe.source.sha256),
@@ -123,102 +169,115 @@ fn steps(input: &PlanInput<'_>) -> Result<Vec<Step>> {
         }
     };
     if let Some(mirror) = &opts.mirror {
-        fetch_lines.push(format!("from the mirror {mirror:?} instead of upstream"));
+        lines.push(format!("from the mirror {mirror:?} instead of upstream"));
     }
-    steps.push(Step {
+    let step = Step {
         title: "fetch: the source release".into(),
-        lines: fetch_lines,
-    });
+        lines,
+    };
+    Ok((source, step))
+}
 
-    // 2. Patches, onto a copy.
-    let mut tree = tree;
-    let mut build_id = source_id.clone();
+/// The recipe's patches, onto a copy.
+fn patch_step(input: &PlanInput<'_>, source: &PlannedSource) -> Result<(PlannedPatched, Step)> {
+    let (recipe, opts) = (input.recipe, input.fetch);
     if recipe.patches.is_empty() || opts.no_patches {
-        steps.push(Step {
+        let step = Step {
             title: "patches: none".into(),
             lines: vec![if opts.no_patches && !recipe.patches.is_empty() {
                 "--no-patches: the release as published (the manifest says so)".into()
             } else {
                 "the recipe lists none".into()
             }],
-        });
-    } else {
-        let ready = patch::planned_patches(recipe, opts)?;
-        let identity = patch::identity(&source_id, &ready);
-        let patched = patch::patched_dir(recipe, opts, &identity);
-        build_id = format!("patched:{identity}");
-        let mut lines = vec![format!(
-            "copy the tree to {} and, there, in order:",
-            show(&patched)
-        )];
-        for (spec, r) in recipe.patches.iter().zip(&ready) {
-            lines.push(format!(
-                "{} (sha256 {}; {})",
-                r.record.name, r.record.sha256, spec.reason
-            ));
-            if let Some(url) = &r.record.url {
-                lines.push(format!("  GET {url}, checked and kept like the source"));
-            }
-            for line in patch::apply(&r.path, &patched).plan_lines(shown) {
-                lines.push(format!("  {line}"));
-            }
+        };
+        let unpatched = PlannedPatched {
+            tree: source.tree.clone(),
+            build_id: source.id.clone(),
+        };
+        return Ok((unpatched, step));
+    }
+    let ready = patch::planned_patches(recipe, opts)?;
+    let identity = patch::identity(&source.id, &ready);
+    let patched = patch::patched_dir(recipe, opts, &identity);
+    let mut lines = vec![format!(
+        "copy the tree to {} and, there, in order:",
+        show(&patched)
+    )];
+    for (spec, r) in recipe.patches.iter().zip(&ready) {
+        lines.push(format!(
+            "{} (sha256 {}; {})",
+            r.record.name, r.record.sha256, spec.reason
+        ));
+        if let Some(url) = &r.record.url {
+            lines.push(format!("  GET {url}, checked and kept like the source"));
         }
-        steps.push(Step {
-            title: "patches: the recipe's, onto a copy".into(),
-            lines,
-        });
-        tree = patched;
+        for line in patch::apply(&r.path, &patched).plan_lines(shown) {
+            lines.push(format!("  {line}"));
+        }
     }
+    let step = Step {
+        title: "patches: the recipe's, onto a copy".into(),
+        lines,
+    };
+    let planned = PlannedPatched {
+        tree: patched,
+        build_id: format!("patched:{identity}"),
+    };
+    Ok((planned, step))
+}
 
-    // 3. Windows: PyPy's prebuilt C dependencies.
-    if let Some(pin) = &target.externals {
-        let cached = externals::cache_dir(cache, pin);
-        let mut lines: Vec<String> = externals::commands(pin, &cached)
-            .iter()
-            .map(|c| command(c))
-            .collect();
-        lines.push(format!(
-            "copy into {} (where PyPy's build looks; get_externals.py's place)",
-            show(&externals::tree_dir(&tree))
-        ));
-        lines.push(format!(
-            "recorded in PYPY.json: origin.externals = {} {} {}",
-            pin.url, pin.branch, pin.commit
-        ));
-        steps.push(Step {
-            title: "externals: libffi, OpenSSL, sqlite, Tcl/Tk, bzip2, zlib, expat, xz".into(),
-            lines,
-        });
-    }
+/// Windows: PyPy's prebuilt C dependencies.
+fn externals_step(input: &PlanInput<'_>, patched: &PlannedPatched) -> Option<Step> {
+    let pin = input.target.externals.as_ref()?;
+    let cached = externals::cache_dir(&input.fetch.cache_dir, pin);
+    let mut lines: Vec<String> = externals::commands(pin, &cached)
+        .iter()
+        .map(|c| command(c))
+        .collect();
+    lines.push(format!(
+        "copy into {} (where PyPy's build looks; get_externals.py's place)",
+        show(&externals::tree_dir(&patched.tree))
+    ));
+    lines.push(format!(
+        "recorded in PYPY.json: origin.externals = {} {} {}",
+        pin.url, pin.branch, pin.commit
+    ));
+    Some(Step {
+        title: "externals: libffi, OpenSSL, sqlite, Tcl/Tk, bzip2, zlib, expat, xz".into(),
+        lines,
+    })
+}
 
-    // 3b. The fixed folder the source is translated in.
-    let build = crate::build_dir::default_path(target, &recipe.name, &build_id);
-    steps.push(Step {
+/// The fixed folder the source is translated in.
+fn build_folder_step(input: &PlanInput<'_>, patched: &PlannedPatched) -> (PlannedBuild, Step) {
+    let build = crate::build_dir::default_path(input.target, &input.recipe.name, &patched.build_id);
+    let step = Step {
         title: "build folder: the same path on every machine".into(),
         lines: vec![
             format!("lock {}", show(&pypy_archive::lock::lock_path_for(&build))),
             format!(
                 "copy {} to {}, anew (PyPy records this folder in libpypy)",
-                show(&tree),
+                show(&patched.tree),
                 show(&build)
             ),
             "removed once the archive is made".into(),
         ],
-    });
-    tree = build;
+    };
+    (PlannedBuild { tree: build }, step)
+}
 
-    // 4. The host interpreter.
-    let (host_program, host_lines) = if run.bootstrap_host {
+/// The Python 2.7 that runs RPython.
+fn host_step(input: &PlanInput<'_>) -> (HostPython, Step) {
+    let (target, run, cache) = (input.target, input.run, &input.fetch.cache_dir);
+    let (program, mut lines) = if run.bootstrap_host {
         let dir = translate::bootstrap_dir(cache, target);
         let program = translate::bootstrap_program_planned(cache, target);
-        (
-            program.clone(),
-            vec![
-                format!("GET {}", target.bootstrap.url),
-                format!("check sha256 {}", target.bootstrap.sha256),
-                format!("unpack into {}; run {}", show(&dir), show(&program)),
-            ],
-        )
+        let lines = vec![
+            format!("GET {}", target.bootstrap.url),
+            format!("check sha256 {}", target.bootstrap.sha256),
+            format!("unpack into {}; run {}", show(&dir), show(&program)),
+        ];
+        (program, lines)
     } else if let Some(explicit) = &run.host_python {
         (
             explicit.clone(),
@@ -233,43 +292,52 @@ fn steps(input: &PlanInput<'_>) -> Result<Vec<Step>> {
             )],
         )
     };
-    let mut host_lines = host_lines;
-    if !recipe.host.packages.is_empty() {
-        host_lines.push(format!(
+    let packages = &input.recipe.host.packages;
+    if !packages.is_empty() {
+        lines.push(format!(
             "packages {} installed into {} unless the host has them",
-            recipe.host.packages.join(", "),
+            packages.join(", "),
             show(&cache.join("host-packages").join("<key>"))
         ));
     }
-    steps.push(Step {
-        title: "host: the Python 2.7 that runs RPython".into(),
-        lines: host_lines,
-    });
-
-    // 4b. Linux: the compiler for the glibc baseline and the C libraries.
-    let portable = match (&target.toolchain, portable) {
-        (Some(_), true) => Some(portable_steps(target, cache, run, &mut steps)?),
-        _ => None,
-    };
-
-    // 5. The translation.
-    let mut spec = Spec::planned(recipe, &tree, source_id, &target.triple, run);
-    spec.portable = portable.clone();
     let host = HostPython {
-        program: host_program.clone(),
+        program,
         implementation: String::new(),
         version: String::new(),
         site: None,
     };
+    let step = Step {
+        title: "host: the Python 2.7 that runs RPython".into(),
+        lines,
+    };
+    (host, step)
+}
+
+/// RPython with `--shared`, in the build folder.
+fn translate_step(
+    input: &PlanInput<'_>,
+    build: &PlannedBuild,
+    source: &PlannedSource,
+    host: &HostPython,
+    portable: Option<&crate::deps::Portable>,
+) -> Result<Step> {
+    let (recipe, target, cache) = (input.recipe, input.target, &input.fetch.cache_dir);
+    let mut spec = Spec::planned(
+        recipe,
+        &build.tree,
+        source.id.clone(),
+        &target.triple,
+        input.run,
+    );
+    spec.portable = portable.cloned();
     let work = cache.join("translations").join("<key>.partial-<pid>");
-    let usession = work.join("usession");
     let mut lines = vec![
         format!(
             "cached under {} (the key covers the source, patches, options, host and compiler)",
             show(&cache.join("translations").join("<key>"))
         ),
         format!("in {}", show(&work)),
-        match &portable {
+        match portable {
             Some(p) => format!(
                 "compiler: zig cc -target {} (the toolchain step), libraries from the deps step",
                 p.zig.target
@@ -277,18 +345,27 @@ fn steps(input: &PlanInput<'_>) -> Result<Vec<Step>> {
             None => compiler_line(target),
         },
     ];
+    let usession = work.join("usession");
     lines.extend(
-        translate::rpython_command(&spec, &host, &usession, false, |_| None)?.plan_lines(shown),
+        translate::rpython_command(&spec, host, &usession, false, |_| None)?.plan_lines(shown),
     );
-    steps.push(Step {
+    Ok(Step {
         title: "translate: RPython with --shared".into(),
         lines,
-    });
+    })
+}
 
-    // 6. package.py lays out the release tree and builds the stdlib's cffi modules.
+/// package.py lays out the release tree and builds the stdlib's cffi modules.
+fn package_step(
+    input: &PlanInput<'_>,
+    build: &PlannedBuild,
+    portable: Option<&crate::deps::Portable>,
+) -> Result<Step> {
+    let (target, py) = (input.target, &input.recipe.pypy.python);
+    let tree = &build.tree;
     let goal = tree.join("pypy").join("goal");
     let launcher = goal.join(target.translated_launcher_name(py));
-    let builddir = dist.join(".pypy-package-<random>");
+    let builddir = input.dist.join(".pypy-package-<random>");
     let name = format!("pypy{py}-release-tree");
     let mut lines = vec![
         format!(
@@ -300,34 +377,30 @@ fn steps(input: &PlanInput<'_>) -> Result<Vec<Step>> {
                 .unwrap_or_default(),
             show(&goal)
         ),
-        format!("in {}", show(&tree)),
+        format!("in {}", show(tree)),
     ];
-    lines.extend(
-        package::package_py_command(
-            &launcher,
-            &tree,
-            &name,
-            &builddir,
-            target,
-            portable.as_ref(),
-            |_| None,
-        )?
-        .plan_lines(shown),
-    );
-    steps.push(Step {
+    let command =
+        package::package_py_command(&launcher, tree, &name, &builddir, target, portable, |_| {
+            None
+        })?;
+    lines.extend(command.plan_lines(shown));
+    Ok(Step {
         title: "package: PyPy's package.py".into(),
         lines,
-    });
+    })
+}
 
-    // 7. Relocation, from the target table.
-    steps.push(Step {
+/// Relocation, from the target table.
+fn relocate_step(input: &PlanInput<'_>) -> Step {
+    Step {
         title: "relocate: binaries find the tree's libraries relative to themselves".into(),
-        lines: relocation_lines(target, py),
-    });
+        lines: relocation_lines(input.target, &input.recipe.pypy.python),
+    }
+}
 
-    // 8 and 9.
-    let archive = target.archive_name(py, &recipe.pypy.version);
-    steps.push(Step {
+fn verify_step(input: &PlanInput<'_>, portable: bool) -> Step {
+    let (target, py) = (input.target, &input.recipe.pypy.python);
+    Step {
         title: "verify: the archive from a fresh folder".into(),
         lines: vec![
             "every file's sha256, link and mode against PYPY.json".into(),
@@ -336,14 +409,14 @@ fn steps(input: &PlanInput<'_>) -> Result<Vec<Step>> {
                 target.allowed_libraries.len()
             ),
             format!("{}/Python.h and pyconfig.h present", target.include_dir(py)),
-            match (&target.portability, &portable) {
-                (Some(policy), Some(_)) => format!(
+            match (&target.portability, portable) {
+                (Some(policy), true) => format!(
                     "every ELF file meets the portability policy (required): glibc {} symbols \
                      at most, only {} libraries, no bundled library's symbols exported",
                     policy.glibc,
                     policy.libraries.len()
                 ),
-                (Some(policy), None) => format!(
+                (Some(policy), false) => format!(
                     "PYPY.json says whether every ELF file meets the portability policy \
                      (glibc {}); not required with --system-compiler",
                     policy.glibc
@@ -358,8 +431,15 @@ fn steps(input: &PlanInput<'_>) -> Result<Vec<Step>> {
                     .into()
             },
         ],
-    });
-    steps.push(Step {
+    }
+}
+
+fn publish_step(input: &PlanInput<'_>) -> Step {
+    let archive = input
+        .target
+        .archive_name(&input.recipe.pypy.python, &input.recipe.pypy.version);
+    let dist = input.dist;
+    Step {
         title: "publish".into(),
         lines: vec![
             format!("{} (reproducible tar.gz)", show(&dist.join(&archive))),
@@ -369,8 +449,7 @@ fn steps(input: &PlanInput<'_>) -> Result<Vec<Step>> {
                 show(&dist.join("SHA256SUMS"))
             ),
         ],
-    });
-    Ok(steps)
+    }
 }
 
 /// The toolchain and dependency steps of a portable build (for a build
