@@ -267,7 +267,7 @@ const OS_BRANCHES: [(&str, usize); 14] = [
     ("xtask/src/host.rs", 3),
     ("xtask/src/fixtures.rs", 3),
     ("xtask/src/c_compiler.rs", 3),
-    ("xtask/src/archive/stage.rs", 3),
+    ("xtask/src/archive/stage.rs", 1),
     ("xtask/src/consumers.rs", 2),
     ("xtask/src/portability.rs", 1),
     ("xtask/src/fetch/extract.rs", 1),

@@ -89,16 +89,11 @@ pub fn stage(found: &Found, target: &Target, work_parent: &Path) -> Result<Stage
     })
 }
 
-#[cfg(unix)]
+/// Windows trees have no links (the table lists no aliases for them), so
+/// this runs where links can be made; elsewhere it says so.
 fn symlink(target: &str, link: &Path) -> Result<()> {
-    std::os::unix::fs::symlink(target, link)
+    pypy_archive::fs::symlink(target, link)
         .with_context(|| format!("creating the link {}", link.display()))
-}
-
-#[cfg(not(unix))]
-fn symlink(_target: &str, _link: &Path) -> Result<()> {
-    // Windows release trees have no aliases.
-    Ok(())
 }
 
 /// Files a distribution adds to the stdlib that do not belong in our archive.
