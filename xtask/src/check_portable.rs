@@ -217,21 +217,12 @@ fn base64_urlsafe_nopad(bytes: &[u8]) -> String {
 /// The minimal chroot of `suite`, made once with debootstrap under a lock.
 fn chroot(sh: &Shell, cache_root: &Path, mirror: &str, suite: &str) -> Result<PathBuf> {
     let dir = cache_root.join("chroots").join(suite);
-    if dir.join("etc/debian_version").is_file() {
+    let what = format!("another run making the {suite} chroot");
+    let Some(_lock) =
+        crate::lock::to_make(&dir, &what, || dir.join("etc/debian_version").is_file())?
+    else {
         return Ok(dir);
-    }
-    fs_err::create_dir_all(cache_root.join("chroots"))?;
-    let lock_path = pypy_archive::lock::lock_path_for(&dir);
-    let _lock = pypy_archive::lock::FileLock::acquire(&lock_path, |holder| {
-        eprintln!(
-            "check-portable: waiting for another run making the {suite} chroot ({}; lock {})",
-            holder.describe(),
-            lock_path.display()
-        )
-    })?;
-    if dir.join("etc/debian_version").is_file() {
-        return Ok(dir);
-    }
+    };
     let tmp = tempfile::tempdir_in(cache_root.join("chroots"))?;
     let staged = tmp.path().join(suite);
     eprintln!("check-portable: debootstrap --variant=minbase {suite} (once; a few minutes)");

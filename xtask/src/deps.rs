@@ -456,22 +456,11 @@ fn ensure_one(
     root: &Path,
 ) -> Result<PathBuf> {
     let entry = entry_dir(root, lib, zig_pin, &zig.target);
-    if entry.join(".complete").is_file() {
+    let what = format!("another run building {}", lib.name);
+    let Some(_lock) = crate::lock::to_make(&entry, &what, || entry.join(".complete").is_file())?
+    else {
         return Ok(entry);
-    }
-    fs_err::create_dir_all(root)?;
-    let lock_path = pypy_archive::lock::lock_path_for(&entry);
-    let _lock = pypy_archive::lock::FileLock::acquire(&lock_path, |holder| {
-        eprintln!(
-            "deps: waiting for another run that is building {} ({}; lock {})",
-            lib.name,
-            holder.describe(),
-            lock_path.display()
-        )
-    })?;
-    if entry.join(".complete").is_file() {
-        return Ok(entry);
-    }
+    };
     let orig = source(sh, debian, lib, root)?;
     let work = tempfile::Builder::new()
         .prefix(&format!(".{}-build-", lib.name))

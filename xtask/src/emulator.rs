@@ -130,22 +130,11 @@ pub fn ensure(
         program: dir.join("emulator/usr/bin").join(&pin.program),
         sysroot: dir.join("sysroot"),
     };
-    if dir.join(".complete").is_file() {
+    let what = format!("another run preparing the emulator for {}", target.triple);
+    let Some(_lock) = crate::lock::to_make(&dir, &what, || dir.join(".complete").is_file())? else {
         return Ok(emulator);
-    }
+    };
     let parent = dir.parent().context("the emulator's folder has a parent")?;
-    fs_err::create_dir_all(parent)?;
-    let lock_path = pypy_archive::lock::lock_path_for(&dir);
-    let _lock = pypy_archive::lock::FileLock::acquire(&lock_path, |holder| {
-        eprintln!(
-            "emulator: waiting for another run that prepares it ({}; lock {})",
-            holder.describe(),
-            lock_path.display()
-        )
-    })?;
-    if dir.join(".complete").is_file() {
-        return Ok(emulator);
-    }
     eprintln!(
         "emulator: {} and a {} sysroot from Debian {}",
         pin.package, pin.debian_arch, table.debian.suite

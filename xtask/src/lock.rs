@@ -20,3 +20,17 @@ pub fn acquire(path: &Path, what: &str) -> Result<FileLock> {
     })
     .with_context(|| format!("locking {}", path.display()))
 }
+
+/// For a cache entry made once by whichever run comes first: `None` when
+/// `is_made()` says it is there (asked before the wait and again after it),
+/// else the lock on `entry`, held while the caller makes it.
+pub fn to_make(entry: &Path, what: &str, is_made: impl Fn() -> bool) -> Result<Option<FileLock>> {
+    if is_made() {
+        return Ok(None);
+    }
+    if let Some(parent) = entry.parent() {
+        fs_err::create_dir_all(parent)?;
+    }
+    let lock = acquire(&lock_path_for(entry), what)?;
+    Ok((!is_made()).then_some(lock))
+}
