@@ -266,13 +266,6 @@ fn two_translations_in_different_folders_are_identical() {
     );
 }
 
-/// ELF's machine field: 183 is aarch64.
-fn elf_machine(path: &Path) -> u16 {
-    let bytes = std::fs::read(path).unwrap();
-    assert_eq!(&bytes[..4], b"\x7fELF", "{path:?} is not an ELF file");
-    u16::from_le_bytes([bytes[18], bytes[19]])
-}
-
 /// A cross-translation for real: the small target, translated on this
 /// machine for the table's emulated target (aarch64 here) with zig for that
 /// target and our RPython patch, which runs RPython's configure programs
@@ -280,6 +273,13 @@ fn elf_machine(path: &Path) -> u16 {
 #[cfg(all(target_os = "linux", target_arch = "x86_64"))]
 #[test]
 fn small_target_cross_translates_and_runs_under_the_emulator() {
+    /// ELF's machine field: 183 is aarch64.
+    fn elf_machine(path: &Path) -> u16 {
+        let bytes = std::fs::read(path).unwrap();
+        assert_eq!(&bytes[..4], b"\x7fELF", "{path:?} is not an ELF file");
+        u16::from_le_bytes([bytes[18], bytes[19]])
+    }
+
     let _turn = common::rpython_turn();
     let sh = Shell::new().unwrap();
     let (target, cross) = fixtures::cross_toolchain(&sh)
