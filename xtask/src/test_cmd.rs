@@ -1,6 +1,6 @@
 //! `cargo xtask test`: prepares every real fixture, then runs the whole workspace test-suite.
 
-use anyhow::{Context, Result};
+use anyhow::{bail, Context, Result};
 use xshell::{cmd, Shell};
 
 use crate::{cross_lint, fixtures, paths};
@@ -134,5 +134,81 @@ fn run_emulated(sh: &Shell) -> Result<()> {
         emulated.archive.display()
     );
     cmd!(sh, "cargo test -p embed-runtime --test scenarios").run()?;
+    jit_under_the_emulator(sh, &emulated).context("the JIT check under the emulator failed")
+}
+
+/// A loop in pure Python, long enough for the JIT to matter.
+const JIT_LOOP: &str = "def f():\n    s = 0\n    for i in range(3000000):\n        s += i % 7\n    return s\nprint(f())";
+
+/// The emulated archive's own launcher runs a pure-Python loop under the
+/// emulator: PyPy's JIT for the target compiles it (`PYPYLOG=jit-summary`
+/// counts the loops traced and compiled), and it runs faster than with
+/// `--jit off`. Medians of three alternating runs each; only the ratio
+/// means anything under emulation.
+fn jit_under_the_emulator(sh: &Shell, emulated: &fixtures::Emulated) -> Result<()> {
+    let tree = tempfile::tempdir()?;
+    let unpacked = tree.path().join("unpacked");
+    crate::fetch::extract_archive(&emulated.archive, &unpacked)?;
+    let top = unpacked.join(pypy_archive::manifest::TOP_DIR);
+    let manifest = pypy_archive::manifest::Manifest::from_json(&fs_err::read_to_string(
+        top.join(pypy_archive::manifest::MANIFEST_NAME),
+    )?)?;
+    let launcher = top.join(
+        manifest
+            .paths
+            .launcher
+            .as_deref()
+            .context("the emulated archive has a launcher")?,
+    );
+    let emulator = crate::emulator::Emulator {
+        program: emulated.cross.emulator.program.clone(),
+        sysroot: emulated.sysroot.clone(),
+    };
+    let log = tree.path().join("jit-summary.log");
+    let run = |args: &[&str]| -> Result<f64> {
+        let started = std::time::Instant::now();
+        let out = emulator
+            .command(&launcher, args)
+            .env("PYPYLOG", format!("jit-summary:{}", log.display()))
+            .cmd(sh)?
+            .read()?;
+        if out.trim() != "8999994" {
+            bail!("the loop printed {out:?}, expected 8999994");
+        }
+        Ok(started.elapsed().as_secs_f64())
+    };
+    let (mut jit, mut off) = (Vec::new(), Vec::new());
+    for _ in 0..3 {
+        off.push(run(&["--jit", "off", "-c", JIT_LOOP])?);
+        jit.push(run(&["-c", JIT_LOOP])?);
+    }
+    let summary = fs_err::read_to_string(&log)?;
+    let count = |label: &str| -> u64 {
+        summary
+            .lines()
+            .find(|l| l.starts_with(label))
+            .and_then(|l| l.split_whitespace().nth(1))
+            .and_then(|n| n.parse().ok())
+            .unwrap_or(0)
+    };
+    let (traced, compiled) = (count("Tracing:"), count("Backend:"));
+    let median = |v: &mut Vec<f64>| {
+        v.sort_by(f64::total_cmp);
+        v[v.len() / 2]
+    };
+    let (jit, off) = (median(&mut jit), median(&mut off));
+    let ratio = jit / off;
+    eprintln!(
+        "test: JIT under the emulator: {traced} loop(s) traced, {compiled} compiled; \
+         {jit:.2} s with the JIT, {off:.2} s with --jit off (ratio {ratio:.2})"
+    );
+    if compiled == 0 {
+        bail!("PYPYLOG=jit-summary shows no compiled loop:\n{summary}");
+    }
+    if ratio >= 1.0 {
+        bail!(
+            "the JIT run took {jit:.2} s, not less than --jit off's {off:.2} s (ratio {ratio:.2})"
+        );
+    }
     Ok(())
 }
