@@ -463,12 +463,14 @@ fn portable_steps(
 ) -> Result<crate::deps::Portable> {
     let pin = crate::toolchain::of(target)?;
     let zig = crate::toolchain::locate(target, target, cache)?;
-    let (name, version, platforms) = pin.wheel_requirement()?;
+    let toolchains = cache.join("toolchains");
+    let download = crate::toolchain::download_command(
+        Path::new("python3"),
+        pin,
+        &toolchains.join(".tmp<random>").join("download"),
+    )?;
     let mut lines = vec![
-        format!(
-            "pip download {name}=={version} --only-binary=:all: --platform {} (PyPI)",
-            platforms.join(" --platform ")
-        ),
+        format!("{} (PyPI)", download.command_line(shown)),
         format!("check {} against sha256 {}", pin.zig_wheel, pin.zig_sha256),
         format!("unpack into {}", show(zig.zig.parent().unwrap_or(&zig.zig))),
     ];

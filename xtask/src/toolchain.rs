@@ -14,6 +14,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{bail, Context, Result};
 use xshell::{cmd, Shell};
 
+use crate::stage::Command;
 use crate::targets::{Target, Toolchain};
 
 /// The programs a build is given, one wrapper script each.
@@ -152,27 +153,47 @@ pub fn ensure(sh: &Shell, host: &Target, target: &Target, cache_root: &Path) -> 
     Ok(located)
 }
 
+/// pip, run by `python3`, fetching exactly the pinned wheel (no
+/// dependencies, no build) into `dest`: what the build runs and the plan prints.
+pub fn download_command(python3: &Path, pin: &Toolchain, dest: &Path) -> Result<Command> {
+    let (name, version, platforms) = pin.wheel_requirement()?;
+    let mut argv: Vec<String> = [
+        &python3.display().to_string(),
+        "-m",
+        "pip",
+        "download",
+        "--quiet",
+        "--no-deps",
+        "--only-binary=:all:",
+    ]
+    .map(str::to_string)
+    .to_vec();
+    for platform in platforms {
+        argv.extend(["--platform".to_string(), platform]);
+    }
+    argv.extend([
+        format!("{name}=={version}"),
+        "-d".into(),
+        dest.display().to_string(),
+    ]);
+    Ok(Command::new(argv))
+}
+
 /// Downloads the pinned wheel with pip, checks its sha256, and unpacks it into `dir`.
 fn install(sh: &Shell, pin: &Toolchain, cache_root: &Path, dir: &Path) -> Result<()> {
-    let (name, version, platforms) = pin.wheel_requirement()?;
+    let (name, version, _) = pin.wheel_requirement()?;
     let parent = dir.parent().context("toolchain folder has a parent")?;
     let tmp = tempfile::tempdir_in(parent)?;
     let download = tmp.path().join("download");
     eprintln!("toolchain: downloading {} from PyPI", pin.zig_wheel);
-    let python3 = crate::env::python3();
-    let platform_args: Vec<String> = platforms
-        .iter()
-        .flat_map(|p| ["--platform".to_string(), p.clone()])
-        .collect();
-    let requirement = format!("{name}=={version}");
-    cmd!(
-        sh,
-        "{python3} -m pip download --quiet --no-deps --only-binary=:all: {platform_args...} {requirement} -d {download}"
-    )
-    .run()
-    .with_context(|| {
-        format!("`pip download {requirement}` failed; is PyPI reachable (or a pip mirror set)?")
-    })?;
+    download_command(&crate::env::python3(), pin, &download)?
+        .cmd(sh)?
+        .run()
+        .with_context(|| {
+            format!(
+                "`pip download {name}=={version}` failed; is PyPI reachable (or a pip mirror set)?"
+            )
+        })?;
     let wheel = download.join(&pin.zig_wheel);
     if !wheel.is_file() {
         let got: Vec<String> = fs_err::read_dir(&download)?
