@@ -22,7 +22,7 @@ pub struct Args {
     /// Recipe name (see `cargo xtask recipes`) or path; the newest when omitted.
     #[arg(long, value_name = "NAME|PATH")]
     pub recipe: Option<String>,
-    /// Target triple; only this machine's own (RPython does not cross-translate).
+    /// Target triple: this machine's own, or one the target table emulates here.
     #[arg(long)]
     pub target: Option<String>,
     /// Where the archive goes [default: `dist/` in the workspace].
@@ -110,6 +110,7 @@ pub fn run(args: Args) -> Result<()> {
             run: &opts.run,
             dist: &opts.dist_dir,
             portable: !opts.system_compiler,
+            build_machine: targets::host_triple(),
         })?;
         print!("{text}");
         return Ok(());
@@ -125,15 +126,29 @@ pub fn build(opts: &BuildOptions) -> Result<PathBuf> {
     let sh = Shell::new()?;
     // Hashed now: the binary may be rebuilt while an hour-long translation runs.
     let xtask_id = xtask_identity()?;
-    let recipe = opts.recipe.clone();
     let target = opts.target.clone();
     let triple = target.triple.clone();
     translate::refuse_cross(&triple)?;
-    eprintln!("build-pypy: recipe {} for {triple}", recipe.name);
-
-    // Stage 0: everything an hour-long translation needs, checked before it starts.
     let fetch_opts = opts.fetch.clone();
     let cache_root = fetch_opts.cache_dir.clone();
+    // A cross-build: zig for the target, the emulator, and our RPython patch.
+    let cross = crate::emulator::cross_for(&sh, &target, &cache_root)
+        .context("preparing the cross-build's compiler and emulator")?;
+    let recipe = match &cross {
+        Some(_) => crate::emulator::recipe_for_cross(&opts.recipe),
+        None => opts.recipe.clone(),
+    };
+    eprintln!("build-pypy: recipe {} for {triple}", recipe.name);
+    if let Some(cross) = &cross {
+        eprintln!(
+            "build-pypy: cross-build with {} ({}), target programs run under {}",
+            cross.zig.target,
+            crate::emulator::RPYTHON_PATCH,
+            cross.emulator.program.display()
+        );
+    }
+
+    // Stage 0: everything an hour-long translation needs, checked before it starts.
     let host = translate::find_host(&sh, &opts.run, &recipe, &triple, &cache_root)
         .context("finding the Python 2.7 host")?;
     if opts.skip_doctor {
@@ -217,6 +232,7 @@ pub fn build(opts: &BuildOptions) -> Result<PathBuf> {
     )?;
     spec.source_date_epoch = Some(source_date);
     spec.portable = portable.clone();
+    spec.cross = cross.clone();
     let outputs = translate::translate(
         &sh,
         &spec,
@@ -263,7 +279,7 @@ pub fn build(opts: &BuildOptions) -> Result<PathBuf> {
         .dir
         .join("packages")
         .join(package_key(&outputs, &recipe, &origin, &xtask_id)?);
-    let archive = match reuse_package(&stored, &dist, &recipe, &target)? {
+    let archive = match reuse_package(&stored, &dist, &recipe, &target, &cache_root)? {
         Some(archive) => archive,
         None => {
             // PyPy's package.py looks for the outputs where RPython itself
@@ -277,6 +293,8 @@ pub fn build(opts: &BuildOptions) -> Result<PathBuf> {
                 python: None,
                 origin: Some(origin),
                 portable,
+                cross: cross.clone(),
+                cache_root: Some(cache_root.clone()),
             })
             .context("packaging and verifying")?;
             store_package(&published.archive, &stored)?;
@@ -321,6 +339,7 @@ fn reuse_package(
     dist: &Path,
     recipe: &recipe::Recipe,
     target: &targets::Target,
+    cache_root: &Path,
 ) -> Result<Option<PathBuf>> {
     let Some(name) = stored_archive_name(stored)? else {
         return Ok(None);
@@ -342,6 +361,7 @@ fn reuse_package(
         &archive,
         &verify::VerifyOptions {
             extra_allowed: package::extra_allowed(Some(recipe), target),
+            cache_root: Some(cache_root.to_path_buf()),
             ..Default::default()
         },
     )

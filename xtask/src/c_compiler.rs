@@ -80,6 +80,28 @@ pub fn compile(sh: &Shell, target: &Target, program: &Program) -> Result<PathBuf
     Ok(exe)
 }
 
+/// Compiles `program` for a target this machine cross-builds, with that
+/// target's zig (`-target` comes from the wrapper), and returns the executable.
+pub fn compile_cross(
+    sh: &Shell,
+    target: &Target,
+    program: &Program,
+    zig: &crate::toolchain::Zig,
+) -> Result<PathBuf> {
+    let exe = exe_path(&program.exe, target);
+    let cc = zig.cc();
+    let args = unix_args(program, &exe, target);
+    cmd!(sh, "{cc} {args...}").quiet().run().with_context(|| {
+        format!(
+            "compiling {} for {} with {}",
+            program.source.display(),
+            target.triple,
+            cc.display()
+        )
+    })?;
+    Ok(exe)
+}
+
 fn unix_args(program: &Program, exe: &Path, target: &Target) -> Vec<String> {
     let mut args = vec![
         "-o".to_string(),

@@ -114,6 +114,21 @@ pub struct Library {
     pub build: Vec<Command>,
     /// What the install must leave in the prefix (checked).
     pub produces: Vec<String>,
+    /// What differs for another architecture, keyed by its name as zig's
+    /// target starts (`aarch64`): build commands or patches in place of the
+    /// ones above. Resolved by [`Library::for_arch`] before anything else
+    /// reads the library, so a library without an entry for the arch keeps
+    /// its cache key.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub arch: BTreeMap<String, ArchBuild>,
+}
+
+/// The parts of a library's build that one architecture does differently.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ArchBuild {
+    pub build: Option<Vec<Command>>,
+    pub patches: Option<Vec<String>>,
 }
 
 /// One build command of the table.
@@ -147,12 +162,23 @@ pub fn table() -> Result<Table> {
     Ok(table)
 }
 
+/// The pinned libraries as they are built for `zig_target` (see [`Library::for_arch`]).
+pub fn table_for(zig_target: &str) -> Result<Table> {
+    let mut table = table()?;
+    for lib in &mut table.library {
+        *lib = lib.for_arch(zig_target);
+    }
+    Ok(table)
+}
+
 /// What fills a build command's placeholders.
 #[derive(Debug, Clone)]
 pub struct BuildVars {
     pub prefix: PathBuf,
     pub jobs: usize,
     pub cflags: String,
+    /// The GNU triple of the target (`aarch64-linux-gnu`), for `--host`.
+    pub host: String,
     pub zig: Zig,
 }
 
@@ -169,18 +195,38 @@ impl BuildVars {
                 lib.name,
                 lib.version
             ),
+            host: gnu_triple(&zig.target).to_string(),
             zig: zig.clone(),
         }
     }
 }
 
+/// The GNU triple of a zig target: `aarch64-linux-gnu.2.17` is `aarch64-linux-gnu`.
+pub fn gnu_triple(zig_target: &str) -> &str {
+    zig_target.split('.').next().unwrap_or(zig_target)
+}
+
 impl Library {
+    /// The library as it is built for `zig_target`'s architecture: that
+    /// architecture's commands and patches in place of the default ones.
+    pub fn for_arch(&self, zig_target: &str) -> Library {
+        let arch = zig_target.split('-').next().unwrap_or_default();
+        let mut lib = self.clone();
+        if let Some(over) = lib.arch.remove(arch) {
+            lib.build = over.build.unwrap_or(lib.build);
+            lib.patches = over.patches.unwrap_or(lib.patches);
+        }
+        lib.arch.clear();
+        lib
+    }
+
     /// The build's commands with the placeholders filled in, as argument lists.
     pub fn commands(&self, vars: &BuildVars) -> Vec<Vec<String>> {
         let fill = |word: &str| {
             word.replace("{prefix}", &vars.prefix.display().to_string())
                 .replace("{jobs}", &vars.jobs.to_string())
                 .replace("{cflags}", &vars.cflags)
+                .replace("{host}", &vars.host)
                 // The wrappers are first on the build's PATH (Zig::build_env).
                 .replace("{cc}", "cc")
                 .replace("{ar}", "ar")
@@ -353,7 +399,7 @@ pub fn ensure(
     cache_root: &Path,
     only: &[&str],
 ) -> Result<Prefix> {
-    let table = table()?;
+    let table = table_for(&zig.target)?;
     let chosen: Vec<&Library> = table
         .library
         .iter()
@@ -409,7 +455,7 @@ pub fn plan(
     cache_root: &Path,
     jobs: usize,
 ) -> Result<(Prefix, Vec<PlannedBuild>)> {
-    let table = table()?;
+    let table = table_for(&zig.target)?;
     let root = cache_root.join("deps");
     let work = root.join("<work>");
     let (src, prefix) = (work.join("src"), work.join("prefix"));
@@ -695,6 +741,7 @@ mod tests {
             prefix: "/p".into(),
             jobs: 3,
             cflags: "-O2 -fPIC".into(),
+            host: "aarch64-linux-gnu".into(),
             zig: zig(),
         };
         let patch = crate::paths::recipes_dir().join("patches/deps/x.patch");
@@ -772,6 +819,68 @@ mod tests {
         assert_eq!(get("PATH"), "/z/bin:/usr/bin:/bin");
         assert_eq!(get("CC"), "cc");
         assert_eq!(get("AR"), "ar");
+    }
+
+    #[test]
+    fn an_architectures_entry_replaces_the_build_and_keeps_the_others_keys() {
+        let table = table().unwrap();
+        let openssl = table.library.iter().find(|l| l.name == "openssl").unwrap();
+        let arm = openssl.for_arch("aarch64-linux-gnu.2.17");
+        assert!(arm.arch.is_empty());
+        assert_eq!(arm.patches, ["deps/openssl-hidden-asm-symbols-arm.patch"]);
+        assert!(
+            arm.build[0].argv().contains(&"linux-aarch64".to_string()),
+            "{:?}",
+            arm.build
+        );
+        // x86-64 has no entry: its library, and so its cache key, is the
+        // table's own without the arch table, as before arch entries existed.
+        let x86 = openssl.for_arch("x86_64-linux-gnu.2.17");
+        let without = Library {
+            arch: BTreeMap::new(),
+            ..openssl.clone()
+        };
+        assert_eq!(
+            serde_json::to_string(&x86).unwrap(),
+            serde_json::to_string(&without).unwrap()
+        );
+        assert!(!serde_json::to_string(&x86).unwrap().contains("arch"));
+        assert_ne!(
+            arm.key("pin", "aarch64-linux-gnu.2.17"),
+            without.key("pin", "aarch64-linux-gnu.2.17")
+        );
+        // Every patch an entry names exists.
+        for lib in &table.library {
+            for over in lib.arch.values() {
+                for patch in over.patches.iter().flatten() {
+                    let path = crate::paths::recipes_dir().join("patches").join(patch);
+                    assert!(path.is_file(), "{}: {patch} is missing", lib.name);
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn host_is_the_gnu_triple_of_zigs_target() {
+        assert_eq!(gnu_triple("aarch64-linux-gnu.2.17"), "aarch64-linux-gnu");
+        assert_eq!(gnu_triple("x86_64-linux-gnu"), "x86_64-linux-gnu");
+        let lib = Library {
+            build: vec![Command::Words("./configure --host={host}".into())],
+            patches: Vec::new(),
+            ..table().unwrap().library[0].clone()
+        };
+        let zig = Zig {
+            target: "aarch64-linux-gnu.2.17".into(),
+            ..zig()
+        };
+        let vars = BuildVars::new(&lib, &zig, Path::new("/s"), Path::new("/p"), 1);
+        assert_eq!(
+            lib.commands(&vars),
+            vec![vec![
+                "./configure".to_string(),
+                "--host=aarch64-linux-gnu".into()
+            ]]
+        );
     }
 
     #[test]

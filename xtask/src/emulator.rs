@@ -22,10 +22,40 @@ use crate::toolchain::Zig;
 /// reads: the words that run a program RPython compiled for the target.
 pub const RUNNER_VAR: &str = "RPYTHON_TARGET_RUNNER";
 
-/// What a cross-translation adds: zig for the target, and the emulator.
+/// Our RPython patch, applied to the source of every cross-translation
+/// after the recipe's own: without it RPython runs the configure programs
+/// it compiles for the target directly, and fails with "Exec format error".
+pub const RPYTHON_PATCH: &str = "rpython-target-runner.patch";
+
+/// `recipe` with [`RPYTHON_PATCH`] after its own patches.
+pub fn recipe_for_cross(recipe: &crate::recipe::Recipe) -> crate::recipe::Recipe {
+    let mut recipe = recipe.clone();
+    recipe.patches.push(crate::recipe::Patch {
+        name: RPYTHON_PATCH.into(),
+        from: crate::recipe::PatchFrom::File(
+            crate::paths::recipes_dir()
+                .join(crate::recipe::PATCHES_DIR)
+                .join(RPYTHON_PATCH),
+        ),
+        reason: format!(
+            "cross-translation: RPython runs the programs it compiles for the target \
+             through ${RUNNER_VAR}, the emulator"
+        ),
+    });
+    recipe
+}
+
+/// The variable the same patch reads for the compiler of what runs on this
+/// machine while translating: ll2ctypes compiles parts of the source into
+/// shared libraries and loads them into the translating Python.
+pub const HOST_CC_VAR: &str = "RPYTHON_HOST_CC";
+
+/// What a cross-translation adds: zig for the target, zig for this machine
+/// (see [`HOST_CC_VAR`]), and the emulator.
 #[derive(Debug, Clone)]
 pub struct Cross {
     pub zig: Zig,
+    pub host_zig: Zig,
     pub emulator: Emulator,
 }
 
@@ -38,8 +68,23 @@ pub fn cross_for(sh: &Shell, target: &Target, cache_root: &Path) -> Result<Optio
     };
     let host = crate::targets::get(here)?;
     let zig = crate::toolchain::ensure(sh, &host, target, cache_root)?;
+    let host_zig = crate::toolchain::ensure(sh, &host, &host, cache_root)?;
     let emulator = ensure(sh, target, pin, cache_root)?;
-    Ok(Some(Cross { zig, emulator }))
+    Ok(Some(Cross {
+        zig,
+        host_zig,
+        emulator,
+    }))
+}
+
+/// [`cross_for`] for a target this machine cross-builds; `None` for any
+/// other target (its own, or one without an emulator for this machine).
+pub fn cross_for_if_emulated(target: &Target, cache_root: &Path) -> Result<Option<Cross>> {
+    let here = crate::targets::host_triple();
+    if target.triple == here || pin_for(target, here).is_err() {
+        return Ok(None);
+    }
+    cross_for(&Shell::new()?, target, cache_root)
 }
 
 /// What runs a program of the target on this machine.
@@ -58,6 +103,12 @@ impl Emulator {
         argv.push(program.display().to_string());
         argv.extend(args.iter().map(|a| a.to_string()));
         crate::stage::Command::new(argv)
+    }
+
+    /// The variable through which the emulator, when the kernel starts it
+    /// (see [`Binfmt`]), finds the target's C library: `QEMU_LD_PREFIX`.
+    pub fn env(&self) -> (&'static str, std::ffi::OsString) {
+        ("QEMU_LD_PREFIX", self.sysroot.clone().into_os_string())
     }
 
     /// The words put before a target program to run it here:
@@ -117,6 +168,16 @@ pub fn entry_dir(cache_root: &Path, target: &Target, pin: &EmulatorPin, suite: &
         .join(format!("{}-{}", target.triple, &key[..16]))
 }
 
+/// Where [`ensure`] puts the emulator for `pin`: its program and sysroot.
+pub fn located(target: &Target, pin: &EmulatorPin, cache_root: &Path) -> Result<Emulator> {
+    let table = crate::deps::table()?;
+    let dir = entry_dir(cache_root, target, pin, &table.debian.suite);
+    Ok(Emulator {
+        program: dir.join("emulator/usr/bin").join(&pin.program),
+        sysroot: dir.join("sysroot"),
+    })
+}
+
 /// The emulator for `pin`, downloaded and unpacked the first time.
 pub fn ensure(
     sh: &Shell,
@@ -126,10 +187,7 @@ pub fn ensure(
 ) -> Result<Emulator> {
     let table = crate::deps::table()?;
     let dir = entry_dir(cache_root, target, pin, &table.debian.suite);
-    let emulator = Emulator {
-        program: dir.join("emulator/usr/bin").join(&pin.program),
-        sysroot: dir.join("sysroot"),
-    };
+    let emulator = located(target, pin, cache_root)?;
     let what = format!("another run preparing the emulator for {}", target.triple);
     let Some(_lock) = crate::lock::to_make(&dir, &what, || dir.join(".complete").is_file())? else {
         return Ok(emulator);
@@ -246,6 +304,17 @@ pub fn binfmt_line(name: &str, machine: u16, emulator: &Path) -> String {
 }
 
 impl Emulator {
+    /// Registers the emulator for `target`'s programs (see [`Emulator::register`]).
+    pub fn register_for(&self, target: &Target, sh: &Shell) -> Result<Binfmt> {
+        let pin = target.emulator.as_ref().with_context(|| {
+            format!(
+                "{} has no [target.emulator] in recipes/targets.toml",
+                target.triple
+            )
+        })?;
+        self.register(pin, sh)
+    }
+
     /// Registers the emulator for `pin`'s programs with the kernel (see
     /// [`Binfmt`]); needs root, as `binfmt_misc` does.
     pub fn register(&self, pin: &EmulatorPin, sh: &Shell) -> Result<Binfmt> {
@@ -318,6 +387,29 @@ mod tests {
              :/q:F"
                 .replace("\\x7fELF", "\\x7f\\x45\\x4c\\x46")
         );
+    }
+
+    #[test]
+    fn a_cross_build_adds_our_rpython_patch_after_the_recipes() {
+        let recipe = crate::recipe::newest().unwrap();
+        let cross = recipe_for_cross(&recipe);
+        assert_eq!(cross.patches.len(), recipe.patches.len() + 1);
+        assert_eq!(cross.patches[..recipe.patches.len()], recipe.patches[..]);
+        let ours = cross.patches.last().unwrap();
+        assert_eq!(ours.name, RPYTHON_PATCH);
+        match &ours.from {
+            crate::recipe::PatchFrom::File(path) => assert!(path.is_file(), "{path:?}"),
+            other => panic!("{other:?}"),
+        }
+        assert!(ours.reason.contains(RUNNER_VAR), "{}", ours.reason);
+        // The patch reads both variables the translation sets.
+        let text = std::fs::read_to_string(
+            crate::paths::recipes_dir()
+                .join(crate::recipe::PATCHES_DIR)
+                .join(RPYTHON_PATCH),
+        )
+        .unwrap();
+        assert!(text.contains(RUNNER_VAR) && text.contains(HOST_CC_VAR));
     }
 
     #[test]

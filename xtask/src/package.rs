@@ -57,6 +57,8 @@ pub fn run(args: Args) -> Result<()> {
     };
     let published = package_translated(&PackageInput {
         portable,
+        cross: None,
+        cache_root: args.cache_dir.clone(),
         source_tree: args.source_tree,
         target,
         recipe,
@@ -85,6 +87,11 @@ pub struct PackageInput {
     pub origin: Option<Origin>,
     /// A portable build's compiler and libraries (`None`: the machine's own).
     pub portable: Option<crate::deps::Portable>,
+    /// A cross-build's emulator, which runs the translated interpreter
+    /// (`None`: the tree was translated for this machine).
+    pub cross: Option<crate::emulator::Cross>,
+    /// The cache the emulator lives in, for the archive's verification.
+    pub cache_root: Option<PathBuf>,
 }
 
 /// The two outputs of a `--shared` translation in `pypy/goal`.
@@ -189,18 +196,27 @@ pub fn package_py_args(tree: &Path, name: &str, builddir: &Path, portable: bool)
     args
 }
 
+/// How a build's compilers and programs run: a portable build's compiler
+/// and libraries, and a cross-build's emulator (`None`: the machine's own).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Tools<'a> {
+    pub portable: Option<&'a crate::deps::Portable>,
+    pub emulator: Option<&'a crate::emulator::Emulator>,
+}
+
 /// package.py run by `python` in `tree`, with the environment its cffi
 /// builds need: the target table's libraries and, for a portable build,
-/// the same compiler and libraries as the translation.
+/// the same compiler and libraries as the translation; for a cross-build,
+/// where the emulator finds the target's C library.
 pub fn package_py_command(
     python: &Path,
     tree: &Path,
-    name: &str,
-    builddir: &Path,
+    (name, builddir): (&str, &Path),
     target: &targets::Target,
-    portable: Option<&crate::deps::Portable>,
+    tools: Tools<'_>,
     current: impl Fn(&str) -> Option<OsString>,
 ) -> Result<Command> {
+    let Tools { portable, emulator } = tools;
     let mut argv = vec![python.display().to_string()];
     argv.extend(
         package_py_args(tree, name, builddir, portable.is_some())
@@ -209,7 +225,8 @@ pub fn package_py_command(
     );
     Ok(Command::new(argv)
         .envs(target.build_env(current)?)
-        .envs(portable.iter().flat_map(|p| p.package_env())))
+        .envs(portable.iter().flat_map(|p| p.package_env()))
+        .envs(emulator.map(|e| e.env())))
 }
 
 /// The manifest's origin for a translation from `recipe` (or from a local
@@ -261,14 +278,28 @@ pub fn package_translated(input: &PackageInput) -> Result<Published> {
     let command = package_py_command(
         &python,
         tree,
-        &name,
-        build.path(),
+        (&name, build.path()),
         &input.target,
-        input.portable.as_ref(),
+        Tools {
+            portable: input.portable.as_ref(),
+            emulator: input.cross.as_ref().map(|c| &c.emulator),
+        },
         crate::env::lookup,
     )?;
     let sh = Shell::new()?;
     sh.change_dir(tree);
+    // package.py starts the translated interpreter, which starts itself
+    // again for each cffi module: a cross-build's runs under the emulator
+    // through the kernel, registered for the time of the packaging.
+    let _binfmt = match &input.cross {
+        Some(cross) => Some(
+            cross
+                .emulator
+                .register_for(&input.target, &sh)
+                .context("package.py runs the translated interpreter under the emulator")?,
+        ),
+        None => None,
+    };
     command.cmd(&sh)?.run().with_context(|| {
         format!(
             "PyPy's package.py failed for {} (building the cffi modules needs the \
@@ -299,6 +330,7 @@ pub fn package_translated(input: &PackageInput) -> Result<Published> {
             no_headers: false,
             bundled: input.portable.as_ref().map(|p| p.prefix.clone()),
             require_portable: input.portable.is_some(),
+            cache_root: input.cache_root.clone(),
         },
     )
     .with_context(|| format!("archiving the release tree of {}", tree.display()))

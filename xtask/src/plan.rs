@@ -13,10 +13,11 @@ use std::path::{Path, PathBuf};
 
 use anyhow::Result;
 
+use crate::emulator::Cross;
 use crate::fetch::{self, FetchOptions};
 use crate::host::HostPython;
 use crate::recipe::Recipe;
-use crate::targets::{Os, SearchPath, Target};
+use crate::targets::{EmulatorPin, Os, SearchPath, Target};
 use crate::translate::{RunOptions, Spec};
 use crate::{externals, package, patch, paths, translate};
 
@@ -29,18 +30,37 @@ pub struct PlanInput<'a> {
     pub dist: &'a Path,
     /// Linux: with the portable toolchain (`build-pypy` without `--system-compiler`).
     pub portable: bool,
+    /// The machine the plan is printed for: a cross-build when the target's
+    /// `[target.emulator]` names it, else a build on the target's own runner.
+    pub build_machine: &'a str,
 }
 
 /// The plan as text, one numbered step after another.
 pub fn render(input: &PlanInput<'_>) -> Result<String> {
-    let steps = steps(input)?;
+    let cross = crate::emulator::pin_for(input.target, input.build_machine)
+        .ok()
+        .flatten();
+    let where_ = match cross {
+        Some(pin) => format!(
+            "cross-built on {}, its programs run under {}",
+            pin.build_machine, pin.program
+        ),
+        None => format!("on a `{}` runner", input.target.runner),
+    };
+    let steps = match cross {
+        // The cross-build patches RPython too (emulator::recipe_for_cross).
+        Some(pin) => steps(
+            &PlanInput {
+                recipe: &crate::emulator::recipe_for_cross(input.recipe),
+                ..*input
+            },
+            Some(pin),
+        )?,
+        None => steps(input, None)?,
+    };
     let mut text = format!(
-        "build-pypy plan: recipe {} (PyPy {}, Python {}) for {} on a `{}` runner\n",
-        input.recipe.name,
-        input.recipe.pypy.version,
-        input.recipe.pypy.python,
-        input.target.triple,
-        input.target.runner
+        "build-pypy plan: recipe {} (PyPy {}, Python {}) for {} {where_}\n",
+        input.recipe.name, input.recipe.pypy.version, input.recipe.pypy.python, input.target.triple,
     );
     for (i, step) in steps.iter().enumerate() {
         text.push_str(&format!("\n{}. {}\n", i + 1, step.title));
@@ -79,7 +99,7 @@ fn command(argv: &[String]) -> String {
 /// Every step in the build's order. Each stage's function takes what the
 /// stage before it gives (the source, the patched tree, the build folder,
 /// the host), so the order cannot be changed by accident.
-fn steps(input: &PlanInput<'_>) -> Result<Vec<Step>> {
+fn steps(input: &PlanInput<'_>, cross: Option<&EmulatorPin>) -> Result<Vec<Step>> {
     let mut steps = vec![doctor_step(input)];
     let (source, step) = fetch_step(input)?;
     steps.push(step);
@@ -91,13 +111,12 @@ fn steps(input: &PlanInput<'_>) -> Result<Vec<Step>> {
     let (host, step) = host_step(input);
     steps.push(step);
     let portable = match (&input.target.toolchain, input.portable) {
-        (Some(_), true) => Some(portable_steps(
-            input.target,
-            &input.fetch.cache_dir,
-            input.run,
-            &mut steps,
-        )?),
+        (Some(_), true) => Some(portable_steps(input, cross, &mut steps)?),
         _ => None,
+    };
+    let cross = match cross {
+        Some(pin) => Some(emulator_steps(input, pin, &mut steps)?),
+        None => None,
     };
     steps.push(translate_step(
         input,
@@ -105,10 +124,16 @@ fn steps(input: &PlanInput<'_>) -> Result<Vec<Step>> {
         &source,
         &host,
         portable.as_ref(),
+        cross.as_ref(),
     )?);
-    steps.push(package_step(input, &build, portable.as_ref())?);
+    steps.push(package_step(
+        input,
+        &build,
+        portable.as_ref(),
+        cross.as_ref(),
+    )?);
     steps.push(relocate_step(input));
-    steps.push(verify_step(input, portable.is_some()));
+    steps.push(verify_step(input, portable.is_some(), cross.as_ref()));
     steps.push(publish_step(input));
     Ok(steps)
 }
@@ -320,6 +345,7 @@ fn translate_step(
     source: &PlannedSource,
     host: &HostPython,
     portable: Option<&crate::deps::Portable>,
+    cross: Option<&Cross>,
 ) -> Result<Step> {
     let (recipe, target, cache) = (input.recipe, input.target, &input.fetch.cache_dir);
     let mut spec = Spec::planned(
@@ -330,6 +356,7 @@ fn translate_step(
         input.run,
     );
     spec.portable = portable.cloned();
+    spec.cross = cross.cloned();
     let work = cache.join("translations").join("<key>.partial-<pid>");
     let mut lines = vec![
         format!(
@@ -360,6 +387,7 @@ fn package_step(
     input: &PlanInput<'_>,
     build: &PlannedBuild,
     portable: Option<&crate::deps::Portable>,
+    cross: Option<&Cross>,
 ) -> Result<Step> {
     let (target, py) = (input.target, &input.recipe.pypy.python);
     let tree = &build.tree;
@@ -379,10 +407,30 @@ fn package_step(
         ),
         format!("in {}", show(tree)),
     ];
-    let command =
-        package::package_py_command(&launcher, tree, &name, &builddir, target, portable, |_| {
-            None
-        })?;
+    let emulator = cross.map(|c| &c.emulator);
+    if let (Some(emulator), Some(pin)) = (emulator, &target.emulator) {
+        lines.push(format!(
+            "register {} with binfmt_misc for the time of package.py (root): the \
+             interpreter starts itself again for each cffi module",
+            show(&emulator.program)
+        ));
+        lines.push(format!(
+            "  {}",
+            crate::emulator::binfmt_line(
+                &format!("pypy-embed-{}", pin.debian_arch),
+                pin.elf_machine,
+                &emulator.program
+            )
+        ));
+    }
+    let command = package::package_py_command(
+        &launcher,
+        tree,
+        (&name, &builddir),
+        target,
+        package::Tools { portable, emulator },
+        |_| None,
+    )?;
     lines.extend(command.plan_lines(shown));
     Ok(Step {
         title: "package: PyPy's package.py".into(),
@@ -398,8 +446,23 @@ fn relocate_step(input: &PlanInput<'_>) -> Step {
     }
 }
 
-fn verify_step(input: &PlanInput<'_>, portable: bool) -> Step {
+fn verify_step(input: &PlanInput<'_>, portable: bool, cross: Option<&Cross>) -> Step {
     let (target, py) = (input.target, &input.recipe.pypy.python);
+    let run = match cross {
+        Some(cross) => format!(
+            "under the emulator ({} -L <sysroot>): the launcher, and a C embedding program \
+             built with {}; the checks that build with this machine's compilers \
+             (pkg-config, cffi plugin, C extension, no-clash) are left out",
+            show(&cross.emulator.program),
+            show(&cross.zig.cc())
+        ),
+        None if target.os == Os::Windows => {
+            "on a machine of this target: the launcher and a C embedding program (MSVC)".into()
+        }
+        None => "on a machine of this target: the launcher, a C embedding program, a program \
+                 built with pkg-config's flags, a cffi plugin with a C caller, a C extension"
+            .into(),
+    };
     Step {
         title: "verify: the archive from a fresh folder".into(),
         lines: vec![
@@ -423,13 +486,7 @@ fn verify_step(input: &PlanInput<'_>, portable: bool) -> Step {
                 ),
                 (None, _) => "no portability policy for this OS".into(),
             },
-            if target.os == Os::Windows {
-                "on a machine of this target: the launcher and a C embedding program (MSVC)".into()
-            } else {
-                "on a machine of this target: the launcher, a C embedding program, a program \
-                 built with pkg-config's flags, a cffi plugin with a C caller, a C extension"
-                    .into()
-            },
+            run,
         ],
     }
 }
@@ -452,17 +509,20 @@ fn publish_step(input: &PlanInput<'_>) -> Step {
     }
 }
 
-/// The toolchain and dependency steps of a portable build (for a build
-/// machine of the target's own architecture); returns what the translation
-/// and package.py are given.
+/// The toolchain and dependency steps of a portable build, with the zig of
+/// the build machine; returns what the translation and package.py are given.
 fn portable_steps(
-    target: &Target,
-    cache: &Path,
-    run: &RunOptions,
+    input: &PlanInput<'_>,
+    cross: Option<&EmulatorPin>,
     steps: &mut Vec<Step>,
 ) -> Result<crate::deps::Portable> {
-    let pin = crate::toolchain::of(target)?;
-    let zig = crate::toolchain::locate(target, target, cache)?;
+    let (target, cache, run) = (input.target, &input.fetch.cache_dir, input.run);
+    let builder = match cross {
+        Some(pin) => crate::targets::get(&pin.build_machine)?,
+        None => target.clone(),
+    };
+    let pin = crate::toolchain::of(&builder)?;
+    let zig = crate::toolchain::locate(&builder, target, cache)?;
     let toolchains = cache.join("toolchains");
     let download = crate::toolchain::download_command(
         Path::new("python3"),
@@ -479,7 +539,7 @@ fn portable_steps(
     }
     lines.push(format!("cc and c++ run `zig cc -target {}`", zig.target));
     steps.push(Step {
-        title: format!("toolchain: zig's C compiler for {}", pin.zig_target),
+        title: format!("toolchain: zig's C compiler for {}", zig.target),
         lines,
     });
 
@@ -521,6 +581,72 @@ fn portable_steps(
         lines,
     });
     Ok(crate::deps::Portable { zig, prefix })
+}
+
+/// The emulator of a cross-build: Debian's qemu-user and the target's C
+/// library, and the compiler of what runs here while translating.
+fn emulator_steps(
+    input: &PlanInput<'_>,
+    pin: &EmulatorPin,
+    steps: &mut Vec<Step>,
+) -> Result<Cross> {
+    let (target, cache) = (input.target, &input.fetch.cache_dir);
+    let builder = crate::targets::get(&pin.build_machine)?;
+    let emulator = crate::emulator::located(target, pin, cache)?;
+    let table = crate::deps::table()?;
+    let sysroot: Vec<String> = pin
+        .sysroot_packages
+        .iter()
+        .map(|p| format!("{p}:{}", pin.debian_arch))
+        .collect();
+    let zig = crate::toolchain::locate(&builder, target, cache)?;
+    let host_zig = crate::toolchain::locate(&builder, &builder, cache)?;
+    steps.push(Step {
+        title: format!(
+            "emulator: {} runs {} programs here",
+            pin.program, target.triple
+        ),
+        lines: vec![
+            format!(
+                "apt-get download {} and {} from Debian {} ({}), with the {} package lists, \
+                 checked along Debian's signed chain",
+                pin.package,
+                sysroot.join(" "),
+                table.debian.suite,
+                table.debian.mirror,
+                pin.debian_arch
+            ),
+            format!(
+                "dpkg-deb -x each into {}",
+                show(
+                    emulator
+                        .program
+                        .ancestors()
+                        .nth(4)
+                        .unwrap_or(&emulator.program)
+                )
+            ),
+            format!(
+                "a target program runs as `{}`",
+                emulator
+                    .runner()
+                    .iter()
+                    .map(|w| show(Path::new(w)))
+                    .collect::<Vec<_>>()
+                    .join(" ")
+            ),
+            format!(
+                "what runs here while translating is compiled by {} (zig for {})",
+                show(&host_zig.cc()),
+                host_zig.target
+            ),
+        ],
+    });
+    Ok(Cross {
+        zig,
+        host_zig,
+        emulator,
+    })
 }
 
 /// How the translation finds its C compiler on `target`.

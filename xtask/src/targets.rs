@@ -358,7 +358,12 @@ pub fn ensure_buildable_here(triple: &str) -> Result<Target> {
 /// [`ensure_buildable_here`] for a given table and host, so every case can be tested anywhere.
 pub fn ensure_buildable_on(all: &[Target], triple: &str, host: &str) -> Result<Target> {
     let target = find(all, triple)?;
-    if target.triple == host {
+    // A target whose `[target.emulator]` names this machine is cross-built here.
+    let emulated_here = target
+        .emulator
+        .as_ref()
+        .is_some_and(|pin| pin.build_machine == host);
+    if target.triple == host || emulated_here {
         return Ok(target);
     }
     let host_note = if all.iter().any(|t| t.triple == host) {
@@ -371,8 +376,9 @@ pub fn ensure_buildable_on(all: &[Target], triple: &str, host: &str) -> Result<T
     };
     bail!(
         "cannot build `{triple}` on this `{host}` machine: build {triple} on a `{}` runner \
-         (RPython does not cross-translate; the release workflow, .github/workflows/release.yml, \
-         builds every target on its own runner){host_note}",
+         (RPython cross-translates only for targets whose [target.emulator] in \
+         recipes/targets.toml names this machine; the release workflow, \
+         .github/workflows/release.yml, builds every other target on its own runner){host_note}",
         target.runner
     )
 }
@@ -1008,27 +1014,29 @@ mod tests {
             err.contains("build x86_64-apple-darwin on a `macos-15-intel` runner"),
             "{err}"
         );
-        assert!(err.contains("RPython does not cross-translate"), "{err}");
+        assert!(err.contains("RPython cross-translates only"), "{err}");
         let err = ensure_buildable_on(&all, "x86_64-pc-windows-msvc", "aarch64-apple-darwin")
             .unwrap_err()
             .to_string();
         assert!(err.contains("on a `windows-2022` runner"), "{err}");
-        // Same OS, other architecture: still a different runner.
-        let err = ensure_buildable_on(
-            &all,
-            "aarch64-unknown-linux-gnu",
-            "x86_64-unknown-linux-gnu",
-        )
-        .unwrap_err()
-        .to_string();
-        assert!(err.contains("on a `ubuntu-24.04-arm` runner"), "{err}");
+        // Same OS, other architecture: cross-built where the table has an
+        // emulator for it, refused elsewhere.
+        let arm = "aarch64-unknown-linux-gnu";
+        let x86 = "x86_64-unknown-linux-gnu";
+        assert_eq!(ensure_buildable_on(&all, arm, x86).unwrap().triple, arm);
+        let err = ensure_buildable_on(&all, x86, arm).unwrap_err().to_string();
+        assert!(err.contains("on a `ubuntu-24.04` runner"), "{err}");
     }
 
     #[test]
-    fn this_machine_refuses_every_other_target() {
+    fn this_machine_refuses_every_target_it_cannot_build_or_emulate() {
         for t in all().unwrap() {
             let result = ensure_buildable_here(&t.triple);
-            if t.triple == host_triple() {
+            let emulated = t
+                .emulator
+                .as_ref()
+                .is_some_and(|pin| pin.build_machine == host_triple());
+            if t.triple == host_triple() || emulated {
                 assert_eq!(result.unwrap().triple, t.triple);
             } else {
                 let err = result.unwrap_err().to_string();

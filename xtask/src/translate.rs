@@ -29,7 +29,7 @@ pub struct Args {
     /// Translate this PyPy source tree instead of the recipe's fetched release.
     #[arg(long)]
     pub source_dir: Option<PathBuf>,
-    /// Target triple; only the machine's own (RPython does not cross-translate).
+    /// Target triple: this machine's own, or one the target table emulates here.
     #[arg(long)]
     pub target: Option<String>,
     /// Cache folder [default: $PYPY_EMBED_CACHE or the user's cache folder]; translations
@@ -156,8 +156,8 @@ pub fn run(args: Args) -> Result<()> {
     Ok(())
 }
 
-/// RPython translates for the machine it runs on only; the target table names
-/// the runner that builds any other triple.
+/// RPython translates for the machine it runs on, and for a target the table
+/// emulates here; the target table names the runner that builds any other.
 pub fn refuse_cross(triple: &str) -> Result<()> {
     targets::ensure_buildable_here(triple).map(|_| ())
 }
@@ -528,6 +528,18 @@ pub fn rpython_env(
         env.push((
             crate::emulator::RUNNER_VAR,
             cross.emulator.runner().join(" ").into(),
+        ));
+        env.push((
+            crate::emulator::HOST_CC_VAR,
+            cross.host_zig.cc().into_os_string(),
+        ));
+        // RPython asks the compiler for `--print-multiarch` through
+        // `execute`, which runs it under the emulator; the name of the
+        // target's extension modules (`.pypy311-pp73-aarch64-linux-gnu.so`)
+        // comes from this instead.
+        env.push((
+            "PYPY_MULTIARCH",
+            crate::deps::gnu_triple(&cross.zig.target).into(),
         ));
     }
     env.extend([
@@ -964,7 +976,7 @@ mod tests {
         let err = refuse_cross("x86_64-pc-windows-msvc")
             .unwrap_err()
             .to_string();
-        assert!(err.contains("does not cross-translate"), "{err}");
+        assert!(err.contains("cross-translates only"), "{err}");
         assert!(err.contains("windows-2022"), "{err}");
         assert!(err.contains("build x86_64-pc-windows-msvc on a"), "{err}");
         refuse_cross(targets::host_triple()).unwrap();

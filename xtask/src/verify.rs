@@ -28,6 +28,11 @@ pub struct Args {
     /// (without it, a non-portable archive passes with a note).
     #[arg(long)]
     pub portable: bool,
+    /// The cache folder where the emulator for an archive this machine
+    /// cross-builds is prepared [default: $PYPY_EMBED_CACHE or the user's
+    /// cache folder].
+    #[arg(long, value_name = "DIR")]
+    pub cache_dir: Option<PathBuf>,
 }
 
 pub fn run(args: Args) -> Result<()> {
@@ -45,6 +50,11 @@ pub fn run(args: Args) -> Result<()> {
             extra_allowed,
             no_run: args.no_run,
             require_portable: args.portable,
+            cache_root: Some(
+                args.cache_dir
+                    .clone()
+                    .unwrap_or_else(crate::paths::cache_root),
+            ),
         },
     )?;
     println!(
@@ -98,6 +108,10 @@ pub struct VerifyOptions {
     pub no_run: bool,
     /// Every binary must meet the target's portability policy.
     pub require_portable: bool,
+    /// The cache where the emulator and compiler of a target this machine
+    /// cross-builds are prepared, to run its archives here; `None` leaves
+    /// archives of other targets unrun.
+    pub cache_root: Option<PathBuf>,
 }
 
 /// What the run from a fresh folder printed.
@@ -171,14 +185,22 @@ pub fn verify_archive(archive: &Path, opts: &VerifyOptions) -> Result<VerifyRepo
         );
     }
 
-    let ran =
-        if opts.no_run || manifest.target != targets::host_triple() {
-            None
-        } else {
-            Some(run_relocated(&top, &manifest, &target).with_context(|| {
+    let here = targets::host_triple();
+    let cross = match &opts.cache_root {
+        Some(cache_root) if !opts.no_run && manifest.target != here => {
+            crate::emulator::cross_for_if_emulated(&target, cache_root)?
+        }
+        _ => None,
+    };
+    let ran = if opts.no_run || (manifest.target != here && cross.is_none()) {
+        None
+    } else {
+        Some(
+            run_relocated(&top, &manifest, &target, cross.as_ref()).with_context(|| {
                 format!("{}: the relocated PyPy does not run", archive.display())
-            })?)
-        };
+            })?,
+        )
+    };
     Ok(VerifyReport { manifest, ran })
 }
 
@@ -417,7 +439,14 @@ pub fn dependency_allowed(
 const LAUNCHER_CHECK: &str = "import sys, sqlite3, ssl, ctypes, cffi; print(sys.prefix)";
 /// Runs the launcher and the C embedding program from the unpacked tree,
 /// with nothing in the environment that could point elsewhere.
-fn run_relocated(top: &Path, manifest: &Manifest, target: &targets::Target) -> Result<RunReport> {
+/// A cross-built archive (`cross`) runs under the emulator; the tools that
+/// build against it with the machine's compilers are then left out.
+fn run_relocated(
+    top: &Path,
+    manifest: &Manifest,
+    target: &targets::Target,
+    cross: Option<&crate::emulator::Cross>,
+) -> Result<RunReport> {
     let sh = Shell::new()?;
     // Run from an unrelated folder so that nothing is found through the cwd.
     let elsewhere = tempfile::tempdir()?;
@@ -427,7 +456,14 @@ fn run_relocated(top: &Path, manifest: &Manifest, target: &targets::Target) -> R
     let launcher_prefix = match &manifest.paths.launcher {
         Some(rel) => {
             let launcher = top.join(rel);
-            let out = crate::consumers::clean_env(cmd!(sh, "{launcher} -c {LAUNCHER_CHECK}"))
+            let check = match cross {
+                Some(cross) => cross
+                    .emulator
+                    .command(&launcher, &["-c", LAUNCHER_CHECK])
+                    .cmd(&sh)?,
+                None => cmd!(sh, "{launcher} -c {LAUNCHER_CHECK}"),
+            };
+            let out = crate::consumers::clean_env(check)
                 .quiet()
                 .output()
                 .with_context(|| format!("running {}", launcher.display()))?;
@@ -452,7 +488,22 @@ fn run_relocated(top: &Path, manifest: &Manifest, target: &targets::Target) -> R
         None => None,
     };
 
-    let embed_output = run_embed_program(&sh, &real_top, manifest, target, elsewhere.path())?;
+    let embed_output =
+        run_embed_program(&sh, &real_top, manifest, target, elsewhere.path(), cross)?;
+    if cross.is_some() {
+        return Ok(RunReport {
+            top: real_top,
+            launcher_prefix,
+            embed_output,
+            consumers: vec![
+                "pkg-config, cffi plugin, C extension and no-clash checks: not run for a \
+                 cross-built archive (they build with this machine's compilers and \
+                 libraries); `cargo xtask test --emulated` runs the embedding scenarios \
+                 under the emulator"
+                    .into(),
+            ],
+        });
+    }
     let mut consumers =
         crate::consumers::run_all(&sh, &real_top, manifest, target, elsewhere.path())?;
     let bundled_openssl = manifest
@@ -562,6 +613,7 @@ fn run_embed_program(
     manifest: &Manifest,
     target: &targets::Target,
     work: &Path,
+    cross: Option<&crate::emulator::Cross>,
 ) -> Result<String> {
     let src = work.join("embed_check.c");
     fs_err::write(&src, crate::consumers::EMBED_CHECK)?;
@@ -572,18 +624,22 @@ fn run_embed_program(
         Some(import_lib) => top.join(import_lib),
         None => lib.clone(),
     };
-    let exe = c_compiler::compile(
-        sh,
-        target,
-        &c_compiler::Program {
-            source: src,
-            exe: work.join("embed_check"),
-            include_dirs: vec![top.join(&manifest.paths.include)],
-            link: c_compiler::Link::Library(link_against),
-        },
-    )
+    let program = c_compiler::Program {
+        source: src,
+        exe: work.join("embed_check"),
+        include_dirs: vec![top.join(&manifest.paths.include)],
+        link: c_compiler::Link::Library(link_against),
+    };
+    let exe = match cross {
+        Some(cross) => c_compiler::compile_cross(sh, target, &program, &cross.zig),
+        None => c_compiler::compile(sh, target, &program),
+    }
     .context("compiling the C embedding check")?;
-    let mut run = crate::consumers::clean_env(cmd!(sh, "{exe} {lib}"));
+    let lib_arg = lib.display().to_string();
+    let mut run = crate::consumers::clean_env(match cross {
+        Some(cross) => cross.emulator.command(&exe, &[&lib_arg]).cmd(sh)?,
+        None => cmd!(sh, "{exe} {lib}"),
+    });
     // Windows finds a DLL beside the executable or on its loader path, and
     // this executable is not beside libpypy.
     if target.os == targets::Os::Windows {

@@ -62,6 +62,9 @@ pub struct PublishOptions {
     pub bundled: Option<crate::deps::Prefix>,
     /// Verification fails unless every binary meets the portability policy.
     pub require_portable: bool,
+    /// Where verification prepares the emulator of a cross-built archive
+    /// to run it (see [`crate::verify::VerifyOptions::cache_root`]).
+    pub cache_root: Option<PathBuf>,
 }
 
 /// Writes the manifest into the staged tree, archives it, verifies the
@@ -105,6 +108,7 @@ pub fn publish(
                 &crate::verify::VerifyOptions {
                     extra_allowed: opts.extra_allowed.clone(),
                     require_portable: opts.require_portable,
+                    cache_root: opts.cache_root.clone(),
                     ..Default::default()
                 },
             )

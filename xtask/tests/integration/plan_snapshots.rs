@@ -10,14 +10,20 @@ use xtask::plan::{render, PlanInput};
 use xtask::translate::RunOptions;
 use xtask::{recipe, targets};
 
-fn snapshot_path(triple: &str) -> PathBuf {
+/// A build on the target's own runner, or a cross-build on another machine.
+fn snapshot_path(triple: &str, build_machine: &str) -> PathBuf {
+    let name = if triple == build_machine {
+        format!("plan-{triple}.txt")
+    } else {
+        format!("plan-{triple}-on-{build_machine}.txt")
+    };
     Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("tests/snapshots")
-        .join(format!("plan-{triple}.txt"))
+        .join(name)
 }
 
 /// The plan with folders that read the same on every machine.
-fn plan_for(triple: &str) -> String {
+fn plan_for(triple: &str, build_machine: &str) -> String {
     let recipe = recipe::newest().unwrap();
     let target = targets::get(triple).unwrap();
     let fetch = FetchOptions::new(Path::new("/cache"));
@@ -32,6 +38,7 @@ fn plan_for(triple: &str) -> String {
         run: &run,
         dist: Path::new("/dist"),
         portable: true,
+        build_machine,
     })
     .unwrap()
 }
@@ -40,9 +47,25 @@ fn plan_for(triple: &str) -> String {
 fn every_target_has_its_plan_snapshot() {
     let update = std::env::var_os("UPDATE_SNAPSHOTS").is_some_and(|v| v == "1");
     let mut differ = Vec::new();
-    for target in targets::all().unwrap() {
-        let plan = plan_for(&target.triple);
-        let path = snapshot_path(&target.triple);
+    // Every target on its own runner, and every cross-build the table has.
+    let builds: Vec<(String, String)> = targets::all()
+        .unwrap()
+        .into_iter()
+        .flat_map(|t| {
+            let cross = t.emulator.as_ref().map(|pin| pin.build_machine.clone());
+            let own = t.triple.clone();
+            std::iter::once(own.clone())
+                .chain(cross)
+                .map(move |machine| (own.clone(), machine))
+        })
+        .collect();
+    assert!(
+        builds.iter().any(|(t, m)| t != m),
+        "the table has a cross-build: {builds:?}"
+    );
+    for (triple, machine) in &builds {
+        let plan = plan_for(triple, machine);
+        let path = snapshot_path(triple, machine);
         if update {
             std::fs::write(&path, &plan).unwrap();
             continue;
@@ -50,8 +73,7 @@ fn every_target_has_its_plan_snapshot() {
         let stored = std::fs::read_to_string(&path).unwrap_or_default();
         if stored != plan {
             differ.push(format!(
-                "{}: the plan differs from {} (review, then UPDATE_SNAPSHOTS=1):\n{plan}",
-                target.triple,
+                "{triple} on {machine}: the plan differs from {} (review, then UPDATE_SNAPSHOTS=1):\n{plan}",
                 path.display()
             ));
         }
@@ -61,7 +83,7 @@ fn every_target_has_its_plan_snapshot() {
 
 #[test]
 fn the_windows_plan_fetches_the_pinned_externals() {
-    let plan = plan_for("x86_64-pc-windows-msvc");
+    let plan = plan_for("x86_64-pc-windows-msvc", "x86_64-pc-windows-msvc");
     let pin = targets::get("x86_64-pc-windows-msvc")
         .unwrap()
         .externals
@@ -84,7 +106,7 @@ fn the_macos_plans_set_the_deployment_target_and_install_names() {
         ("x86_64-apple-darwin", "10.15"),
         ("aarch64-apple-darwin", "11.0"),
     ] {
-        let plan = plan_for(triple);
+        let plan = plan_for(triple, triple);
         assert!(
             plan.contains(&format!("MACOSX_DEPLOYMENT_TARGET={version}")),
             "{plan}"

@@ -367,6 +367,7 @@ fn the_patch_stage_runs_what_the_plan_prints() {
         run: &run,
         dist: &s.tmp.path().join("dist"),
         portable: false,
+        build_machine: xtask::targets::host_triple(),
     })
     .unwrap();
     let patch_step = plan
