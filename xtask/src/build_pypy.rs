@@ -149,11 +149,12 @@ pub fn build(opts: &BuildOptions) -> Result<PathBuf> {
     }
 
     // Stage 0: everything an hour-long translation needs, checked before it starts.
-    let host = translate::find_host(&sh, &opts.run, &recipe, &triple, &cache_root)
+    let host = translate::find_host(&sh, &opts.run, &recipe, &cache_root)
         .context("finding the Python 2.7 host")?;
     if opts.skip_doctor {
         // doctor's report says it otherwise.
-        let bootstrap = target.bootstrap.url.rsplit('/').next().unwrap_or_default();
+        let here = targets::get(targets::host_triple())?;
+        let bootstrap = here.bootstrap.url.rsplit('/').next().unwrap_or_default();
         if let Some(note) = crate::host::slow_host_note(&host, bootstrap) {
             eprintln!("build-pypy: note: {note}");
         }

@@ -322,8 +322,9 @@ jobs:
     strategy:
       fail-fast: false
       matrix:
-        # Every target in recipes/targets.toml, each on its own runner:
-        # RPython does not cross-translate.
+        # Every target in recipes/targets.toml: on its own runner, or, when
+        # its [target.emulator] names a build machine, cross-built on that
+        # machine's runner (qemu-user runs its programs; docs/platforms.md).
         include:
 @INCLUDE@    env:
       RECIPE: ${{ needs.plan.outputs.recipe }}
@@ -372,9 +373,36 @@ jobs:
             ${{ runner.temp }}/pypy-embed-cache/**/*.log
           if-no-files-found: ignore
 
+  test-native:
+    name: test on its own hardware (${{ matrix.triple }})
+    needs: build
+    runs-on: ${{ matrix.runner }}
+    timeout-minutes: @NATIVE_TIMEOUT@
+    strategy:
+      fail-fast: false
+      matrix:
+        # The cross-built targets, on a runner of their own architecture: the
+        # emulator that tested them during the build hides what only real
+        # hardware shows (the JIT's cache flushes, memory ordering).
+        include:
+@NATIVE_INCLUDE@    steps:
+@RUNNER_SETUP@      - uses: actions/download-artifact@v4
+        with:
+          name: pypy-${{ matrix.triple }}
+          path: dist
+      # Natively, verify runs every check: the launcher, the C embedding
+      # program, pkg-config, a cffi plugin, a C extension.
+      - name: Verify the archive natively
+        run: cargo xtask verify dist/*-${{ matrix.triple }}.tar.gz
+      - name: The embedding scenarios against the archive
+        run: |
+          archive=$(ls "$PWD"/dist/*-${{ matrix.triple }}.tar.gz)
+          PYPY_EMBED_BUILD_ARCHIVE="$archive" PYPY_EMBED_TEST_ARCHIVE="$archive" \
+            cargo test -p embed-runtime --test scenarios
+
   publish:
     name: checksums, provenance and release
-    needs: build
+    needs: [build, test-native]
     runs-on: ubuntu-24.04
     timeout-minutes: 30
     permissions:
@@ -461,11 +489,31 @@ fn render_ci(targets: &[Target]) -> Result<String> {
 }
 
 fn render_release(targets: &[Target]) -> Result<String> {
-    let all: Vec<&Target> = targets.iter().collect();
+    // A target the table cross-builds is built on its build machine's
+    // runner, with that machine's packages, then tested on its own.
+    let mut built = Vec::new();
+    let mut cross_built = Vec::new();
+    for t in targets {
+        match &t.emulator {
+            Some(pin) => {
+                let mut machine = targets::find(targets, &pin.build_machine)?;
+                machine.triple = t.triple.clone();
+                built.push(machine);
+                cross_built.push(t);
+            }
+            None => built.push(t.clone()),
+        }
+    }
+    if cross_built.is_empty() {
+        bail!("no target is cross-built; the release workflow's test-native job would be empty");
+    }
+    let built: Vec<&Target> = built.iter().collect();
     let triples: Vec<&str> = targets.iter().map(|t| t.triple.as_str()).collect();
     let body = RELEASE_TEMPLATE
         .replace("@TIMEOUT@", &RELEASE_BUILD_TIMEOUT_MINUTES.to_string())
-        .replace("@INCLUDE@", &matrix_include(&all, false)?)
+        .replace("@NATIVE_TIMEOUT@", &CI_TEST_TIMEOUT_MINUTES.to_string())
+        .replace("@INCLUDE@", &matrix_include(&built, false)?)
+        .replace("@NATIVE_INCLUDE@", &matrix_include(&cross_built, false)?)
         .replace("@COUNT@", &targets.len().to_string())
         .replace("@TRIPLES@", &triples.join(" "))
         .replace("@RUNNER_SETUP@", RUNNER_SETUP);

@@ -265,8 +265,33 @@ impl Drop for Binfmt {
     fn drop(&mut self) {
         if self.owned {
             // `-1` removes the entry; best effort on the way out.
-            let _ = std::fs::write(&self.entry, "-1");
+            if let Ok(sh) = Shell::new() {
+                let _ = write_as_root(&sh, &self.entry, "-1");
+            }
         }
+    }
+}
+
+/// Writes `text` into a file only root may write (`binfmt_misc`'s): directly
+/// when running as root, else through `sudo -n` (CI runners allow it
+/// without a password).
+fn write_as_root(sh: &Shell, path: &Path, text: &str) -> Result<()> {
+    match std::fs::write(path, text) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => {
+            cmd!(sh, "sudo -n tee {path}")
+                .stdin(text)
+                .quiet()
+                .ignore_stdout()
+                .run()
+                .with_context(|| {
+                    format!(
+                        "writing {} needs root: run as root, or where `sudo -n` works",
+                        path.display()
+                    )
+                })
+        }
+        Err(e) => Err(e).with_context(|| format!("writing {}", path.display())),
     }
 }
 
@@ -345,12 +370,8 @@ impl Emulator {
             );
         }
         let line = binfmt_line(&name, pin.elf_machine, &self.program).replace("\\\\", "\\");
-        std::fs::write(dir.join("register"), line).with_context(|| {
-            format!(
-                "registering {} with binfmt_misc (needs root)",
-                self.program.display()
-            )
-        })?;
+        write_as_root(sh, &dir.join("register"), &line)
+            .with_context(|| format!("registering {} with binfmt_misc", self.program.display()))?;
         Ok(Binfmt { entry, owned: true })
     }
 }

@@ -108,7 +108,12 @@ fn steps(input: &PlanInput<'_>, cross: Option<&EmulatorPin>) -> Result<Vec<Step>
     steps.extend(externals_step(input, &patched));
     let (build, step) = build_folder_step(input, &patched);
     steps.push(step);
-    let (host, step) = host_step(input);
+    // RPython runs on the build machine: a cross-build's host is its own.
+    let builder = match cross {
+        Some(pin) => crate::targets::get(&pin.build_machine)?,
+        None => input.target.clone(),
+    };
+    let (host, step) = host_step(input, &builder);
     steps.push(step);
     let portable = match (&input.target.toolchain, input.portable) {
         (Some(_), true) => Some(portable_steps(input, cross, &mut steps)?),
@@ -292,8 +297,8 @@ fn build_folder_step(input: &PlanInput<'_>, patched: &PlannedPatched) -> (Planne
 }
 
 /// The Python 2.7 that runs RPython.
-fn host_step(input: &PlanInput<'_>) -> (HostPython, Step) {
-    let (target, run, cache) = (input.target, input.run, &input.fetch.cache_dir);
+fn host_step(input: &PlanInput<'_>, target: &Target) -> (HostPython, Step) {
+    let (run, cache) = (input.run, &input.fetch.cache_dir);
     let (program, mut lines) = if run.bootstrap_host {
         let dir = translate::bootstrap_dir(cache, target);
         let program = translate::bootstrap_program_planned(cache, target);

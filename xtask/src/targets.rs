@@ -328,7 +328,7 @@ pub fn get(triple: &str) -> Result<Target> {
     find(&all()?, triple)
 }
 
-fn find(all: &[Target], triple: &str) -> Result<Target> {
+pub fn find(all: &[Target], triple: &str) -> Result<Target> {
     if let Some(t) = all.iter().find(|t| t.triple == triple) {
         return Ok(t.clone());
     }

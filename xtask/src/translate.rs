@@ -150,7 +150,7 @@ pub fn run(args: Args) -> Result<()> {
     let mut spec = Spec::from_recipe(&recipe, &source_dir, source_id, &triple, &args.run)?;
     spec.source_date_epoch = Some(crate::source_date::for_tree(&sh, &source_dir)?.0);
     let cache_root = args.cache_dir.clone().unwrap_or_else(paths::cache_root);
-    let host = find_host(&sh, &args.run, &recipe, &triple, &cache_root)?;
+    let host = find_host(&sh, &args.run, &recipe, &cache_root)?;
     let outputs = translate(&sh, &spec, &host, &cache_in(&cache_root), args.run.no_cache)?;
     println!("{}", serde_json::to_string_pretty(&outputs)?);
     Ok(())
@@ -167,13 +167,13 @@ pub fn cache_in(cache_root: &Path) -> BuildCache {
     BuildCache::new(cache_root.join("translations"))
 }
 
-/// The host the options ask for: `--bootstrap-host` downloads the target table's
-/// official PyPy 2.7 (checked against its sha256); otherwise the usual search.
+/// The host the options ask for: `--bootstrap-host` downloads the official
+/// PyPy 2.7 of this machine's entry in the target table (checked against its
+/// sha256; RPython runs here, whatever the target); otherwise the usual search.
 pub fn find_host(
     sh: &Shell,
     opts: &RunOptions,
     recipe: &Recipe,
-    triple: &str,
     cache_root: &Path,
 ) -> Result<HostPython> {
     if !opts.bootstrap_host {
@@ -184,7 +184,7 @@ pub fn find_host(
             cache_root,
         );
     }
-    let target = targets::get(triple)?;
+    let target = targets::get(targets::host_triple())?;
     let fetch_opts = crate::fetch::FetchOptions::new(cache_root);
     let archive = crate::fetch::download_verified(
         &target.bootstrap.url,
