@@ -94,6 +94,8 @@ pub struct RebuildPlan {
     pub opt: String,
     pub record: BuildRecord,
     pub patches_skipped: bool,
+    /// The archive's target: this machine's, or one it cross-builds.
+    pub target: targets::Target,
 }
 
 impl RebuildPlan {
@@ -102,7 +104,7 @@ impl RebuildPlan {
         fetch.no_patches = self.patches_skipped;
         Ok(build_pypy::BuildOptions {
             recipe: self.recipe.clone(),
-            target: targets::get(targets::host_triple())?,
+            target: self.target.clone(),
             dist_dir: out_dir.to_path_buf(),
             skip_doctor: false,
             // Built as the original was: with the portable toolchain or without.
@@ -127,7 +129,8 @@ impl RebuildPlan {
 }
 
 /// Checks that `original` can be rebuilt here: its recipe exists with the same
-/// source, patches and options, and the target is this machine's.
+/// source, patches and options, and the target is this machine's or one it
+/// cross-builds.
 pub fn plan_rebuild(original: &Manifest, args: &Args) -> Result<RebuildPlan> {
     let origin = &original.origin;
     let Some(record) = origin.build.clone() else {
@@ -144,15 +147,15 @@ pub fn plan_rebuild(original: &Manifest, args: &Args) -> Result<RebuildPlan> {
     let recipe = recipe::find(name).with_context(|| {
         format!("the archive was built from recipe {name}, which this checkout does not have")
     })?;
-    if original.target != targets::host_triple() {
-        bail!(
-            "the archive is for {}, this machine is {}; RPython does not cross-translate, \
-             so rebuild it on a {} machine",
-            original.target,
-            targets::host_triple(),
-            original.target
-        );
-    }
+    let target = targets::ensure_buildable_here(&original.target)
+        .with_context(|| format!("rebuilding an archive for {}", original.target))?;
+    // A cross-build adds our RPython patch after the recipe's (as build-pypy does).
+    let cross = target.triple != targets::host_triple();
+    let patched_recipe = if cross {
+        crate::emulator::recipe_for_cross(&recipe)
+    } else {
+        recipe.clone()
+    };
     match &origin.source {
         Source::Release { url, sha256 } => {
             if *sha256 != recipe.source.sha256 {
@@ -207,7 +210,7 @@ pub fn plan_rebuild(original: &Manifest, args: &Args) -> Result<RebuildPlan> {
     }
     if !origin.patches_skipped {
         let fetch = args.fetch.options()?;
-        let ours: Vec<_> = patch::fetch_patches(&recipe, &fetch)?
+        let ours: Vec<_> = patch::fetch_patches(&patched_recipe, &fetch)?
             .into_iter()
             .map(|ready| ready.record)
             .collect();
@@ -225,6 +228,7 @@ pub fn plan_rebuild(original: &Manifest, args: &Args) -> Result<RebuildPlan> {
         opt,
         record,
         patches_skipped: origin.patches_skipped,
+        target,
     })
 }
 

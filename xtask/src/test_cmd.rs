@@ -17,6 +17,11 @@ pub struct Args {
     /// registered with the kernel for the run (binfmt_misc; needs root).
     #[arg(long)]
     pub emulated: bool,
+    /// With `--emulated`: run the scenarios and the JIT check against this
+    /// archive of the emulated target (a cross-built one of ours) instead of
+    /// Debian's PyPy repackaged.
+    #[arg(long, requires = "emulated", value_name = "ARCHIVE")]
+    pub emulated_archive: Option<std::path::PathBuf>,
     /// Extra arguments for `cargo test` (after `--`), e.g. a test name filter.
     #[arg(last = true)]
     pub cargo_args: Vec<String>,
@@ -74,17 +79,31 @@ pub fn run(args: Args) -> Result<()> {
             .context("linting for the other operating systems")?;
     }
     if args.emulated {
-        run_emulated(&sh).context("the emulated embedding scenarios failed")?;
+        run_emulated(&sh, args.emulated_archive.as_deref())
+            .context("the emulated embedding scenarios failed")?;
     }
     Ok(())
 }
 
 /// embed-runtime's scenarios, cross-compiled for the emulated target and
 /// run under its emulator (see `--emulated`).
-fn run_emulated(sh: &Shell) -> Result<()> {
+fn run_emulated(sh: &Shell, archive: Option<&std::path::Path>) -> Result<()> {
     let host = crate::targets::host_triple();
-    let emulated = fixtures::prepare_emulated(sh)?
+    let mut emulated = fixtures::prepare_emulated(sh)?
         .with_context(|| format!("recipes/targets.toml emulates no target on {host}"))?;
+    if let Some(archive) = archive {
+        let manifest = pypy_archive::extract::read_manifest(archive)
+            .with_context(|| format!("reading the manifest of {}", archive.display()))?;
+        if manifest.target != emulated.target.triple {
+            bail!(
+                "{} is an archive for {}, not for the emulated {}",
+                archive.display(),
+                manifest.target,
+                emulated.target.triple
+            );
+        }
+        emulated.archive = std::path::absolute(archive)?;
+    }
     let triple = &emulated.target.triple;
     let pin = emulated
         .target

@@ -149,3 +149,38 @@ fn other_translation_options_are_refused_before_translating() {
         "{stderr}"
     );
 }
+
+/// On x86-64 Linux, which the table names as aarch64's build machine.
+#[cfg(target_arch = "x86_64")]
+#[test]
+fn a_cross_built_archive_needs_the_cross_builds_patches_and_other_os_archives_are_refused() {
+    let dir = scratch();
+    let recipe = xtask::recipe::find("pypy3.11-v7.3.23").unwrap();
+    // An aarch64 archive (this machine cross-builds it) that records only the
+    // recipe's patches: a cross-build also applies our RPython patch.
+    let archive = rebuilt(dir.path(), |top| {
+        edit_manifest(top, |m| {
+            claim_default_recipe(m, &recipe.source.sha256);
+            m["target"] = "aarch64-unknown-linux-gnu".into();
+            m["origin"]["patches"] = serde_json::json!([]);
+        });
+    });
+    let (ok, stderr) = rebuild_check(&archive);
+    assert!(!ok);
+    assert!(
+        stderr.contains("rpython-target-runner.patch")
+            && stderr.contains("are not recipe pypy3.11-v7.3.23's"),
+        "{stderr}"
+    );
+    // Another OS: refused, naming the runner that builds it.
+    let dir = scratch();
+    let archive = rebuilt(dir.path(), |top| {
+        edit_manifest(top, |m| {
+            claim_default_recipe(m, &recipe.source.sha256);
+            m["target"] = "x86_64-apple-darwin".into();
+        });
+    });
+    let (ok, stderr) = rebuild_check(&archive);
+    assert!(!ok);
+    assert!(stderr.contains("on a `macos-15-intel` runner"), "{stderr}");
+}
