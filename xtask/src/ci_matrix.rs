@@ -129,19 +129,19 @@ fn matrix_include(targets: &[&Target], for_tests: bool) -> Result<String> {
     for t in targets {
         let mut packages = t.system_packages.clone();
         if for_tests {
-            packages.extend(t.test_packages.iter().cloned());
+            packages.extend(t.ci.test_packages.iter().cloned());
         }
         let install = t.install_command(&packages).unwrap_or_default();
         let mut fields = vec![
             ("triple", t.triple.clone()),
-            ("runner", t.runner.clone()),
+            ("runner", t.ci.runner.clone()),
             ("install", install),
         ];
         if for_tests {
             fields.push(("host27", t.bootstrap_python_version()?));
-            fields.push(("test_pypy", t.test_pypy.as_str().to_string()));
-            fields.push(("test_release_url", t.test_release.url.clone()));
-            fields.push(("test_release_sha256", t.test_release.sha256.clone()));
+            fields.push(("test_pypy", t.ci.test_pypy.as_str().to_string()));
+            fields.push(("test_release_url", t.ci.test_release.url.clone()));
+            fields.push(("test_release_sha256", t.ci.test_release.sha256.clone()));
         }
         for (i, (key, value)) in fields.iter().enumerate() {
             let lead = if i == 0 { "- " } else { "  " };
@@ -474,7 +474,7 @@ jobs:
 "#;
 
 fn render_ci(targets: &[Target]) -> Result<String> {
-    let tested: Vec<&Target> = targets.iter().filter(|t| t.ci).collect();
+    let tested: Vec<&Target> = targets.iter().filter(|t| t.ci.test).collect();
     if tested.is_empty() {
         bail!("no target has `ci = true` in the table; CI would test nothing");
     }
@@ -595,10 +595,10 @@ mod tests {
             let entry = format!(
                 "- triple: {}\n            runner: {}\n",
                 q(&t.triple),
-                q(&t.runner)
+                q(&t.ci.runner)
             );
             assert!(release.contains(&entry), "release lacks {}", t.triple);
-            assert_eq!(ci.contains(&entry), t.ci, "ci and {}", t.triple);
+            assert_eq!(ci.contains(&entry), t.ci.test, "ci and {}", t.triple);
         }
         assert!(release.contains("timeout-minutes: 240"));
     }
@@ -614,7 +614,7 @@ mod tests {
         assert!(render(&[]).is_err());
         let mut targets = targets::all().unwrap();
         for t in &mut targets {
-            t.ci = false;
+            t.ci.test = false;
         }
         let err = render(&targets).unwrap_err().to_string();
         assert!(err.contains("ci = true"), "{err}");

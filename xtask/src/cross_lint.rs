@@ -47,7 +47,7 @@ pub fn lint_targets(all: &[Target], host: &Target) -> Vec<Target> {
     let mut chosen: Vec<Target> = Vec::new();
     let others = all
         .iter()
-        .filter(|t| t.ci && t.os != host.os && t.os != Os::Linux);
+        .filter(|t| t.ci.test && t.os != host.os && t.os != Os::Linux);
     for target in others {
         if !chosen.iter().any(|c| c.os == target.os) {
             chosen.push(target.clone());
@@ -89,7 +89,7 @@ fn lint(sh: &Shell, target: &Target) -> Result<()> {
         bail!(
             "the workspace does not compile or lint cleanly for {triple} ({}); fix the code \
              under cfg({}) or the code every OS shares:\n{}{}",
-            target.runner,
+            target.ci.runner,
             target.os.cfg_name(),
             String::from_utf8_lossy(&out.stdout),
             String::from_utf8_lossy(&out.stderr)

@@ -136,7 +136,7 @@ pub fn pin_for<'a>(target: &'a Target, build_machine: &str) -> Result<Option<&'a
              for it there. Build it on a {} runner (the CI matrix's), or add a \
              [target.emulator] for {build_machine}",
             target.triple,
-            target.runner
+            target.ci.runner
         ),
     }
 }

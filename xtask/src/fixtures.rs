@@ -117,7 +117,7 @@ impl RpythonChoice {
         use targets::TestRpython;
         let value = value.map(str::trim).filter(|v| !v.is_empty());
         Ok(match value {
-            None => RpythonChoice::Table(host.test_rpython),
+            None => RpythonChoice::Table(host.ci.test_rpython),
             Some(v) if v == TestRpython::PypiSdist.as_str() => {
                 RpythonChoice::Table(TestRpython::PypiSdist)
             }
@@ -275,7 +275,7 @@ impl TestPypySource {
             v.map(str::trim).filter(|v| !v.is_empty())
         }
         let mode = match given(mode) {
-            None => host.test_pypy,
+            None => host.ci.test_pypy,
             Some(m) if m == TestPypy::DebianPackages.as_str() => TestPypy::DebianPackages,
             Some(m) if m == TestPypy::OfficialRelease.as_str() => TestPypy::OfficialRelease,
             Some(other) => bail!(
@@ -293,7 +293,7 @@ impl TestPypySource {
                 url: url.to_string(),
                 sha256: sha256.to_string(),
             },
-            (None, None) => host.test_release.clone(),
+            (None, None) => host.ci.test_release.clone(),
             _ => bail!(
                 "set both {} and {} (or neither, for {}'s test_release in recipes/targets.toml)",
                 targets::TEST_PYPY_URL_ENV,
@@ -900,11 +900,16 @@ mod tests {
         for t in targets::all().unwrap() {
             assert_eq!(
                 RpythonChoice::from_value(&t, None).unwrap(),
-                RpythonChoice::Table(t.test_rpython)
+                RpythonChoice::Table(t.ci.test_rpython)
             );
             // The PyPI sdist asserts an x86 Mac and builds 32-bit Windows only.
             if t.os != targets::Os::Linux {
-                assert_eq!(t.test_rpython, TestRpython::SourceRelease, "{}", t.triple);
+                assert_eq!(
+                    t.ci.test_rpython,
+                    TestRpython::SourceRelease,
+                    "{}",
+                    t.triple
+                );
             }
         }
         let linux = targets::get("x86_64-unknown-linux-gnu").unwrap();
@@ -938,10 +943,10 @@ mod tests {
     fn unset_mode_is_the_targets_own_test_pypy() {
         for t in targets::all().unwrap() {
             let source = TestPypySource::from_values(&t, None, None, None).unwrap();
-            match (t.test_pypy, source) {
+            match (t.ci.test_pypy, source) {
                 (TestPypy::DebianPackages, TestPypySource::DebianPackages) => {}
                 (TestPypy::OfficialRelease, TestPypySource::OfficialRelease(r)) => {
-                    assert_eq!(r.url, t.test_release.url)
+                    assert_eq!(r.url, t.ci.test_release.url)
                 }
                 (mode, source) => panic!("{}: {mode:?} gave {source:?}", t.triple),
             }
@@ -1020,7 +1025,7 @@ mod tests {
     #[test]
     fn every_targets_test_release_names_an_archive_of_that_target() {
         for t in targets::all().unwrap() {
-            let name = release_archive_name(&t.test_release, &t).unwrap();
+            let name = release_archive_name(&t.ci.test_release, &t).unwrap();
             assert!(
                 name.starts_with("pypy3.11-v7.3.")
                     && name.ends_with(&format!("-{}.tar.gz", t.triple)),

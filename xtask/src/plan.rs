@@ -45,7 +45,7 @@ pub fn render(input: &PlanInput<'_>) -> Result<String> {
             "cross-built on {}, its programs run under {}",
             pin.build_machine, pin.program
         ),
-        None => format!("on a `{}` runner", input.target.runner),
+        None => format!("on a `{}` runner", input.target.ci.runner),
     };
     let steps = match cross {
         // The cross-build patches RPython too (emulator::recipe_for_cross).

@@ -129,18 +129,35 @@ impl Download {
     }
 }
 
+/// The part of a target's entry that only CI and the test-suite read.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Ci {
+    /// The GitHub Actions runner image that builds this target.
+    pub runner: String,
+    /// Whether `ci.yml` also runs the test-suite on this target's runner.
+    pub test: bool,
+    /// What the runner image already brings and a build relies on (compiler, make, …).
+    pub runner_provides: Vec<String>,
+    /// Where CI's real-libpypy tests get a PyPy on this OS.
+    pub test_pypy: TestPypy,
+    /// Which RPython the test-suite's small translations use on this OS.
+    pub test_rpython: TestRpython,
+    /// Packages only the test-suite needs on top of [`Target::system_packages`].
+    pub test_packages: Vec<String>,
+    /// PyPy's own PyPy 3.11 binary release for this platform: the real libpypy that
+    /// CI's tests embed where [`Ci::test_pypy`] is [`TestPypy::OfficialRelease`].
+    pub test_release: Download,
+}
+
 /// One supported target.
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct Target {
     pub triple: String,
     pub os: Os,
-    /// The GitHub Actions runner image that builds this target.
-    pub runner: String,
     /// The fixed folder builds translate in (see [`crate::build_dir`]).
     pub build_dir: String,
-    /// Whether `ci.yml` also runs the test-suite on this target's runner.
-    pub ci: bool,
     /// The platform suffix of PyPy's own release names (`linux64`, `win64`, …).
     pub upstream_platform: String,
     /// Extension of PyPy's own release archives for this platform (`tar.bz2`, `zip`).
@@ -157,6 +174,9 @@ pub struct Target {
     include_dir: String,
     /// Names beside libpypy that link to it (`libpypy{py_major}-c.so`).
     link_aliases: Vec<String>,
+    /// Names beside the launcher that link to it (`python{py}`), as
+    /// upstream's package.py makes them.
+    launcher_aliases: Vec<String>,
     /// The SONAME libpypy gets (Linux).
     #[serde(default)]
     soname: Option<String>,
@@ -182,23 +202,16 @@ pub struct Target {
     /// Folders whose `include/`, `lib/` and `lib/pkgconfig/` a build searches
     /// (Homebrew's keg-only formulae, which the compiler does not see by itself).
     pub library_prefixes: Vec<String>,
-    /// What the runner image already brings and a build relies on (compiler, make, …).
-    pub runner_provides: Vec<String>,
-    /// Where CI's real-libpypy tests get a PyPy on this OS.
-    pub test_pypy: TestPypy,
-    /// Which RPython the test-suite's small translations use on this OS.
-    pub test_rpython: TestRpython,
     /// Packages the runner installs before a build (apt on Linux, Homebrew on macOS).
     pub system_packages: Vec<String>,
-    /// Packages only the test-suite needs on top of [`Target::system_packages`].
-    pub test_packages: Vec<String>,
     /// Shared libraries that binaries in the archive may depend on.
     pub allowed_libraries: Vec<String>,
     /// An official PyPy 2.7 binary that `--bootstrap-host` can use as translation host.
     pub bootstrap: Download,
-    /// PyPy's own PyPy 3.11 binary release for this platform: the real libpypy that
-    /// CI's tests embed where [`Target::test_pypy`] is [`TestPypy::OfficialRelease`].
-    pub test_release: Download,
+    /// What only the workflows and the test-suite read. Not recorded in
+    /// archives: their build record keeps the release layout alone.
+    #[serde(skip_serializing)]
+    pub ci: Ci,
     /// Linux: what a portable archive may need of the system it runs on.
     #[serde(default)]
     pub portability: Option<Portability>,
@@ -379,7 +392,7 @@ pub fn ensure_buildable_on(all: &[Target], triple: &str, host: &str) -> Result<T
          (RPython cross-translates only for targets whose [target.emulator] in \
          recipes/targets.toml names this machine; the release workflow, \
          .github/workflows/release.yml, builds every other target on its own runner){host_note}",
-        target.runner
+        target.ci.runner
     )
 }
 
@@ -425,6 +438,17 @@ impl Target {
         self.link_aliases
             .iter()
             .map(|a| join(&self.bin_dir, &expand(a, py)))
+            .collect()
+    }
+    /// The links beside the launcher (`bin/python3.11`), each with the
+    /// launcher's name it points to; an alias equal to that name is left out.
+    pub fn launcher_alias_paths(&self, py: &str) -> Vec<String> {
+        let name = self.launcher_name(py);
+        self.launcher_aliases
+            .iter()
+            .map(|a| expand(a, py))
+            .filter(|a| *a != name)
+            .map(|a| join(&self.bin_dir, &a))
             .collect()
     }
     /// The SONAME libpypy must carry (`libpypy3.11-c.so`); Linux only.
@@ -604,10 +628,10 @@ impl Target {
             Os::Macos => "macos-",
             Os::Windows => "windows-",
         };
-        if !self.runner.starts_with(runner_prefix) {
+        if !self.ci.runner.starts_with(runner_prefix) {
             bail!(
                 "runner `{}` is not a {:?} image (expected `{runner_prefix}…`)",
-                self.runner,
+                self.ci.runner,
                 self.os
             );
         }
@@ -627,7 +651,7 @@ impl Target {
             );
         }
         if manager == PackageManager::None
-            && !(self.system_packages.is_empty() && self.test_packages.is_empty())
+            && !(self.system_packages.is_empty() && self.ci.test_packages.is_empty())
         {
             bail!("packages are listed but there is no package manager to install them");
         }
@@ -638,7 +662,7 @@ impl Target {
         }
         for (what, download) in [
             ("bootstrap", &self.bootstrap),
-            ("test_release", &self.test_release),
+            ("test_release", &self.ci.test_release),
         ] {
             let sha = &download.sha256;
             if sha.len() != 64 || !sha.chars().all(|c| c.is_ascii_hexdigit()) {
@@ -662,10 +686,10 @@ impl Target {
             toolchain.wheel_requirement()?;
         }
         let suffix = format!("-{}.{}", self.upstream_platform, self.upstream_archive);
-        if !self.test_release.file_name().ends_with(&suffix) {
+        if !self.ci.test_release.file_name().ends_with(&suffix) {
             bail!(
                 "test_release `{}` is not a release for this platform (expected a name ending in `{suffix}`)",
-                self.test_release.url
+                self.ci.test_release.url
             );
         }
         Ok(())
@@ -702,8 +726,8 @@ mod tests {
     fn linux_x86_64_names_and_layout() {
         let t = t("x86_64-unknown-linux-gnu");
         assert_eq!(t.os, Os::Linux);
-        assert_eq!(t.runner, "ubuntu-24.04");
-        assert!(t.ci);
+        assert_eq!(t.ci.runner, "ubuntu-24.04");
+        assert!(t.ci.test);
         assert_eq!(t.libpypy_name(PY), "libpypy3.11-c.so");
         assert_eq!(t.launcher_name(PY), "pypy3.11");
         assert_eq!(t.translated_launcher_name(PY), "pypy3.11-c");
@@ -725,7 +749,7 @@ mod tests {
             t.upstream_release_url(PY, PYPY),
             "https://downloads.python.org/pypy/pypy3.11-v7.3.20-linux64.tar.bz2"
         );
-        assert_eq!(t.test_pypy, TestPypy::DebianPackages);
+        assert_eq!(t.ci.test_pypy, TestPypy::DebianPackages);
         assert!(t
             .allowed_libraries
             .iter()
@@ -735,7 +759,7 @@ mod tests {
     #[test]
     fn linux_aarch64_names_and_layout() {
         let t = t("aarch64-unknown-linux-gnu");
-        assert_eq!(t.runner, "ubuntu-24.04-arm");
+        assert_eq!(t.ci.runner, "ubuntu-24.04-arm");
         assert_eq!(t.libpypy_path("3.10"), "bin/libpypy3.10-c.so");
         assert_eq!(t.stdlib_dir("3.10"), "lib/pypy3.10");
         assert_eq!(
@@ -764,14 +788,14 @@ mod tests {
         ] {
             let t = t(triple);
             assert_eq!(t.os, Os::Macos);
-            assert_eq!(t.runner, runner);
+            assert_eq!(t.ci.runner, runner);
             assert_eq!(t.libpypy_path(PY), "bin/libpypy3.11-c.dylib");
             assert_eq!(t.launcher_path(PY), "bin/pypy3.11");
             assert_eq!(t.stdlib_dir(PY), "lib/pypy3.11");
             assert_eq!(t.include_dir(PY), "include/pypy3.11");
             assert_eq!(t.search_path, SearchPath::Rpath);
             assert_eq!(t.package_manager, PackageManager::Brew);
-            assert_eq!(t.test_pypy, TestPypy::OfficialRelease);
+            assert_eq!(t.ci.test_pypy, TestPypy::OfficialRelease);
             assert_eq!(
                 t.archive_name(PY, PYPY),
                 format!("pypy3.11-v7.3.20-{triple}.tar.gz")
@@ -794,7 +818,7 @@ mod tests {
     fn windows_names_and_layout() {
         let t = t("x86_64-pc-windows-msvc");
         assert_eq!(t.os, Os::Windows);
-        assert_eq!(t.runner, "windows-2022");
+        assert_eq!(t.ci.runner, "windows-2022");
         assert_eq!(t.bin_dir(), "");
         assert_eq!(t.libpypy_path(PY), "libpypy3.11-c.dll");
         assert_eq!(t.launcher_path(PY), "pypy3.11.exe");
@@ -856,7 +880,7 @@ mod tests {
     fn every_test_release_is_pypy311_v7_3_20_of_its_platform() {
         for t in all().unwrap() {
             assert_eq!(
-                t.test_release.url,
+                t.ci.test_release.url,
                 t.upstream_release_url(PY, PYPY),
                 "{}",
                 t.triple
@@ -864,11 +888,11 @@ mod tests {
         }
         // As published on pypy.org's checksums page.
         assert_eq!(
-            t("aarch64-apple-darwin").test_release.sha256,
+            t("aarch64-apple-darwin").ci.test_release.sha256,
             "84a48e09c97f57df62cc9f01b7a6d8c3e306b6270671d871aa8ab8c06945940d"
         );
         assert_eq!(
-            t("x86_64-pc-windows-msvc").test_release.sha256,
+            t("x86_64-pc-windows-msvc").ci.test_release.sha256,
             "a8d36f6ceb1d9be6cf24a73b0ba103e7567e396b2f7a33426b05e4a06330755b"
         );
     }
@@ -941,7 +965,7 @@ mod tests {
             for pkg in ["libffi-dev", "libssl-dev", "libsqlite3-dev", "tk-dev"] {
                 assert!(cmd.contains(pkg), "{} lacks {pkg}", t.triple);
             }
-            assert_eq!(t.test_packages, ["python3-venv", "pypy3", "pypy3-dev"]);
+            assert_eq!(t.ci.test_packages, ["python3-venv", "pypy3", "pypy3-dev"]);
         }
     }
 
@@ -988,10 +1012,33 @@ mod tests {
         let all = all().unwrap();
         let ci: Vec<&str> = all
             .iter()
-            .filter(|t| t.ci)
-            .map(|t| t.runner.as_str())
+            .filter(|t| t.ci.test)
+            .map(|t| t.ci.runner.as_str())
             .collect();
         assert_eq!(ci, ["ubuntu-24.04", "macos-15", "windows-2022"]);
+    }
+
+    #[test]
+    fn launcher_aliases_are_upstreams_names_beside_the_launcher() {
+        let linux = get("x86_64-unknown-linux-gnu").unwrap();
+        assert_eq!(
+            linux.launcher_alias_paths("3.11"),
+            [
+                "bin/pypy",
+                "bin/pypy3",
+                "bin/python",
+                "bin/python3",
+                "bin/python3.11"
+            ]
+        );
+        // The launcher's own name is never an alias of itself.
+        let mut named_pypy = linux.clone();
+        named_pypy.launcher = "pypy".into();
+        assert!(!named_pypy
+            .launcher_alias_paths("3.11")
+            .contains(&"bin/pypy".to_string()));
+        let windows = get("x86_64-pc-windows-msvc").unwrap();
+        assert!(windows.launcher_alias_paths("3.11").is_empty());
     }
 
     #[test]
@@ -1041,7 +1088,7 @@ mod tests {
             } else {
                 let err = result.unwrap_err().to_string();
                 assert!(
-                    err.contains(&format!("build {} on a `{}` runner", t.triple, t.runner)),
+                    err.contains(&format!("build {} on a `{}` runner", t.triple, t.ci.runner)),
                     "{err}"
                 );
             }
@@ -1126,7 +1173,7 @@ mod tests {
         }
         let err = format!(
             "{:#}",
-            parse(&table_with("ci = true", "ci = true\ncolour = \"red\"")).unwrap_err()
+            parse(&table_with("test = true", "test = true\ncolour = \"red\"")).unwrap_err()
         );
         assert!(err.contains("unknown field `colour`"), "{err}");
     }

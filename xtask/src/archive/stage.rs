@@ -7,7 +7,7 @@ use anyhow::{Context, Result};
 
 use super::locate::{Found, Versions};
 use crate::manifest;
-use crate::targets::{Os, Target};
+use crate::targets::Target;
 
 /// The C header we add to `include/`.
 pub const HEADER: &str = include_str!("../../assets/pypy_embed.h");
@@ -47,21 +47,8 @@ pub fn stage(found: &Found, target: &Target, work_parent: &Path) -> Result<Stage
     }
     if let Some(launcher) = &found.launcher {
         put(&target.launcher_path(py), launcher)?;
-        if target.os != Os::Windows {
-            // The aliases upstream's package.py creates beside the launcher.
-            let major = py.split('.').next().unwrap_or(py);
-            let name = target.launcher_name(py);
-            let aliases = [
-                "pypy".to_string(),
-                format!("pypy{major}"),
-                "python".to_string(),
-                format!("python{major}"),
-                format!("python{py}"),
-            ];
-            for alias in aliases.into_iter().filter(|a| *a != name) {
-                let link = top.join(target.bin_dir()).join(alias);
-                symlink(&name, &link)?;
-            }
+        for alias in target.launcher_alias_paths(py) {
+            symlink(&target.launcher_name(py), &top.join(alias))?;
         }
     }
     copy_tree(&found.stdlib, &top.join(target.stdlib_dir(py)))?;

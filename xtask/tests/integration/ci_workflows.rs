@@ -23,8 +23,8 @@ fn adding_a_target_without_regenerating_fails() {
     let mut table = targets::all().unwrap();
     let mut riscv = table[0].clone();
     riscv.triple = "riscv64gc-unknown-linux-gnu".into();
-    riscv.runner = "ubuntu-24.04-riscv".into();
-    riscv.ci = false;
+    riscv.ci.runner = "ubuntu-24.04-riscv".into();
+    riscv.ci.test = false;
     table.push(riscv);
     let workflows = ci_matrix::render(&table).unwrap();
     let err = ci_matrix::check(&paths::workspace_root(), &workflows)
@@ -38,7 +38,7 @@ fn adding_a_target_without_regenerating_fails() {
     assert!(err.contains("run `cargo xtask ci-matrix`"), "{err}");
 
     let last = table.last_mut().unwrap();
-    last.ci = true;
+    last.ci.test = true;
     let workflows = ci_matrix::render(&table).unwrap();
     let err = ci_matrix::check(&paths::workspace_root(), &workflows)
         .unwrap_err()
@@ -107,7 +107,7 @@ fn uses(job: &Value) -> Vec<String> {
 }
 
 #[test]
-fn release_workflow_builds_every_target_on_its_runner() {
+fn release_workflow_builds_every_target_on_its_runner_or_its_build_machines() {
     let table = targets::all().unwrap();
     let wf = workflow("release.yml");
     assert_eq!(wf["on"]["push"]["tags"], serde_json::json!(["v*"]));
@@ -117,11 +117,40 @@ fn release_workflow_builds_every_target_on_its_runner() {
     );
 
     let build = &wf["jobs"]["build"];
+    // A cross-built target builds on its build machine's runner.
+    let runner_of = |triple: &str| targets::get(triple).unwrap().ci.runner;
     let expected: Vec<(String, String)> = table
         .iter()
-        .map(|t| (t.triple.clone(), t.runner.clone()))
+        .map(|t| match &t.emulator {
+            Some(pin) => (t.triple.clone(), runner_of(&pin.build_machine)),
+            None => (t.triple.clone(), t.ci.runner.clone()),
+        })
         .collect();
     assert_eq!(include(build), expected);
+    assert_eq!(
+        expected
+            .iter()
+            .find(|(t, _)| t == "aarch64-unknown-linux-gnu")
+            .unwrap()
+            .1,
+        "ubuntu-24.04",
+        "aarch64 is cross-built on x86-64"
+    );
+    // ... and is then tested on its own runner, before anything is published.
+    let native = &wf["jobs"]["test-native"];
+    let cross_built: Vec<(String, String)> = table
+        .iter()
+        .filter(|t| t.emulator.is_some())
+        .map(|t| (t.triple.clone(), t.ci.runner.clone()))
+        .collect();
+    assert_eq!(include(native), cross_built);
+    assert_eq!(native["needs"], "build");
+    let native_runs = runs(native).join("\n");
+    assert!(
+        native_runs.contains("cargo xtask verify")
+            && native_runs.contains("cargo test -p embed-runtime --test scenarios"),
+        "{native_runs}"
+    );
     assert_eq!(build["runs-on"], "${{ matrix.runner }}");
     assert_eq!(
         build["timeout-minutes"],
@@ -154,7 +183,10 @@ fn release_workflow_builds_every_target_on_its_runner() {
     );
 
     let publish = &wf["jobs"]["publish"];
-    assert_eq!(publish["needs"], "build");
+    assert_eq!(
+        publish["needs"],
+        serde_json::json!(["build", "test-native"])
+    );
     assert_eq!(publish["permissions"]["id-token"], "write");
     assert_eq!(publish["permissions"]["attestations"], "write");
     assert_eq!(publish["permissions"]["contents"], "write");
@@ -180,11 +212,11 @@ fn ci_workflow_tests_on_each_os_with_the_readme_command() {
     let test = &wf["jobs"]["test"];
     let expected: Vec<(String, String)> = table
         .iter()
-        .filter(|t| t.ci)
-        .map(|t| (t.triple.clone(), t.runner.clone()))
+        .filter(|t| t.ci.test)
+        .map(|t| (t.triple.clone(), t.ci.runner.clone()))
         .collect();
     assert_eq!(include(test), expected);
-    let oses: Vec<targets::Os> = table.iter().filter(|t| t.ci).map(|t| t.os).collect();
+    let oses: Vec<targets::Os> = table.iter().filter(|t| t.ci.test).map(|t| t.os).collect();
     for os in [targets::Os::Linux, targets::Os::Macos, targets::Os::Windows] {
         assert!(
             oses.contains(&os),
@@ -198,9 +230,12 @@ fn ci_workflow_tests_on_each_os_with_the_readme_command() {
     );
     for entry in test["strategy"]["matrix"]["include"].as_array().unwrap() {
         let t = targets::get(entry["triple"].as_str().unwrap()).unwrap();
-        assert_eq!(entry["test_pypy"], t.test_pypy.as_str());
-        assert_eq!(entry["test_release_url"], t.test_release.url.as_str());
-        assert_eq!(entry["test_release_sha256"], t.test_release.sha256.as_str());
+        assert_eq!(entry["test_pypy"], t.ci.test_pypy.as_str());
+        assert_eq!(entry["test_release_url"], t.ci.test_release.url.as_str());
+        assert_eq!(
+            entry["test_release_sha256"],
+            t.ci.test_release.sha256.as_str()
+        );
         assert_eq!(
             entry["host27"],
             t.bootstrap_python_version().unwrap().as_str()

@@ -1,5 +1,5 @@
 //! `cargo xtask repackage /usr` of a real apt installation of PyPy (Debian's
-//! or Ubuntu's `pypy3` and `pypy3-dev`, which `.ci/run` and CI's test job
+//! or Ubuntu's `pypy3` and `pypy3-dev`, which `.ci.test/run` and CI's test job
 //! install): the interpreter says where its files are, the stray
 //! `/usr/local/lib/pypy3.X` the package creates is not taken for the
 //! standard library, and `verify` builds a cffi plugin, a C extension and a
@@ -17,7 +17,7 @@ fn repackaging_the_system_pypy_gives_a_verified_archive() {
     assert!(
         pypy.exists(),
         "{} is missing: this test needs the distribution's PyPy; run \
-         `apt-get install pypy3 pypy3-dev` (as .ci/run does)",
+         `apt-get install pypy3 pypy3-dev` (as .ci.test/run does)",
         pypy.display()
     );
     let out = tempfile::tempdir().unwrap();
