@@ -9,7 +9,7 @@ use anyhow::{bail, Result};
 use xshell::{cmd, Shell};
 
 use crate::recipe::Recipe;
-use crate::targets::{self, Os, PackageManager, Target};
+use crate::targets::{self, CompilerKind, PackageManager, Target};
 use crate::{host, paths};
 
 /// Options of `cargo xtask doctor`.
@@ -217,17 +217,21 @@ enum Step {
 
 /// The checks for translating `recipe` for `target`, in the order they run.
 fn checks(recipe: &Recipe, target: &Target) -> Vec<Step> {
+    let tools = &target.tools;
     let mut list = vec![Step::Compiler, Step::Make];
-    if target.os != Os::Windows {
+    if tools.relocation_tool.is_some() {
         list.push(Step::RelocationTool);
     }
     if needs_git(recipe, target) {
         list.push(Step::Git);
     }
-    if target.os == Os::Macos {
-        list.extend([Step::Xcode, Step::BrewPackages]);
+    if tools.xcode {
+        list.push(Step::Xcode);
     }
-    if target.os != Os::Windows {
+    if target.package_manager == PackageManager::Brew {
+        list.push(Step::BrewPackages);
+    }
+    if tools.headers {
         list.push(Step::Headers);
     }
     if target.toolchain.is_some() {
@@ -241,16 +245,22 @@ impl Step {
     /// What the check looks at, for `build-pypy --plan`.
     fn describe(self, recipe: &Recipe, target: &Target) -> String {
         match self {
-            Step::Compiler if target.os == Os::Windows => {
-                "C compiler: MSVC (cl.exe) from the Visual Studio installation, found as the \
-                 cc crate finds it"
-                    .into()
-            }
-            Step::Compiler => "C compiler: $CC, else cc".into(),
-            Step::Make if target.os == Os::Windows => "make: nmake.exe beside cl.exe".into(),
-            Step::Make => "make: `make` runs".into(),
-            Step::RelocationTool if target.os == Os::Macos => "install_name_tool runs".into(),
-            Step::RelocationTool => "patchelf runs".into(),
+            Step::Compiler => match target.tools.compiler {
+                CompilerKind::Msvc => "C compiler: MSVC (cl.exe) from the Visual Studio \
+                                       installation, found as the cc crate finds it"
+                    .into(),
+                CompilerKind::Cc => "C compiler: $CC, else cc".into(),
+            },
+            Step::Make if target.tools.make == NMAKE => "make: nmake.exe beside cl.exe".into(),
+            Step::Make => format!("make: `{}` runs", target.tools.make),
+            Step::RelocationTool => format!(
+                "{} runs",
+                target
+                    .tools
+                    .relocation_tool
+                    .as_ref()
+                    .map_or("", |t| t.program.as_str())
+            ),
             Step::Git => format!("git runs ({})", git_uses(recipe, target)),
             Step::Xcode => "xcode: `xcode-select -p` names the command line tools".into(),
             Step::BrewPackages => format!(
@@ -401,9 +411,13 @@ fn bootstrap_name(target: &Target) -> String {
         .to_string()
 }
 
-/// `$CC` split into program and arguments, `cc` by default (as RPython does).
+/// `$CC` split into program and arguments, `cc` by default (as RPython does;
+/// `cl` for MSVC).
 fn compiler(target: &Target) -> (String, Vec<String>) {
-    let default = if target.os == Os::Windows { "cl" } else { "cc" };
+    let default = match target.tools.compiler {
+        CompilerKind::Msvc => "cl",
+        CompilerKind::Cc => "cc",
+    };
     let cc = crate::env::var("CC")
         .ok()
         .flatten()
@@ -424,14 +438,11 @@ pub fn install_hint(target: &Target, debian: &str, homebrew: &str) -> String {
 
 /// What installs a C compiler on `target`'s OS.
 pub fn compiler_hint(target: &Target) -> String {
-    match target.os {
-        Os::Macos => "xcode-select --install".into(),
-        _ => install_hint(target, "build-essential", ""),
-    }
+    target.tools.compiler_install.clone()
 }
 
 fn check_compiler(sh: &Shell, target: &Target, report: &mut Report) -> bool {
-    if target.os == Os::Windows && crate::env::var_os("CC").is_none() {
+    if target.tools.compiler == CompilerKind::Msvc && crate::env::var_os("CC").is_none() {
         return check_msvc(target, report);
     }
     let (program, args) = compiler(target);
@@ -523,10 +534,7 @@ fn check_git(sh: &Shell, recipe: &Recipe, target: &Target, report: &mut Report) 
             Ok(v) => format!("{} ({uses})", v.trim()),
             Err(_) => format!("`git` does not run; it {uses}"),
         },
-        version.is_err().then(|| match target.os {
-            Os::Windows => "install Git for Windows (git-scm.com)".to_string(),
-            _ => install_hint(target, "git", "git"),
-        }),
+        version.is_err().then(|| target.tools.git_install.clone()),
     );
 }
 
@@ -579,8 +587,11 @@ pub fn planned_checks(recipe: &Recipe, target: &Target) -> Vec<String> {
         .collect()
 }
 
+/// The make of MSVC builds, which sits beside cl.exe.
+const NMAKE: &str = "nmake";
+
 fn check_make(sh: &Shell, target: &Target, report: &mut Report) {
-    if target.os == Os::Windows {
+    if target.tools.make == NMAKE {
         // nmake sits beside cl.exe in Visual Studio, off PATH; RPython finds
         // both through the Visual Studio installer, and so does the cc crate.
         let nmake = cc::windows_registry::find_tool(&target.triple, "nmake.exe");
@@ -595,7 +606,7 @@ fn check_make(sh: &Shell, target: &Target, report: &mut Report) {
         );
         return;
     }
-    let make = "make";
+    let make = &target.tools.make;
     let ok = cmd!(sh, "{make} --version")
         .quiet()
         .ignore_stdout()
@@ -610,18 +621,17 @@ fn check_make(sh: &Shell, target: &Target, report: &mut Report) {
         } else {
             format!("`{make}` not found")
         },
-        (!ok).then(|| install_hint(target, "make", "make")),
+        (!ok).then(|| compiler_hint(target)),
     );
 }
 
 /// The tool the package stage rewrites runtime search paths with.
 fn check_relocation_tool(sh: &Shell, target: &Target, report: &mut Report) {
-    let (tool, probe) = match target.os {
-        Os::Linux => ("patchelf", "--version"),
-        Os::Macos => ("install_name_tool", "-h"),
-        Os::Windows => return,
+    let Some(found) = &target.tools.relocation_tool else {
+        return;
     };
-    // install_name_tool prints its usage and exits non-zero for -h: running at all is enough.
+    let (tool, probe) = (&found.program, &found.probe);
+    // Running at all is enough: install_name_tool exits non-zero for its usage.
     let ok = cmd!(sh, "{tool} {probe}")
         .quiet()
         .ignore_status()
@@ -637,10 +647,7 @@ fn check_relocation_tool(sh: &Shell, target: &Target, report: &mut Report) {
         } else {
             format!("`{tool}` not found")
         },
-        (!ok).then(|| match target.os {
-            Os::Macos => "xcode-select --install".to_string(),
-            _ => install_hint(target, "patchelf", ""),
-        }),
+        (!ok).then(|| found.install.clone()),
     );
 }
 

@@ -129,6 +129,48 @@ impl Download {
     }
 }
 
+/// The C compiler a build of the target drives.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum CompilerKind {
+    /// `$CC`, else `cc` (gcc, clang).
+    Cc,
+    /// MSVC's `cl.exe`, found in the Visual Studio installation as the cc crate finds it.
+    Msvc,
+}
+
+/// A program doctor runs to see that it is there, and what installs it.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProbedTool {
+    pub program: String,
+    /// An argument that makes it run and stop (`--version`).
+    pub probe: String,
+    pub install: String,
+}
+
+/// The build machine's tools for a target, as doctor checks them.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Tools {
+    pub compiler: CompilerKind,
+    /// What installs the compiler when it is missing.
+    pub compiler_install: String,
+    /// `make`, or `nmake` (beside `cl.exe`, found the same way).
+    pub make: String,
+    /// The tool the package stage rewrites search paths with (none on Windows).
+    #[serde(default)]
+    pub relocation_tool: Option<ProbedTool>,
+    /// What installs git when it is missing.
+    pub git_install: String,
+    /// macOS: the Xcode command line tools must be selected.
+    #[serde(default)]
+    pub xcode: bool,
+    /// Whether the C libraries' headers are looked for with the compiler
+    /// (not on Windows, where the externals bring them).
+    pub headers: bool,
+}
+
 /// The part of a target's entry that only CI and the test-suite read.
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
@@ -212,6 +254,9 @@ pub struct Target {
     /// archives: their build record keeps the release layout alone.
     #[serde(skip_serializing)]
     pub ci: Ci,
+    /// The build machine's tools, as doctor checks them (not recorded).
+    #[serde(skip_serializing)]
+    pub tools: Tools,
     /// Linux: what a portable archive may need of the system it runs on.
     #[serde(default)]
     pub portability: Option<Portability>,
