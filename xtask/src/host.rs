@@ -162,7 +162,7 @@ pub fn find(
 }
 
 /// The module a requirement string makes importable (`cffi<1.16` -> `cffi`).
-pub(crate) fn module_of(requirement: &str) -> &str {
+pub fn module_of(requirement: &str) -> &str {
     let end = requirement
         .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_' || c == '-'))
         .unwrap_or(requirement.len());

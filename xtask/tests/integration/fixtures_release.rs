@@ -130,7 +130,7 @@ fn official_release_is_downloaded_checked_and_repackaged() {
     let source = official(&target, &url, &sha);
     let sh = xshell::Shell::new().unwrap();
     let archive =
-        fixtures::prepare_test_pypy(&sh, root.path(), &source, &target, &options(cache.path()))
+        test_support::prepare_test_pypy(&sh, root.path(), &source, &target, &options(cache.path()))
             .unwrap_or_else(|e| panic!("{e:#}"));
 
     let name = source.archive_name(&target).unwrap();
@@ -163,7 +163,7 @@ fn official_release_is_downloaded_checked_and_repackaged() {
 
     // Prepared again: the finished archive is kept, nothing is downloaded.
     let again =
-        fixtures::prepare_test_pypy(&sh, root.path(), &source, &target, &options(cache.path()))
+        test_support::prepare_test_pypy(&sh, root.path(), &source, &target, &options(cache.path()))
             .unwrap();
     assert_eq!(again, archive);
     assert_eq!(server.requests().len(), 1);
@@ -174,8 +174,9 @@ fn official_release_is_downloaded_checked_and_repackaged() {
     let mut opts = options(mirrored_cache.path());
     opts.mirror = Some(Mirror::Dir(work.path().to_path_buf()));
     let dead = official(&target, &format!("{DEAD_UPSTREAM}/{file_name}"), &sha);
-    let from_mirror = fixtures::prepare_test_pypy(&sh, mirrored_root.path(), &dead, &target, &opts)
-        .unwrap_or_else(|e| panic!("{e:#}"));
+    let from_mirror =
+        test_support::prepare_test_pypy(&sh, mirrored_root.path(), &dead, &target, &opts)
+            .unwrap_or_else(|e| panic!("{e:#}"));
     let mirrored = pypy_archive::extract::read_manifest(&from_mirror).unwrap();
     assert_eq!(mirrored.origin, report.manifest.origin);
     assert!(
@@ -196,7 +197,7 @@ fn wrong_sha256_is_refused_and_leaves_no_archive() {
     let source = official(&target, &url, &wrong);
     let sh = xshell::Shell::new().unwrap();
     let err =
-        fixtures::prepare_test_pypy(&sh, root.path(), &source, &target, &options(cache.path()))
+        test_support::prepare_test_pypy(&sh, root.path(), &source, &target, &options(cache.path()))
             .unwrap_err();
     let text = format!("{err:#}");
     let got = xtask::hash::sha256_file(&release).unwrap();

@@ -71,7 +71,7 @@ fn build(sh: &Shell, cc: &Path, dir: &Path, prefix: &Path) -> PathBuf {
 
 /// Runs `prog` with Debian 11's loader and C library.
 fn run_on_debian11(sh: &Shell, prog: &Path) -> std::process::Output {
-    let old = fixtures::old_glibc().unwrap();
+    let old = test_support::old_glibc().unwrap();
     let (loader, libs) = (&old.loader, &old.lib_dir);
     let here = prog.parent().unwrap();
     let path = format!("{}:{}", libs.display(), here.display());
@@ -96,7 +96,7 @@ fn zig_builds_run_on_debian_11_and_gcc_builds_do_not() {
         );
         return;
     };
-    let (zig, prefix) = fixtures::portable_toolchain(&sh).unwrap();
+    let (zig, prefix) = test_support::portable_toolchain(&sh).unwrap();
     let out = tempfile::tempdir().unwrap();
 
     // The zig build: meets the policy and runs on the older glibc.
@@ -172,7 +172,7 @@ fn a_host_with_the_systems_zlib_keeps_it_beside_the_bundled_one() {
         assert_ne!(target.os, targets::Os::Linux);
         return;
     }
-    let (zig, prefix) = fixtures::portable_toolchain(&sh).unwrap();
+    let (zig, prefix) = test_support::portable_toolchain(&sh).unwrap();
     let out = tempfile::tempdir().unwrap();
     let dir = out.path().join("zig");
     build(&sh, &zig.cc(), &dir, &prefix.dir);
@@ -214,7 +214,7 @@ fn the_dependency_stage_builds_the_same_bytes_in_two_places() {
         assert_ne!(host.os, targets::Os::Linux);
         return;
     }
-    let (zig, _) = fixtures::portable_toolchain(&sh).unwrap();
+    let (zig, _) = test_support::portable_toolchain(&sh).unwrap();
     let pin = xtask::toolchain::of(&host).unwrap().zig_sha256.clone();
     let sources = fixtures::root().join("cache/deps/sources");
     let one = tempfile::tempdir().unwrap();
@@ -247,12 +247,12 @@ fn the_dependency_stages_plan_is_what_its_build_ran() {
         assert_ne!(host.os, targets::Os::Linux);
         return;
     }
-    let (zig, _) = fixtures::portable_toolchain(&sh).unwrap();
+    let (zig, _) = test_support::portable_toolchain(&sh).unwrap();
     let pin = xtask::toolchain::of(&host).unwrap().zig_sha256.clone();
     let cache = fixtures::root().join("cache");
     let jobs = std::thread::available_parallelism().map_or(2, |n| n.get());
     let (_, planned) = xtask::deps::plan(&zig, &pin, &cache, jobs).unwrap();
-    for name in fixtures::PORTABLE_TEST_LIBRARIES {
+    for name in test_support::PORTABLE_TEST_LIBRARIES {
         let build = planned.iter().find(|b| b.library.name == name).unwrap();
         let log_path = build.entry.join(format!("build-{name}.log"));
         let log = fs_err::read_to_string(&log_path).unwrap();

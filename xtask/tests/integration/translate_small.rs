@@ -282,7 +282,7 @@ fn small_target_cross_translates_and_runs_under_the_emulator() {
 
     let _turn = common::rpython_turn();
     let sh = Shell::new().unwrap();
-    let (target, cross) = fixtures::cross_toolchain(&sh)
+    let (target, cross) = test_support::cross_toolchain(&sh)
         .unwrap()
         .expect("the table emulates a target on x86-64 Linux");
     let host = host27(&sh);
