@@ -147,6 +147,18 @@ pub fn build(opts: &BuildOptions) -> Result<PathBuf> {
             cross.emulator.program.display()
         );
     }
+    // The translated interpreter is started by other programs (RPython's
+    // last task builds the stdlib's cffi modules with it, then package.py
+    // does): the emulator is registered with the kernel for the whole build.
+    let _binfmt = match &cross {
+        Some(cross) => Some(
+            cross
+                .emulator
+                .register_for(&target, &sh)
+                .context("registering the emulator for the cross-build")?,
+        ),
+        None => None,
+    };
 
     // Stage 0: everything an hour-long translation needs, checked before it starts.
     let host = translate::find_host(&sh, &opts.run, &recipe, &cache_root)

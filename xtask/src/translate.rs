@@ -541,6 +541,10 @@ pub fn rpython_env(
             "PYPY_MULTIARCH",
             crate::deps::gnu_triple(&cross.zig.target).into(),
         ));
+        // RPython's last task runs the translated interpreter to build the
+        // stdlib's cffi modules: through the kernel's registration of the
+        // emulator, which finds the target's C library here.
+        env.push(cross.emulator.env());
     }
     env.extend([
         ("PYPY_USESSION_DIR", usession.into()),
