@@ -413,21 +413,6 @@ fn package_step(
         format!("in {}", show(tree)),
     ];
     let emulator = cross.map(|c| &c.emulator);
-    if let (Some(emulator), Some(pin)) = (emulator, &target.emulator) {
-        lines.push(format!(
-            "register {} with binfmt_misc for the time of package.py (root): the \
-             interpreter starts itself again for each cffi module",
-            show(&emulator.program)
-        ));
-        lines.push(format!(
-            "  {}",
-            crate::emulator::binfmt_line(
-                &format!("pypy-embed-{}", pin.debian_arch),
-                pin.elf_machine,
-                &emulator.program
-            )
-        ));
-    }
     let command = package::package_py_command(
         &launcher,
         tree,
@@ -644,6 +629,18 @@ fn emulator_steps(
                 "what runs here while translating is compiled by {} (zig for {})",
                 show(&host_zig.cc()),
                 host_zig.target
+            ),
+            "registered with binfmt_misc for the whole build (as root, else through \
+             `sudo -n`), since RPython's last task and package.py start the translated \
+             interpreter, which starts itself again:"
+                .into(),
+            format!(
+                "  {}",
+                crate::emulator::binfmt_line(
+                    &format!("pypy-embed-{}", pin.debian_arch),
+                    pin.elf_machine,
+                    &emulator.program
+                )
             ),
         ],
     });
