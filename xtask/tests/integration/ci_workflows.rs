@@ -456,3 +456,35 @@ fn ci_matrix_check_command_passes_on_the_committed_workflows() {
     let out = cmd!(sh, "{xtask} ci-matrix --check").read().unwrap();
     assert_eq!(out, "2 workflows are current");
 }
+
+/// `.ci/run` installs what the target table lists for this machine's target:
+/// its Python snippet, run as the script runs it, prints the table's
+/// system and test packages (a renamed key fails here, not in CI).
+#[cfg(target_os = "linux")]
+#[test]
+fn ci_run_installs_the_tables_packages() {
+    let root = xtask::paths::workspace_root();
+    let script = std::fs::read_to_string(root.join(".ci/run")).unwrap();
+    let snippet = script
+        .split_once("python3 -c '")
+        .and_then(|(_, rest)| rest.split_once("')"))
+        .expect(".ci/run reads the package list with `python3 -c '...'`")
+        .0;
+    let out = std::process::Command::new("python3")
+        .args(["-c", snippet])
+        .current_dir(&root)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        ".ci/run's snippet failed:\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let host = targets::get(targets::host_triple()).unwrap();
+    let mut expected = host.system_packages.clone();
+    expected.extend(host.ci.test_packages.iter().cloned());
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        expected.join(" ")
+    );
+}
