@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 /// Bumped when the layout of an entry or the meaning of the key changes.
-pub const CACHE_FORMAT: u32 = 1;
+pub const CACHE_FORMAT: u32 = 2;
 
 /// Everything that affects the translated outputs. `jobs` is deliberately absent:
 /// parallel make gives the same binaries.

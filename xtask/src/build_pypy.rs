@@ -430,5 +430,12 @@ fn place_outputs(outputs: &translate::Outputs, tree: &Path) -> Result<()> {
         pypy_archive::fs::copy_atomic(file, &dest)
             .with_context(|| format!("placing {} in {}", file.display(), goal.display()))?;
     }
+    // The headers the translation wrote into the tree, for a tree that was
+    // copied afresh (a translation from the cache).
+    if let Some(include) = &outputs.include {
+        let dest = tree.join(translate::INCLUDE_DIR);
+        pypy_archive::fs::copy_tree(include, &dest)
+            .with_context(|| format!("placing the translated headers in {}", dest.display()))?;
+    }
     Ok(())
 }

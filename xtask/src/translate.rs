@@ -104,6 +104,11 @@ pub struct Outputs {
     pub launcher: Option<PathBuf>,
     /// The Windows import library.
     pub import_library: Option<PathBuf>,
+    /// The C headers the translation wrote into the source tree's
+    /// `include/` (PyPy's cpyext: copies and generated declarations), which
+    /// package.py ships and builds the test modules with; kept so that a
+    /// build from the cache, in a fresh copy of the tree, has them too.
+    pub include: Option<PathBuf>,
     pub log: PathBuf,
     /// `timings.json`: see [`Timings`].
     pub timings: PathBuf,
@@ -128,6 +133,9 @@ pub struct Timings {
 
 /// Name of the file in an entry that lists its outputs.
 const OUTPUTS_FILE: &str = "outputs.json";
+
+/// The folder of the source tree where the translation writes C headers.
+pub const INCLUDE_DIR: &str = "include";
 
 pub fn run(args: Args) -> Result<()> {
     let sh = Shell::new()?;
@@ -442,6 +450,7 @@ fn read_entry(entry: &Path) -> Result<Option<Outputs>> {
         .into_iter()
         .chain(&outputs.launcher)
         .chain(&outputs.import_library)
+        .chain(&outputs.include)
     {
         if !path.exists() {
             // Someone deleted part of the entry by hand: translate again.
@@ -463,6 +472,8 @@ struct RelOutputs {
     library: String,
     launcher: Option<String>,
     import_library: Option<String>,
+    #[serde(default)]
+    include: Option<String>,
 }
 
 impl RelOutputs {
@@ -473,6 +484,7 @@ impl RelOutputs {
             library: entry.join(self.library),
             launcher: self.launcher.map(|l| entry.join(l)),
             import_library: self.import_library.map(|l| entry.join(l)),
+            include: self.include.map(|l| entry.join(l)),
             log: entry.join("translate.log"),
             timings: entry.join("timings.json"),
             cached: true,
@@ -699,7 +711,14 @@ fn run_rpython(
         library: String::new(),
         launcher: None,
         import_library: None,
+        include: None,
     };
+    let include = spec.source_root.join(INCLUDE_DIR);
+    if include.is_dir() {
+        pypy_archive::fs::copy_tree(&include, &out.join(INCLUDE_DIR))
+            .with_context(|| format!("keeping {}", include.display()))?;
+        rel.include = Some(INCLUDE_DIR.into());
+    }
     for (path, slot) in [
         (Some(found.library.clone()), 0),
         (found.launcher.clone(), 1),

@@ -48,10 +48,28 @@ fn small_target_translates_caches_and_runs() {
     let host = host27(&sh);
     let cache_dir = tempfile::tempdir().unwrap();
     let cache = BuildCache::new(cache_dir.path().to_path_buf());
+    // A tree with headers in `include/`, as PyPy's translation leaves them:
+    // the entry keeps them for builds that take it from the cache.
+    let tree = tempfile::tempdir().unwrap();
+    let small = || {
+        let mut s = spec("targetembedsmall.py", "2");
+        pypy_archive::fs::copy_tree(&s.source_root, tree.path()).unwrap();
+        s.source_root = tree.path().to_path_buf();
+        s
+    };
+    let include = tree.path().join(translate::INCLUDE_DIR);
+    fs_err::create_dir_all(&include).unwrap();
+    fs_err::write(include.join("translated.h"), "/* from the translation */\n").unwrap();
 
-    let first = translate::translate(&sh, &spec("targetembedsmall.py", "2"), &host, &cache, false)
+    let first = translate::translate(&sh, &small(), &host, &cache, false)
         .expect("the small target translates");
     assert!(!first.cached);
+    let kept = first.include.clone().expect("the entry keeps include/");
+    assert!(kept.starts_with(&first.dir), "{kept:?}");
+    assert_eq!(
+        fs_err::read_to_string(kept.join("translated.h")).unwrap(),
+        "/* from the translation */\n"
+    );
     let lib = &first.library;
     // The same kind of file as the table's libpypy for this OS (`-c.so`, `-c.dylib`, `-c.dll`).
     let this_os = targets::get(targets::host_triple()).unwrap();
@@ -84,16 +102,16 @@ fn small_target_translates_caches_and_runs() {
     let phases = timings["phases"].as_array().unwrap();
     assert!(phases.iter().any(|p| p[0] == "annotate"), "{timings}");
 
-    // Same inputs: a cache hit with the same files.
-    let second =
-        translate::translate(&sh, &spec("targetembedsmall.py", "2"), &host, &cache, false).unwrap();
+    // Same inputs: a cache hit with the same files, headers included.
+    let second = translate::translate(&sh, &small(), &host, &cache, false).unwrap();
     assert!(second.cached);
     assert_eq!(second.library, first.library);
+    assert_eq!(second.include, first.include);
 
     // A changed option: a miss, so RPython runs again. The option is one
     // RPython rejects at once, which a cache hit could never report, and
     // which spares the test a third full translation.
-    let mut changed = spec("targetembedsmall.py", "2");
+    let mut changed = small();
     changed
         .rpython_options
         .push("--gcrootfinder=no-such-rootfinder".into());
